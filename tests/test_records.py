@@ -1,0 +1,79 @@
+"""Result records: atomic, never overwritten, validated on read, flattened for pandas."""
+import json
+
+import pytest
+
+from benchmarks import records
+from benchmarks.provenance import collect
+
+
+def make_record(trial=0, label="moco-demo", kind="moco", ap=50.0, max_iter=100):
+    protocol = {"config_hash": "abc", "max_iter": max_iter, "ims_per_batch": 16, "amp": False}
+    return {
+        "schema": records.SCHEMA_VERSION, "benchmark": "voc07-det-c4", "task": "detection",
+        "init": {"label": label, "kind": kind, "weights": None, "weights_sha256": None,
+                 "pretrain": {"run": "output/pretrain/x", "epoch": 3}},
+        "protocol": protocol, "protocol_hash": records.canonical_hash(protocol),
+        "trial": trial, "seed": 100 + trial,
+        "metrics": {"bbox": {"AP": ap, "AP50": ap + 20, "AP75": ap - 5}},
+        "config": "MODEL:\n  DEVICE: cpu\n", "provenance": collect(),
+    }
+
+
+def test_write_then_read_round_trip(tmp_path):
+    rec = make_record()
+    path = records.write_record(rec, tmp_path)
+    assert path == tmp_path / "records" / "voc07-det-c4" / "moco-demo" / rec["protocol_hash"][:12] / "trial00.json"
+    back = records.read_record(path)
+    assert back["metrics"] == rec["metrics"] and back["_path"] == str(path)
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp")], "temp file left behind"
+
+
+def test_finished_trial_is_never_overwritten(tmp_path):
+    path = records.write_record(make_record(ap=50.0), tmp_path)
+    with pytest.raises(records.RecordError, match="already exists"):
+        records.write_record(make_record(ap=99.0), tmp_path)
+    assert json.loads(path.read_text())["metrics"]["bbox"]["AP"] == 50.0
+
+
+def test_tampered_protocol_is_detected(tmp_path):
+    path = records.write_record(make_record(), tmp_path)
+    data = json.loads(path.read_text())
+    data["protocol"]["max_iter"] = 5
+    path.write_text(json.dumps(data))
+    with pytest.raises(records.RecordError, match="protocol_hash"):
+        records.read_record(path)
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda r: r.pop("metrics"), "missing keys"),
+    (lambda r: r.update(schema=99), "schema"),
+    (lambda r: r["init"].update(kind="imagenet"), "init.kind"),
+])
+def test_malformed_records_are_refused(tmp_path, breakage, message):
+    rec = make_record()
+    breakage(rec)
+    with pytest.raises(records.RecordError, match=message):
+        records.write_record(rec, tmp_path)
+
+
+def test_bad_label_cannot_escape_the_results_folder(tmp_path):
+    with pytest.raises(records.RecordError, match="folder name"):
+        records.record_path(tmp_path, "voc", "../evil", "0" * 64, 0)
+
+
+def test_frame_has_one_row_per_trial_with_flat_metrics(tmp_path):
+    for t, ap in enumerate([50.0, 52.0]):
+        records.write_record(make_record(trial=t, ap=ap), tmp_path)
+    records.write_record(make_record(trial=0, label="supervised", kind="supervised", ap=40.0), tmp_path)
+    df = records.records_frame(records.load_records(tmp_path))
+    assert len(df) == 3
+    moco = df[df.init == "moco-demo"]
+    assert sorted(moco["bbox/AP"]) == [50.0, 52.0]
+    assert list(moco["bbox/AP50"].sort_values()) == [70.0, 72.0]
+    assert set(df["protocol.max_iter"]) == {100} and set(df["pretrain_epoch"]) == {3}
+
+
+def test_canonical_hash_ignores_key_order():
+    assert records.canonical_hash({"a": 1, "b": [1, 2]}) == records.canonical_hash({"b": [1, 2], "a": 1})
+    assert records.canonical_hash({"a": 1}) != records.canonical_hash({"a": 2})
