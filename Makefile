@@ -18,26 +18,26 @@ help:
 install: $(STAMP)
 
 # Rebuilt when pyproject.toml changes. A detectron2 already importable from $(PYTHON) (a user's own
-# build with compiled ops) is kept: the venv then sees the base interpreter's site-packages.
+# build with compiled ops, in a system, conda or virtual environment) is kept: a .pth file puts its
+# folder at the end of the venv's sys.path, so the venv's pinned packages still come first.
 $(STAMP): pyproject.toml
 	@set -e; \
-	if $(PYTHON) -c 'import detectron2' 2>/dev/null; then \
-	  echo "[install] using the detectron2 already importable from $(PYTHON)"; \
-	  $(PYTHON) -m venv --system-site-packages $(VENV); own_d2=1; \
-	else \
-	  $(PYTHON) -m venv $(VENV); own_d2=0; \
-	fi; \
+	own_d2=$$($(PYTHON) -c 'import os, detectron2; print(os.path.dirname(os.path.dirname(detectron2.__file__)))' 2>/dev/null || true); \
+	$(PYTHON) -m venv $(VENV); \
+	sp=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	$(PY) -m pip install -q --upgrade "pip>=24" "setuptools==80.9.0" wheel; \
 	$(PY) -m pip install -q -e ".[dev]"; \
-	if [ $$own_d2 = 0 ] && ! $(PY) -c 'import detectron2' 2>/dev/null; then \
+	if [ -n "$$own_d2" ]; then \
+	  echo "[install] keeping the detectron2 importable from $(PYTHON) (in $$own_d2)"; \
+	  echo "$$own_d2" > "$$sp/zz_user_detectron2.pth"; \
+	elif ! $(PY) -c 'import detectron2' 2>/dev/null; then \
 	  echo "[install] detectron2: installing sal-detectron2 0.7.2 (upstream's Python code) into $(VENV)"; \
-	  sp=$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
 	  req=$$(mktemp); echo "$(D2_REQ)" > $$req; \
 	  $(PY) -m pip install -q --no-deps --only-binary=:all: --python-version 3.10 --implementation cp \
 	      --require-hashes --target "$$sp" --upgrade -r $$req; \
 	  rm -f $$req; rm -rf "$$sp/tools"; \
 	fi; \
-	$(PY) -c 'import torch, torchvision, detectron2; print("[install] torch", torch.__version__, "torchvision", torchvision.__version__, "detectron2", detectron2.__version__)'; \
+	$(PY) -c 'import torch, torchvision, detectron2; print("[install] torch", torch.__version__, "torchvision", torchvision.__version__, "detectron2", detectron2.__version__, "from", detectron2.__file__)'; \
 	touch $(STAMP)
 
 test: install
