@@ -1,0 +1,62 @@
+"""Pretraining logs: <run dir>/log.jsonl, one JSON object per line.
+
+Each line has "epoch", "step", "loss", "lr" and sometimes "knn_top1". pretrain/ also writes "kind":
+"step" lines (loss over the last logging window) and "epoch" lines (the epoch's mean loss, kNN), whose
+"epoch" is the 0-based index of the epoch just finished; `finished_epochs` puts those on the axis of
+checkpoint epochs (checkpoint N = N finished epochs), the axis of the transfer-vs-epoch plots.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+
+LOG_NAME = "log.jsonl"
+REQUIRED = ("epoch", "step", "loss", "lr")
+
+
+class LogError(ValueError):
+    """A pretraining log is missing or malformed."""
+
+
+def log_path(run_dir: str | os.PathLike) -> Path:
+    return Path(run_dir) / LOG_NAME
+
+
+def read_log(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """The log sorted by step; columns epoch, step, loss, lr, knn_top1 (NaN where absent), kind, finished_epochs."""
+    path = log_path(run_dir)
+    if not path.is_file():
+        raise LogError(f"{path} not found: pass a pretraining run directory (one with {LOG_NAME}), e.g. "
+                       f"output/pretrain/<run>")
+    rows = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise LogError(f"{path}:{lineno}: not a JSON object ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise LogError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            needed = REQUIRED if "knn_top1" not in obj else ("epoch", "step")
+            missing = [k for k in needed if k not in obj]
+            if missing:
+                raise LogError(f"{path}:{lineno}: missing {missing} (each line needs {list(REQUIRED)}, "
+                               f"evaluation lines may carry only epoch, step and knn_top1)")
+            row = {k: math.nan if obj.get(k) is None else obj[k] for k in REQUIRED + ("knn_top1",)}
+            row["kind"] = obj.get("kind")
+            rows.append(row)
+    if not rows:
+        raise LogError(f"{path} is empty: the run has not logged a step yet")
+    frame = pd.DataFrame(rows)
+    try:
+        frame = frame.astype({k: float for k in REQUIRED + ("knn_top1",)})
+    except (TypeError, ValueError) as e:
+        raise LogError(f"{path}: a value of {list(REQUIRED) + ['knn_top1']} is not a number ({e})") from None
+    frame["finished_epochs"] = frame["epoch"] + (frame["kind"] == "epoch")
+    return frame.sort_values("step", kind="stable").reset_index(drop=True)
