@@ -1,0 +1,21 @@
+"""Shared fixtures. The "tiny" synthetic data set is generated once per test session."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def synthetic_tiny(tmp_path_factory):
+    """The tiny synthetic layout (benchmarks.synthetic.SyntheticLayout), written once per session."""
+    from benchmarks.synthetic import ensure_synthetic
+
+    return ensure_synthetic(root=tmp_path_factory.mktemp("synthetic"), preset="tiny", seed=0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def synthetic_layout(synthetic_tiny):
+    """The tiny synthetic layout with its synth_* detectron2 data sets registered."""
+    from benchmarks.datasets import register_synthetic
+
+    register_synthetic(synthetic_tiny)
+    return synthetic_tiny
