@@ -1,0 +1,112 @@
+"""`python -m pretrain {train,knn,lincls}`: MoCo v1/v2 (or supervised) pretraining and its evaluations.
+
+  python -m pretrain train --config demo                       # built-in synthetic set, CPU, minutes
+  python -m pretrain train --config moco_v2 data.path=/data/imagenet/train optim.batch_size=256
+  torchrun --nproc_per_node 8 -m pretrain train --config moco_v2 data.path=...   # DDP, one node
+  python -m pretrain knn --checkpoint CKPT --train DIR --val DIR
+  python -m pretrain lincls --checkpoint CKPT --train DIR --val DIR
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+TRAIN_HELP = """Batch and lr: optim.batch_size is the GLOBAL batch (all processes together); each of N processes
+gets batch_size/N. The lr follows the linear scaling rule: lr_used = optim.lr * optim.batch_size / optim.base_batch
+(the paper: lr 0.03 at batch 256 on 8 GPUs; at batch 1024 use the same optim.lr, the rule gives 0.12).
+moco.queue_size must be divisible by the global batch. One process emulates the paper's 8 GPUs with BN over
+moco.bn_groups sub-batches and a shuffled key batch (Shuffle BN); under torchrun, each process takes
+bn_groups/N of them. Overrides: key.sub=value, e.g. optim.epochs=10 train.amp=bf16."""
+
+
+def _train(args: argparse.Namespace) -> int:
+    from pretrain.config import load_config
+    from pretrain.trainer import Trainer
+
+    cfg = load_config(args.config, args.overrides)
+    if args.output_dir:
+        cfg["train"]["output_dir"] = args.output_dir
+    Trainer(cfg, resume=args.resume).train()
+    return 0
+
+
+def _knn(args: argparse.Namespace) -> int:
+    import torch
+
+    from pretrain import checkpoint as ckpt_lib
+    from pretrain.knn import knn_top1
+    from pretrain.lincls import model_from_checkpoint
+
+    ckpt = ckpt_lib.load(args.checkpoint)
+    encoder = model_from_checkpoint(ckpt, num_classes=1, arch=args.arch, source=args.checkpoint)
+    size = args.image_size or (ckpt.get("config") or {}).get("data", {}).get("image_size", 224)
+    top1 = knn_top1(encoder, args.train, args.val, image_size=size, device=torch.device(args.device), k=args.k,
+                    temperature=args.t, batch_size=args.batch_size, workers=args.workers, limit=args.limit)
+    print(json.dumps({"knn_top1": top1, "k": args.k, "t": args.t, "checkpoint": args.checkpoint}))
+    return 0
+
+
+def _lincls(args: argparse.Namespace) -> int:
+    from pretrain.lincls import LinclsSettings, linear_eval
+
+    s = LinclsSettings(epochs=args.epochs, lr=args.lr, milestones=args.milestones, batch_size=args.batch_size,
+                       image_size=args.image_size, workers=args.workers, device=args.device)
+    print(json.dumps(linear_eval(args.checkpoint, args.train, args.val, s, arch=args.arch, output=args.output)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pretrain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="MoCo or supervised pretraining", description=TRAIN_HELP)
+    tr.add_argument("--config", default="demo", help="YAML file or bundled config name (pretrain/configs/)")
+    tr.add_argument("--resume", default=None, help="PATH of a checkpoint, or 'auto' (latest in the output directory)")
+    tr.add_argument("--output-dir", default=None, help="shortcut for train.output_dir=...")
+    tr.add_argument("overrides", nargs="*", help="key.sub=value overrides of the config")
+    tr.set_defaults(func=_train)
+    for name, func, text in (("knn", _knn, "weighted kNN top-1 (k=200, T=0.1) of a checkpoint's backbone"),
+                             ("lincls", _lincls, "linear evaluation with a frozen backbone (the paper's protocol)")):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--checkpoint", required=True)
+        p.add_argument("--train", required=True, help="labelled ImageFolder (train split)")
+        p.add_argument("--val", required=True, help="labelled ImageFolder (val split)")
+        p.add_argument("--arch", default=None, help="expected arch (checked against the checkpoint)")
+        p.add_argument("--image-size", type=int, default=None, help="default: the pretraining image size")
+        p.add_argument("--batch-size", type=int, default=256)
+        p.add_argument("--workers", type=int, default=4)
+        p.add_argument("--device", default="cuda" if _cuda() else "cpu")
+        p.set_defaults(func=func)
+    sub.choices["knn"].add_argument("--k", type=int, default=200)
+    sub.choices["knn"].add_argument("--t", type=float, default=0.1)
+    sub.choices["knn"].add_argument("--limit", type=int, default=None,
+                                    help="at most N bank and N query images, evenly spread (quick checks)")
+    lc = sub.choices["lincls"]
+    lc.add_argument("--epochs", type=int, default=100)
+    lc.add_argument("--lr", type=float, default=30.0)
+    lc.add_argument("--milestones", type=int, nargs="*", default=[60, 80])
+    lc.add_argument("--output", default=None, help="write the result as JSON here (never overwritten)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from pretrain.checkpoint import CheckpointError
+    from pretrain.config import ConfigError
+    from pretrain.data import DataError
+    from pretrain.trainer import RunError
+
+    try:
+        return args.func(args)
+    except (CheckpointError, ConfigError, DataError, RunError, FileExistsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The pretraining loop: MoCo (or the supervised baseline) with SGD, one visible step, hooks around it.
+
+    trainer = Trainer(cfg, resume="auto"); final_checkpoint = trainer.train()
+
+Works in one process (CPU or GPU; Shuffle BN emulated by BN over sub-batches) and under torchrun
+(DDP, keys gathered in rank order, Shuffle BN across processes).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from benchmarks import provenance
+from pretrain import checkpoint as ckpt_lib
+from pretrain.config import ConfigError, config_diff, dump
+from pretrain.data import build_training_dataset, knn_paths
+from pretrain.distributed import DistEnv, DistributedExchange, LocalExchange, all_reduce_mean, barrier, init_distributed
+from pretrain.encoders import build_resnet
+from pretrain.knn import knn_top1
+from pretrain.moco import MoCo, Supervised
+from pretrain.sampler import GlobalBatchSampler
+from pretrain.schedules import key_momentum, learning_rate, scaled_lr
+
+log = logging.getLogger(__name__)
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class RunError(RuntimeError):
+    """The output directory or the resume checkpoint does not fit this run."""
+
+
+def build_model(cfg: dict, *, num_classes: int, world_size: int = 1,
+                exchange=None) -> MoCo | Supervised:
+    """The network a config describes (randomly initialised; seed the RNG before calling)."""
+    if cfg["mode"] == "supervised":
+        return Supervised(encoder=build_resnet(cfg["arch"], num_classes=num_classes, stem=cfg["stem"]))
+    m, batch = cfg["moco"], cfg["optim"]["batch_size"]
+    splits = 1
+    if m["shuffle_bn"]:
+        if m["bn_groups"] % world_size:
+            raise ConfigError(f"moco.bn_groups={m['bn_groups']} is not divisible by the world size {world_size}")
+        splits = max(1, m["bn_groups"] // world_size)
+        if (batch // world_size) % splits:
+            raise ConfigError(f"per-process batch {batch // world_size} is not divisible into {splits} BN groups "
+                              f"(moco.bn_groups / world size)")
+    encoder = build_resnet(cfg["arch"], num_classes=m["dim"], stem=cfg["stem"], mlp=m["mlp"], bn_splits=splits)
+    model = MoCo(encoder=encoder, dim=m["dim"], queue_size=m["queue_size"], momentum=m["momentum"],
+                 temperature=m["temperature"], exchange=exchange, shuffle_keys=m["shuffle_bn"])
+    try:
+        model.check_batch(batch)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    return model
+
+
+class Trainer:
+    def __init__(self, cfg: dict, *, resume: str | None = None, env: DistEnv | None = None) -> None:
+        self.cfg = cfg
+        self.env = env or init_distributed(cfg["train"]["device"])
+        t, o = cfg["train"], cfg["optim"]
+        if t["threads"]:
+            torch.set_num_threads(int(t["threads"]))
+        self.out = Path(t["output_dir"])
+        if o["batch_size"] % self.env.world_size:
+            raise ConfigError(f"optim.batch_size={o['batch_size']} (global) is not divisible by the "
+                              f"{self.env.world_size} processes")
+        if t["deterministic"]:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        else:
+            torch.backends.cudnn.benchmark = True
+        self.resume_from = self._check_output_dir(resume)
+
+        self.dataset = build_training_dataset(cfg)
+        self.dataset.seed = t["seed"]
+        self.sampler = GlobalBatchSampler(len(self.dataset), global_batch=o["batch_size"], rank=self.env.rank,
+                                          world_size=self.env.world_size, seed=t["seed"])
+        self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=cfg["data"]["workers"],
+                                 pin_memory=self.env.device.type == "cuda")
+        self.steps_per_epoch = len(self.sampler)
+
+        torch.manual_seed(t["seed"])  # identical initial weights and queue on every rank
+        exchange = (DistributedExchange(seed=t["seed"]) if self.env.world_size > 1 else LocalExchange(seed=t["seed"]))
+        self.exchange = exchange
+        model = build_model(cfg, num_classes=max(1, len(self.dataset.classes)), world_size=self.env.world_size,
+                            exchange=exchange)
+        if cfg["mode"] == "supervised" and len(self.dataset.classes) < 2:
+            raise ConfigError("mode=supervised needs at least 2 classes in the ImageFolder")
+        self.memory_format = torch.channels_last if t["channels_last"] else torch.contiguous_format
+        self.model = model.to(self.env.device, memory_format=self.memory_format)
+        self.ddp = (DistributedDataParallel(self.model, device_ids=[self.env.local_rank] if self.env.device.type == "cuda"
+                                            else None, broadcast_buffers=False)
+                    if self.env.world_size > 1 else None)
+        self.base_lr = scaled_lr(o["lr"], o["batch_size"], o["base_batch"])
+        self.optimizer = torch.optim.SGD([p for p in self.model.parameters() if p.requires_grad], lr=self.base_lr,
+                                         momentum=o["momentum"], weight_decay=o["weight_decay"])
+        self.amp_dtype = AMP_DTYPES.get(t["amp"])
+        self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=t["amp"] == "fp16")
+        self.start_epoch, self.step = 0, 0
+        self.history: list[dict[str, Any]] = []  # what was logged, also kept in memory (tests, callers)
+        self.writer = None
+        if self.resume_from is not None:
+            self._load(self.resume_from)
+
+    # ---------------------------------------------------------------- output directory and resume
+    def _check_output_dir(self, resume: str | None) -> Path | None:
+        saved = self.out / "config.yaml"
+        latest = ckpt_lib.latest_checkpoint(self.out)
+        if saved.is_file():
+            import yaml
+
+            diff = config_diff(yaml.safe_load(saved.read_text()), self.cfg)
+            if diff:
+                raise RunError(f"{self.out} holds another run (its config.yaml differs: {'; '.join(diff[:6])}). "
+                               f"Choose another train.output_dir, or remove that folder yourself.")
+        if resume is None:
+            if latest is not None:
+                raise RunError(f"{self.out} already holds checkpoints of this run (latest {latest.name}); pass "
+                               f"--resume auto to continue it, or choose another train.output_dir")
+            return None
+        if resume == "auto":
+            return latest
+        path = Path(resume)
+        if not path.is_file():
+            raise RunError(f"--resume {resume}: no such file (use --resume auto for the latest in {self.out})")
+        return path
+
+    def _load(self, path: Path) -> None:
+        ckpt = ckpt_lib.load(path)
+        diff = config_diff(ckpt.get("config") or {}, self.cfg)
+        if diff:
+            raise RunError(f"--resume {path}: the checkpoint comes from another config ({'; '.join(diff[:6])})")
+        state = {k[len("module."):]: v for k, v in ckpt["state_dict"].items()}
+        target = self.model.encoder if isinstance(self.model, Supervised) else self.model
+        target.load_state_dict(state, strict=True)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.exchange.load_state_dict(ckpt["exchange"])
+        rng = ckpt["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if rng.get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state(rng["cuda"], self.env.device)
+        self.start_epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
+        self._trim_log(self.step)
+        self._print(f"resumed from {path} (epoch {self.start_epoch}, step {self.step})")
+
+    def _trim_log(self, step: int) -> None:
+        """Drop log lines written after the resumed checkpoint (by an interrupted run)."""
+        path = self.out / "log.jsonl"
+        if not (self.env.is_main and path.is_file()):
+            return
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step
+                 and not (json.loads(ln)["step"] == step and json.loads(ln).get("kind") == "step")]
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(ln + "\n" for ln in lines))
+        tmp.replace(path)
+
+    def _state_dict(self) -> dict[str, torch.Tensor]:
+        net = self.model.encoder if isinstance(self.model, Supervised) else self.model
+        return {f"module.{k}": v.detach().cpu() for k, v in net.state_dict().items()}
+
+    def save_checkpoint(self, finished_epochs: int) -> Path:
+        path = ckpt_lib.checkpoint_path(self.out, finished_epochs)
+        ckpt = {"epoch": finished_epochs, "arch": self.cfg["arch"], "state_dict": self._state_dict(),
+                "optimizer": self.optimizer.state_dict(), "config": self.cfg, "step": self.step,
+                "scaler": self.scaler.state_dict(), "exchange": self.exchange.state_dict(),
+                "sampler": {"seed": self.sampler.seed, "epoch": finished_epochs},
+                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                        "cuda": torch.cuda.get_rng_state(self.env.device) if self.env.device.type == "cuda" else None},
+                "provenance": provenance.collect() | {"world_size": self.env.world_size}}
+        return ckpt_lib.save_atomic(ckpt, path)
+
+    # ---------------------------------------------------------------- logging
+    def _print(self, msg: str) -> None:
+        if self.env.is_main:
+            print(f"[pretrain] {msg}", flush=True)
+
+    def _log(self, entry: dict[str, Any]) -> None:
+        self.history.append(entry)
+        if not self.env.is_main:
+            return
+        with open(self.out / "log.jsonl", "a") as f:
+            f.write(json.dumps(entry) + "\n")
+        if self.writer is not None:
+            for key, value in entry.items():
+                if key not in ("epoch", "step", "kind") and isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"{entry['kind']}/{key}", value, entry["step"])
+
+    # ---------------------------------------------------------------- the step
+    def run_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
+        """data -> loss -> backward -> SGD step, at this step's lr and key momentum. Returns the local loss."""
+        o, total = self.cfg["optim"], self.cfg["optim"]["epochs"] * self.steps_per_epoch
+        lr = learning_rate(self.step, steps_per_epoch=self.steps_per_epoch, epochs=o["epochs"], base_lr=self.base_lr,
+                           schedule=o["schedule"], milestones=o["steps"], warmup_epochs=o["warmup_epochs"])
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        images, targets = batch
+        images = images.to(self.env.device, non_blocking=True)
+        net = self.ddp or self.model
+        with torch.autocast(self.env.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            if isinstance(self.model, MoCo):
+                m = key_momentum(self.step, total_steps=total, base=self.cfg["moco"]["momentum"],
+                                 schedule=self.cfg["moco"]["momentum_schedule"])
+                im_q = images[:, 0].contiguous(memory_format=self.memory_format)
+                im_k = images[:, 1].contiguous(memory_format=self.memory_format)
+                logits, labels = net(im_q, im_k, m)
+            else:
+                logits, labels = net(images.contiguous(memory_format=self.memory_format),
+                                     targets.to(self.env.device, non_blocking=True))
+            loss = F.cross_entropy(logits, labels)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step} (lr {lr:.4g}); lower "
+                                     f"optim.lr or switch train.amp to bf16/none")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        self._lr = lr
+        return loss.item()
+
+    # ---------------------------------------------------------------- hooks
+    def run_knn(self) -> float | None:
+        k = self.cfg["knn"]
+        top1 = None
+        if self.env.is_main:
+            train_dir, val_dir = knn_paths(self.cfg)
+            encoder = self.model.encoder_q if isinstance(self.model, MoCo) else self.model.encoder
+            top1 = knn_top1(encoder, train_dir, val_dir, image_size=self.cfg["data"]["image_size"],
+                            device=self.env.device, k=k["k"], temperature=k["temperature"], batch_size=k["batch_size"],
+                            workers=self.cfg["data"]["workers"], progress=self.cfg["train"]["progress"],
+                            limit=k["limit"])
+        barrier()
+        return top1
+
+    def train(self, stop_after_epoch: int | None = None) -> Path:
+        """Train to optim.epochs (or stop after `stop_after_epoch` finished epochs, as an interruption would)."""
+        o, t = self.cfg["optim"], self.cfg["train"]
+        if self.env.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            if not (self.out / "config.yaml").is_file():
+                tmp = self.out / ".config.yaml.tmp"
+                tmp.write_text(dump(self.cfg))
+                tmp.replace(self.out / "config.yaml")
+        if self.start_epoch >= o["epochs"]:
+            final = ckpt_lib.checkpoint_path(self.out, o["epochs"])
+            self._print(f"nothing to do: the run in {self.out} finished all {o['epochs']} epochs")
+            self._print(f"final checkpoint: {final}")
+            return final
+        if self.env.is_main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as e:  # a bare GPU image without tensorboard: log.jsonl still has everything
+                log.warning("TensorBoard unavailable (%s): scalars only in log.jsonl", e)
+            else:
+                self.writer = SummaryWriter(str(self.out / "tb"))
+            prov = provenance.collect()
+            self._print(f"git {prov['git_sha']}, torch {prov['versions']['torch']}, device {self.env.device}, "
+                        f"world size {self.env.world_size}")
+            self._print(f"{self.cfg['mode']} {self.cfg['arch']} ({self.cfg['stem']} stem): {len(self.dataset)} images, "
+                        f"global batch {o['batch_size']}, lr {self.base_lr:.4g} (= {o['lr']} x {o['batch_size']}/"
+                        f"{o['base_batch']}), {self.steps_per_epoch} steps/epoch, epochs {self.start_epoch}->{o['epochs']}")
+        last = o["epochs"] if stop_after_epoch is None else min(o["epochs"], stop_after_epoch)
+        path = None
+        self.model.train()
+        for epoch in range(self.start_epoch, last):
+            self.sampler.set_epoch(epoch)
+            self.dataset.epoch = epoch
+            losses: list[float] = []
+            bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{o['epochs']}", disable=not (self.env.is_main and t["progress"]),
+                       dynamic_ncols=True)
+            tick, window = time.perf_counter(), 0
+            for batch in bar:
+                losses.append(self.run_step(batch))
+                window += 1
+                if self.step % t["log_every"] == 0 or window == self.steps_per_epoch:
+                    now = time.perf_counter()
+                    rate = window * o["batch_size"] / (now - tick)
+                    loss = all_reduce_mean(float(np.mean(losses[-window:])), self.env.device)
+                    tick, window = now, 0
+                    self._log({"kind": "step", "epoch": epoch, "step": self.step, "loss": loss, "lr": self._lr,
+                               "pairs_per_s": rate})
+                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self._lr:.3g}", pairs_s=f"{rate:.1f}")
+            entry = {"kind": "epoch", "epoch": epoch, "step": self.step,
+                     "loss": all_reduce_mean(float(np.mean(losses)), self.env.device), "lr": self._lr}
+            finished = epoch + 1
+            k_every = self.cfg["knn"]["every"]
+            if k_every and (finished % k_every == 0 or finished == o["epochs"]):
+                entry["knn_top1"] = self.run_knn()
+            self._log(entry)
+            self._print(f"epoch {finished}/{o['epochs']}: loss {entry['loss']:.4f}"
+                        + (f", kNN top-1 {entry['knn_top1']:.2f}%" if entry.get("knn_top1") is not None else ""))
+            if finished % t["checkpoint_every"] == 0 or finished == last:
+                if self.env.is_main:
+                    path = self.save_checkpoint(finished)
+                    self._print(f"saved {path}")
+                barrier()
+        if self.writer is not None:
+            self.writer.close()
+        path = path or ckpt_lib.checkpoint_path(self.out, last)
+        if last == o["epochs"]:
+            self._print(f"final checkpoint: {path}")
+        return path
