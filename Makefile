@@ -45,3 +45,63 @@ test: install
 
 clean-venv:
 	rm -rf $(VENV)
+
+# ---- pretraining (pretrain/) -------------------------------------------------------------------
+# make pretrain                       MoCo v2 ResNet-18 demo on the synthetic set (CPU, a few minutes)
+# make pretrain DATA=/data/imagenet/train ARCH=resnet50 GPUS=8   a real run (config moco_v2; torchrun if GPUS>1)
+# Extra overrides: PRETRAIN_ARGS="optim.epochs=10 train.amp=bf16"; re-running resumes (--resume auto).
+GPUS ?= 1
+PRETRAIN_CONFIG ?= $(if $(DATA),moco_v2,demo)
+PRETRAIN_OUT ?= $(if $(DATA),output/pretrain/moco_v2_$(or $(ARCH),resnet50),output/pretrain/moco_v2_demo)
+PRETRAIN_LAUNCH = $(if $(filter-out 0 1,$(GPUS)),$(VENV)/bin/torchrun --nproc_per_node $(GPUS) -m pretrain,$(PY) -m pretrain)
+PRETRAIN_DATA = $(if $(DATA),data.source=imagefolder data.path=$(DATA)) $(if $(ARCH),arch=$(ARCH))
+.PHONY: pretrain pretrain-supervised knn lincls
+pretrain: install
+	$(PRETRAIN_LAUNCH) train --config $(PRETRAIN_CONFIG) --resume auto --output-dir $(PRETRAIN_OUT) $(PRETRAIN_DATA) $(PRETRAIN_ARGS)
+
+pretrain-supervised: install
+	$(PRETRAIN_LAUNCH) train --config supervised_demo --resume auto \
+	  $(if $(DATA),--output-dir output/pretrain/supervised_$(or $(ARCH),resnet50)) $(PRETRAIN_DATA) $(PRETRAIN_ARGS)
+
+# make knn|lincls CKPT=... TRAIN=<labelled ImageFolder> VAL=<labelled ImageFolder>
+knn lincls: install
+	@test -n "$(CKPT)" -a -n "$(TRAIN)" -a -n "$(VAL)" || { echo "usage: make $@ CKPT=checkpoint TRAIN=dir VAL=dir"; exit 2; }
+	$(PY) -m pretrain $@ --checkpoint $(CKPT) --train $(TRAIN) --val $(VAL) $(EVAL_ARGS)
+
+# ---- results tables and plots (benchmarks/tables.py) -------------------------------------------
+# make tables    paper-style tables from every record under results/records: results/tables/tables.{md,csv,tex,html}
+#                (Markdown also printed) and results/plots/*.png. Benchmark targets end with `$(MAKE) tables`.
+# TABLES_ARGS="--pretrain-runs output/pretrain/moco_v2_demo" adds that run's loss / kNN curves.
+.PHONY: tables
+tables: install
+	$(PY) -m benchmarks tables $(TABLES_ARGS)
+
+# Built-in synthetic data (benchmarks/synthetic): generated once per parameter set, then cached.
+.PHONY: data
+DATA_ROOT ?= output/synthetic
+DATA_PRESET ?= demo
+data: install
+	$(PY) -m benchmarks.synthetic --root $(DATA_ROOT) --preset $(DATA_PRESET)
+
+# ---- detection benchmarks (detection/, benchmarks/runner.py) -----------------------------------
+# make voc-det | coco-mask   real data under DETECTRON2_DATASETS: the paper's protocol (VOC07+12 Faster R-CNN
+#   R50-C4 24k | COCO Mask R-CNN R50-FPN 1x) for DET_WEIGHTS (latest checkpoint of a pretraining folder) and
+#   the baselines that exist (SUP_WEIGHTS, random). Without real data: the built-in demo (ResNet-18, tiny
+#   schedule) comparing `make pretrain`'s checkpoint, the supervised synthetic baseline (trained first if
+#   missing) and random init. DET_TRIALS=5 for the paper's trial count; DET_ARGS="--num-gpus 8 --amp ...".
+# make convert IN=checkpoint OUT=weights.pkl   convert + prove one checkpoint
+DET_WEIGHTS ?= $(PRETRAIN_OUT)
+SUP_WEIGHTS ?= output/pretrain/supervised_demo
+DET_TRIALS ?= 1
+.PHONY: voc-det coco-mask convert
+voc-det coco-mask: install
+	@if [ "$(SUP_WEIGHTS)" = output/pretrain/supervised_demo ] && ! ls $(SUP_WEIGHTS)/checkpoint_*.pth.tar >/dev/null 2>&1 \
+	  && [ "$$($(PY) -c 'import sys; from benchmarks.runner import resolve_benchmark, data_mode; print(data_mode(resolve_benchmark(sys.argv[1]), "auto"))' $@ 2>/dev/null)" = True ]; then \
+	  echo "[$@] no supervised synthetic baseline yet: make pretrain-supervised"; $(MAKE) pretrain-supervised; fi
+	$(PY) -m benchmarks run $@ --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
+	  --trials $(DET_TRIALS) $(DET_ARGS)
+	$(MAKE) tables
+
+convert: install
+	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make convert IN=checkpoint OUT=weights.pkl"; exit 2; }
+	$(PY) -m detection.convert $(IN) $(OUT)
