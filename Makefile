@@ -8,12 +8,25 @@ STAMP := $(VENV)/.installed
 # sal-detectron2 (cp310 wheel, pure Python use). Hash-pinned.
 D2_REQ := sal-detectron2==0.7.2 --hash=sha256:491af0c7f79bdb2d178e46f6cb16a97c4ac968d45c41ea3f6b6435d59bbee561
 
-.PHONY: install test clean-venv
+.PHONY: help install demo test clean-venv
 .DEFAULT_GOAL := help
 
 help:
-	@echo "make install   create $(VENV) with torch, detectron2 and this project (editable)"
-	@echo "make test      run the test suite (installs first)"
+	@echo "make install              create $(VENV) with torch, detectron2 and this project (editable)"
+	@echo "make demo                 = make pretrain && make voc-det coco-mask (built-in data: minutes on 2 CPU cores)"
+	@echo "make test                 run the test suite (installs first)"
+	@echo "make data                 write the built-in synthetic dataset (cached)"
+	@echo "make pretrain             MoCo v2 pretraining (DATA=, ARCH=, GPUS= for a real run)"
+	@echo "make pretrain-supervised  supervised baseline on labelled ImageFolder data"
+	@echo "make knn | lincls         kNN / linear evaluation of a checkpoint (CKPT=, TRAIN=, VAL=)"
+	@echo "make convert IN= OUT=     checkpoint -> Detectron2 pickle, with the forward-pass proof"
+	@echo "make voc-det | coco-mask  detection benchmarks (real data under DETECTRON2_DATASETS, else built-in)"
+	@echo "make tables               paper-style tables and plots from results/records"
+
+# The user's day on the built-in data (or on real data: DATA=..., DETECTRON2_DATASETS=...).
+demo: install
+	$(MAKE) pretrain
+	$(MAKE) voc-det coco-mask
 
 install: $(STAMP)
 

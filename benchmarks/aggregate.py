@@ -301,7 +301,9 @@ def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | Non
                 notes.append(f"{bench} has trials under {len(protocols)} different protocols; they are not "
                              f"averaged together. This table: {mine}. Differing fields: {', '.join(differing)}")
             if synthetic:
-                title += " - synthetic built-in data, not comparable to the paper"
+                # the demo shrinks the protocol (backbone, schedule): say what actually ran
+                ran = ", ".join(f"{k} {protocol[k]}" for k in ("depth", "max_iter") if k in protocol)
+                title += f" - synthetic built-in data{f' ({ran})' if ran else ''}, not comparable to the paper"
             config_hashes = {}
             for r in recs:
                 config_hashes.setdefault(str(r["protocol"].get("config_hash"))[:12], set()).add(r["init"]["label"])
