@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import html
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
 from benchmarks.aggregate import MARK_THRESHOLD, PAPER_SOURCE, Cell, Row, Table
+from benchmarks.atomic import atomic_write
 
 MISSING = "—"
 MD_MARK = {1: " ▲", -1: " ▼", 0: ""}
@@ -213,15 +213,8 @@ RENDERERS = {"md": render_markdown, "csv": render_csv, "tex": render_latex, "htm
 
 def write_text(path: Path, text: str) -> None:
     """Replace a derived file atomically (a reader never sees half a table)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(path, overwrite=True, mode="w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def write_tables(tables: list[Table], out_dir: str | os.PathLike) -> dict[str, Path]:

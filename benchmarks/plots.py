@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,20 +16,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from benchmarks.aggregate import PAPER_SOURCE, Table
+from benchmarks.atomic import atomic_write
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     """Save as PNG, replacing an older plot atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(path, overwrite=True) as f:
+        fig.savefig(f, dpi=dpi, format="png", bbox_inches="tight")
     return path
 
 

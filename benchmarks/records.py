@@ -30,9 +30,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
+
+from benchmarks.atomic import atomic_write
 
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema", "benchmark", "task", "init", "protocol", "protocol_hash", "trial", "seed",
@@ -76,21 +77,13 @@ def write_record(record: dict[str, Any], results_dir: str | os.PathLike) -> Path
     validate(record)
     path = record_path(results_dir, record["benchmark"], record["init"]["label"], record["protocol_hash"],
                        record["trial"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
     try:
-        with os.fdopen(fd, "w") as f:
+        with atomic_write(path, overwrite=False, mode="w") as f:
             json.dump(record, f, indent=2, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # atomic and never replaces an existing file
-        except FileExistsError:
-            raise RecordError(f"{path} already exists: trial {record['trial']} of {record['benchmark']} / "
-                              f"{record['init']['label']} is finished. Use another --trials range, or move "
-                              f"the old record away yourself.") from None
-    finally:
-        os.unlink(tmp)
+    except FileExistsError:
+        raise RecordError(f"{path} already exists: trial {record['trial']} of {record['benchmark']} / "
+                          f"{record['init']['label']} is finished. Use another --trials range, or move "
+                          f"the old record away yourself.") from None
     return path
 
 

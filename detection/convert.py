@@ -21,13 +21,14 @@ import os
 import pickle
 import re
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
+
+from benchmarks.atomic import atomic_write
 
 __all__ = ["ConversionError", "CheckpointFormat", "FORMATS", "Conversion", "VerifyReport", "load_checkpoint",
            "extract_backbone", "torchvision_to_detectron2", "convert", "save_detectron2", "verify",
@@ -301,15 +302,8 @@ def save_detectron2(conv: Conversion, output: str | os.PathLike, *, source: str 
     payload = {"model": conv.detectron2_state, "__author__": "moco-transfer-bench detection.convert",
                "matching_heuristics": True,
                "source": {"path": source, "format": conv.format, "depth": conv.depth, **meta}}
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=".tmp-", suffix=".pkl")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(payload, f)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(output, overwrite=True) as f:
+        pickle.dump(payload, f)
     return output
 
 

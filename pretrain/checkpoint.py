@@ -7,14 +7,14 @@ File: <out>/checkpoint_{epoch-1:04d}.pth.tar (the index of the last finished epo
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from benchmarks.atomic import atomic_write
 
 _NAME = re.compile(r"^checkpoint_(\d{4,})\.pth\.tar$")
 
@@ -30,19 +30,11 @@ def checkpoint_path(output_dir: str | Path, finished_epochs: int) -> Path:
 def save_atomic(obj: Any, path: str | Path) -> Path:
     """torch.save to a temp file in the same folder, then link into place; refuses to replace a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pth.tar")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_write(path, overwrite=False) as f:
             torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # atomic, and fails instead of replacing
-        except FileExistsError:
-            raise CheckpointError(f"{path} exists already; not overwriting it") from None
-    finally:
-        os.unlink(tmp)
+    except FileExistsError:
+        raise CheckpointError(f"{path} exists already; not overwriting it") from None
     return path
 
 

@@ -1,0 +1,37 @@
+"""Atomic file writes: readers never see half a file, and finished outputs are never clobbered.
+
+One mechanism for every writer of the suite (records, checkpoints, converted weights, tables, plots):
+write into a temp file in the target's folder, fsync, then either link it into place (fails if the
+target exists: results and checkpoints) or rename over the target (derived files).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, *, overwrite: bool, mode: str = "wb",
+                 encoding: str | None = None) -> Iterator[IO]:
+    """Yield a file to write; on success it appears at path in one step.
+
+    overwrite=False: raises FileExistsError (and leaves the existing file untouched) if path exists.
+    On any error the temp file is removed and path is unchanged."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, mode, encoding=encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # atomic, and never replaces an existing file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
