@@ -66,7 +66,7 @@ clean-venv:
 GPUS ?= 1
 PRETRAIN_CONFIG ?= $(if $(DATA),moco_v2,demo)
 PRETRAIN_OUT ?= $(if $(DATA),output/pretrain/moco_v2_$(or $(ARCH),resnet50),output/pretrain/moco_v2_demo)
-PRETRAIN_LAUNCH = $(if $(filter-out 0 1,$(GPUS)),$(VENV)/bin/torchrun --nproc_per_node $(GPUS) -m pretrain,$(PY) -m pretrain)
+PRETRAIN_LAUNCH = $(if $(filter-out 0 1,$(GPUS)),$(VENV)/bin/torchrun --nproc_per_node $(GPUS) -m mocobench.pretrain,$(PY) -m mocobench.pretrain)
 PRETRAIN_DATA = $(if $(DATA),data.source=imagefolder data.path=$(DATA)) $(if $(ARCH),arch=$(ARCH))
 .PHONY: pretrain pretrain-supervised knn lincls
 pretrain: install
@@ -79,7 +79,7 @@ pretrain-supervised: install
 # make knn|lincls CKPT=... TRAIN=<labelled ImageFolder> VAL=<labelled ImageFolder>
 knn lincls: install
 	@test -n "$(CKPT)" -a -n "$(TRAIN)" -a -n "$(VAL)" || { echo "usage: make $@ CKPT=checkpoint TRAIN=dir VAL=dir"; exit 2; }
-	$(PY) -m pretrain $@ --checkpoint $(CKPT) --train $(TRAIN) --val $(VAL) $(EVAL_ARGS)
+	$(PY) -m mocobench.pretrain $@ --checkpoint $(CKPT) --train $(TRAIN) --val $(VAL) $(EVAL_ARGS)
 
 # ---- results tables and plots (benchmarks/tables.py) -------------------------------------------
 # make tables    paper-style tables from every record under results/records: results/tables/tables.{md,csv,tex,html}
@@ -87,14 +87,14 @@ knn lincls: install
 # TABLES_ARGS="--pretrain-runs output/pretrain/moco_v2_demo" adds that run's loss / kNN curves.
 .PHONY: tables
 tables: install
-	$(PY) -m benchmarks tables $(TABLES_ARGS)
+	$(PY) -m mocobench tables $(TABLES_ARGS)
 
 # Built-in synthetic data (benchmarks/synthetic): generated once per parameter set, then cached.
 .PHONY: data
 DATA_ROOT ?= output/synthetic
 DATA_PRESET ?= demo
 data: install
-	$(PY) -m benchmarks.synthetic --root $(DATA_ROOT) --preset $(DATA_PRESET)
+	$(PY) -m mocobench.data.synthetic --root $(DATA_ROOT) --preset $(DATA_PRESET)
 
 # ---- detection benchmarks (detection/, benchmarks/runner.py) -----------------------------------
 # make voc-det | coco-mask   real data under DETECTRON2_DATASETS: the paper's protocol (VOC07+12 Faster R-CNN
@@ -109,12 +109,12 @@ DET_TRIALS ?= 1
 .PHONY: voc-det coco-mask convert
 voc-det coco-mask: install
 	@if [ "$(SUP_WEIGHTS)" = output/pretrain/supervised_demo ] && ! ls $(SUP_WEIGHTS)/checkpoint_*.pth.tar >/dev/null 2>&1 \
-	  && [ "$$($(PY) -c 'import sys; from benchmarks.runner import resolve_benchmark, data_mode; print(data_mode(resolve_benchmark(sys.argv[1]), "auto"))' $@ 2>/dev/null)" = True ]; then \
+	  && [ "$$($(PY) -c 'import sys; from mocobench.runner.cli import resolve_benchmark, data_mode; print(data_mode(resolve_benchmark(sys.argv[1]), "auto"))' $@ 2>/dev/null)" = True ]; then \
 	  echo "[$@] no supervised synthetic baseline yet: make pretrain-supervised"; $(MAKE) pretrain-supervised; fi
-	$(PY) -m benchmarks run $@ --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
+	$(PY) -m mocobench run $@ --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
 	  --trials $(DET_TRIALS) $(DET_ARGS)
 	$(MAKE) tables
 
 convert: install
 	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make convert IN=checkpoint OUT=weights.pkl"; exit 2; }
-	$(PY) -m detection.convert $(IN) $(OUT)
+	$(PY) -m mocobench.detection.convert $(IN) $(OUT)

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from benchmarks.atomic import atomic_write
+from mocobench.common.atomic import atomic_write
 
 __all__ = ["ConversionError", "CheckpointFormat", "FORMATS", "Conversion", "VerifyReport", "load_checkpoint",
            "extract_backbone", "torchvision_to_detectron2", "convert", "save_detectron2", "verify",

@@ -22,8 +22,8 @@ bn_groups/N of them. Overrides: key.sub=value, e.g. optim.epochs=10 train.amp=bf
 
 
 def _train(args: argparse.Namespace) -> int:
-    from pretrain.config import load_config
-    from pretrain.trainer import Trainer
+    from mocobench.pretrain.config import load_config
+    from mocobench.pretrain.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
     if args.output_dir:
@@ -35,9 +35,9 @@ def _train(args: argparse.Namespace) -> int:
 def _knn(args: argparse.Namespace) -> int:
     import torch
 
-    from pretrain import checkpoint as ckpt_lib
-    from pretrain.knn import knn_top1
-    from pretrain.lincls import model_from_checkpoint
+    from mocobench.pretrain import checkpoint as ckpt_lib
+    from mocobench.pretrain.knn import knn_top1
+    from mocobench.pretrain.lincls import model_from_checkpoint
 
     ckpt = ckpt_lib.load(args.checkpoint)
     encoder = model_from_checkpoint(ckpt, num_classes=1, arch=args.arch, source=args.checkpoint)
@@ -49,7 +49,7 @@ def _knn(args: argparse.Namespace) -> int:
 
 
 def _lincls(args: argparse.Namespace) -> int:
-    from pretrain.lincls import LinclsSettings, linear_eval
+    from mocobench.pretrain.lincls import LinclsSettings, linear_eval
 
     s = LinclsSettings(epochs=args.epochs, lr=args.lr, milestones=args.milestones, batch_size=args.batch_size,
                        image_size=args.image_size, workers=args.workers, device=args.device)
@@ -90,10 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     lc.add_argument("--output", default=None, help="write the result as JSON here (never overwritten)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from pretrain.checkpoint import CheckpointError
-    from pretrain.config import ConfigError
-    from pretrain.data import DataError
-    from pretrain.trainer import RunError
+    from mocobench.pretrain.checkpoint import CheckpointError
+    from mocobench.pretrain.config import ConfigError
+    from mocobench.pretrain.data import DataError
+    from mocobench.pretrain.trainer import RunError
 
     try:
         return args.func(args)

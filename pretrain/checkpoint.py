@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from benchmarks.atomic import atomic_write
+from mocobench.common.atomic import atomic_write
 
 _NAME = re.compile(r"^checkpoint_(\d{4,})\.pth\.tar$")
 

@@ -88,7 +88,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def validate(cfg: dict) -> None:
-    from pretrain.encoders import ARCHS, STEMS
+    from mocobench.pretrain.encoders import ARCHS, STEMS
 
     def choice(key: str, value: Any, options: tuple) -> None:
         if value not in options:

@@ -138,7 +138,7 @@ def eval_transform(size: int) -> T.Compose:
 def synthetic_splits(path: str | Path, preset: str) -> tuple[Path, Path]:
     """(train, val) ImageFolders of the built-in synthetic set, built on first use."""
     try:
-        from benchmarks.synthetic import ensure_synthetic
+        from mocobench.data.synthetic import ensure_synthetic
     except ImportError as e:
         raise DataError(f"the built-in synthetic set (benchmarks.synthetic) is not available: {e}") from e
     layout = ensure_synthetic(str(path), preset=preset)

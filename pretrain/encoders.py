@@ -12,7 +12,7 @@ from typing import Callable
 import torchvision
 from torch import nn
 
-from pretrain.norm import SplitBatchNorm2d
+from mocobench.pretrain.norm import SplitBatchNorm2d
 
 ARCHS: dict[str, Callable[..., torchvision.models.ResNet]] = {
     "resnet18": torchvision.models.resnet18,

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pretrain.data import ImageList, eval_transform, evenly_spaced, scan_imagefolder
+from mocobench.pretrain.data import ImageList, eval_transform, evenly_spaced, scan_imagefolder
 
 
 def backbone_of(encoder: nn.Module) -> nn.Module:

@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from pretrain import checkpoint as ckpt_lib
-from pretrain.data import ImageList, eval_transform, scan_imagefolder, supervised_augmentation
-from pretrain.encoders import build_resnet
+from mocobench.pretrain import checkpoint as ckpt_lib
+from mocobench.pretrain.data import ImageList, eval_transform, scan_imagefolder, supervised_augmentation
+from mocobench.pretrain.encoders import build_resnet
 
 
 @dataclass

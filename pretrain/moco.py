@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pretrain.distributed import BatchExchange, LocalExchange
+from mocobench.pretrain.distributed import BatchExchange, LocalExchange
 
 
 class MoCo(nn.Module):

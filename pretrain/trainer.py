@@ -22,16 +22,16 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from benchmarks import provenance
-from pretrain import checkpoint as ckpt_lib
-from pretrain.config import ConfigError, config_diff, dump
-from pretrain.data import build_training_dataset, knn_paths
-from pretrain.distributed import DistEnv, DistributedExchange, LocalExchange, all_reduce_mean, barrier, init_distributed
-from pretrain.encoders import build_resnet
-from pretrain.knn import knn_top1
-from pretrain.moco import MoCo, Supervised
-from pretrain.sampler import GlobalBatchSampler
-from pretrain.schedules import key_momentum, learning_rate, scaled_lr
+from mocobench.common import provenance
+from mocobench.pretrain import checkpoint as ckpt_lib
+from mocobench.pretrain.config import ConfigError, config_diff, dump
+from mocobench.pretrain.data import build_training_dataset, knn_paths
+from mocobench.pretrain.distributed import DistEnv, DistributedExchange, LocalExchange, all_reduce_mean, barrier, init_distributed
+from mocobench.pretrain.encoders import build_resnet
+from mocobench.pretrain.knn import knn_top1
+from mocobench.pretrain.moco import MoCo, Supervised
+from mocobench.pretrain.sampler import GlobalBatchSampler
+from mocobench.pretrain.schedules import key_momentum, learning_rate, scaled_lr
 
 log = logging.getLogger(__name__)
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

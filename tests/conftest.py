@@ -7,7 +7,7 @@ import pytest
 @pytest.fixture(scope="session")
 def synthetic_tiny(tmp_path_factory):
     """The tiny synthetic layout (benchmarks.synthetic.SyntheticLayout), written once per session."""
-    from benchmarks.synthetic import ensure_synthetic
+    from mocobench.data.synthetic import ensure_synthetic
 
     return ensure_synthetic(root=tmp_path_factory.mktemp("synthetic"), preset="tiny", seed=0, progress=False)
 
@@ -15,7 +15,7 @@ def synthetic_tiny(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_layout(synthetic_tiny):
     """The tiny synthetic layout with its synth_* detectron2 data sets registered."""
-    from benchmarks.datasets import register_synthetic
+    from mocobench.data.datasets import register_synthetic
 
     register_synthetic(synthetic_tiny)
     return synthetic_tiny

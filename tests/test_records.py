@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from benchmarks import records
-from benchmarks.provenance import collect
+from mocobench import records
+from mocobench.common.provenance import collect
 
 
 def make_record(trial=0, label="moco-demo", kind="moco", ap=50.0, max_iter=100):

@@ -30,9 +30,9 @@ PRESETS = {
 
 def measure(arch: str, stem: str, size: int, batch: int, queue: int, steps: int, warmup: int, device: str,
             amp: str = "none", channels_last: bool = False, bn_groups: int = 8, threads: int | None = None) -> dict:
-    from benchmarks import provenance
-    from pretrain.config import load_config
-    from pretrain.trainer import Trainer
+    from mocobench.common import provenance
+    from mocobench.pretrain.config import load_config
+    from mocobench.pretrain.trainer import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         # the trainer wants a dataset of at least one batch; the timed steps feed random tensors instead

@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.provenance import collect as collect_provenance
-from benchmarks.synthetic import PRESETS
-from benchmarks.synthetic.layout import WRITERS
+from mocobench.common.provenance import collect as collect_provenance
+from mocobench.data.synthetic import PRESETS
+from mocobench.data.synthetic.layout import WRITERS
 
 GOAL_PER_CORE = 100.0
 

@@ -1,0 +1,147 @@
+"""Detectron2 dataset registration: the built-in synthetic data, and finding real data sets.
+
+    names = register_synthetic(layout)        # synth_voc_2007_trainval, synth_coco_train, ...
+    real_dataset_available("voc_2007_trainval")  # are the files of detectron2's builtin name there?
+
+Synthetic names start with "synth_" so they never collide with detectron2's builtin names. Each is
+registered through detectron2's own loader (register_pascal_voc, register_coco_instances,
+load_cityscapes_instances / load_cityscapes_semantic) with the metadata fields detectron2's builtin
+registration sets for the real data set (thing_classes, evaluator_type, dirname/year/split,
+json_file/image_root, image_dir/gt_dir, stuff_classes, ignore_label).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+from detectron2.data.datasets.cityscapes import load_cityscapes_instances, load_cityscapes_semantic
+from detectron2.data.datasets.builtin_meta import _get_builtin_metadata
+from detectron2.data.datasets.pascal_voc import register_pascal_voc
+from detectron2.utils.file_io import PathManager
+
+from mocobench.data.synthetic import SyntheticLayout
+
+PREFIX = "synth_"
+
+
+def synthetic_names() -> list[str]:
+    return [f"{PREFIX}voc_2007_trainval", f"{PREFIX}voc_2007_test", f"{PREFIX}voc_2012_trainval",
+            f"{PREFIX}coco_train", f"{PREFIX}coco_val",
+            f"{PREFIX}cityscapes_fine_instance_seg_train", f"{PREFIX}cityscapes_fine_instance_seg_val",
+            f"{PREFIX}cityscapes_fine_sem_seg_train", f"{PREFIX}cityscapes_fine_sem_seg_val"]
+
+
+def register_synthetic(layout: SyntheticLayout, replace: bool = False) -> list[str]:
+    """Register every synthetic data set of `layout`; returns the names.
+
+    Calling it again for the same layout does nothing. Names registered for another layout raise,
+    unless replace=True (then they are pointed at this layout).
+    """
+    names = synthetic_names()
+    tag = str(layout.root)
+    registered = [n for n in names if n in DatasetCatalog.list()]
+    if registered:
+        owners = {MetadataCatalog.get(n).get("synthetic_root", None) for n in registered}
+        if owners == {tag} and len(registered) == len(names):
+            return names
+        if not replace:
+            raise ValueError(f"{registered[0]} is already registered for {owners - {tag} or owners}; call "
+                             f"register_synthetic(layout, replace=True) to point the synth_* names at {tag}")
+        for n in registered:
+            DatasetCatalog.remove(n)
+            MetadataCatalog.remove(n)
+
+    classes = layout.classes
+    for name, year_dir, split, year in (("voc_2007_trainval", layout.voc2007, "trainval", 2007),
+                                        ("voc_2007_test", layout.voc2007, "test", 2007),
+                                        ("voc_2012_trainval", layout.voc2012, "trainval", 2012)):
+        full = PREFIX + name
+        register_pascal_voc(full, str(year_dir), split, year, class_names=classes)
+        MetadataCatalog.get(full).set(evaluator_type="pascal_voc", synthetic_root=tag)
+
+    for split in ("train", "val"):
+        full = f"{PREFIX}coco_{split}"
+        meta = {"thing_classes": list(classes),
+                "thing_dataset_id_to_contiguous_id": {i + 1: i for i in range(len(classes))},
+                "synthetic_root": tag}
+        register_coco_instances(full, meta, str(layout.coco / "annotations" / f"instances_{split}.json"),
+                                str(layout.coco / split))
+
+    cs_meta = _get_builtin_metadata("cityscapes")
+    for split in ("train", "val"):
+        image_dir = str(layout.cityscapes / "leftImg8bit" / split)
+        gt_dir = str(layout.cityscapes / "gtFine" / split)
+        inst = f"{PREFIX}cityscapes_fine_instance_seg_{split}"
+        DatasetCatalog.register(inst, lambda x=image_dir, y=gt_dir: load_cityscapes_instances(
+            x, y, from_json=True, to_polygons=True))
+        MetadataCatalog.get(inst).set(image_dir=image_dir, gt_dir=gt_dir, evaluator_type="cityscapes_instance",
+                                      synthetic_root=tag, **cs_meta)
+        sem = f"{PREFIX}cityscapes_fine_sem_seg_{split}"
+        DatasetCatalog.register(sem, lambda x=image_dir, y=gt_dir: load_cityscapes_semantic(x, y))
+        MetadataCatalog.get(sem).set(image_dir=image_dir, gt_dir=gt_dir, evaluator_type="cityscapes_sem_seg",
+                                     ignore_label=255, synthetic_root=tag, **cs_meta)
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# real data sets, where detectron2 expects them: $DETECTRON2_DATASETS (default ./datasets)
+
+_VOC = {f"voc_{y}_{s}": (f"VOC{y}", s) for y in (2007, 2012) for s in ("trainval", "train", "val", "test")
+        if not (y == 2012 and s == "test")}
+_COCO = {f"coco_{y}_{s}": (f"coco/{s}{y}", f"coco/annotations/instances_{s}{y}.json")
+         for y in (2014, 2017) for s in ("train", "val")}
+_CITYSCAPES = {f"cityscapes_fine_{task}_{s}": (f"cityscapes/leftImg8bit/{s}", f"cityscapes/gtFine/{s}", task)
+               for task in ("instance_seg", "sem_seg") for s in ("train", "val", "test")}
+
+
+def datasets_root() -> Path:
+    """Where detectron2's builtin data sets live: $DETECTRON2_DATASETS, else ./datasets."""
+    return Path(os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets")))
+
+
+def real_dataset_files(name: str, root: str | os.PathLike | None = None) -> list[Path]:
+    """The files and folders detectron2's builtin data set `name` needs (the checks behind
+    real_dataset_available)."""
+    base = Path(root) if root is not None else datasets_root()
+    if name in _VOC:
+        folder, split = _VOC[name]
+        d = base / folder
+        return [d / "ImageSets" / "Main" / f"{split}.txt", d / "Annotations", d / "JPEGImages"]
+    if name in _COCO:
+        image_root, json_file = _COCO[name]
+        return [base / json_file, base / image_root]
+    if name in _CITYSCAPES:
+        image_dir, gt_dir, _ = _CITYSCAPES[name]
+        return [base / image_dir, base / gt_dir]
+    known = sorted([*_VOC, *_COCO, *_CITYSCAPES])
+    raise KeyError(f"no file check for data set {name!r}; known: {', '.join(known)}")
+
+
+def real_dataset_available(name: str, root: str | os.PathLike | None = None) -> bool:
+    """True when the files of detectron2's builtin data set `name` are present under `root`
+    (default $DETECTRON2_DATASETS or ./datasets). Cityscapes semantic segmentation also needs the
+    *_labelTrainIds.png files that cityscapesscripts' createTrainIdLabelImgs writes."""
+    if not all(p.exists() for p in real_dataset_files(name, root)):
+        return False
+    if name in _CITYSCAPES:
+        image_dir, gt_dir, task = _CITYSCAPES[name]
+        base = Path(root) if root is not None else datasets_root()
+        pattern = "*/*_gtFine_labelTrainIds.png" if task == "sem_seg" else "*/*_gtFine_polygons.json"
+        if next((base / image_dir).glob("*/*_leftImg8bit.png"), None) is None:
+            return False
+        return next((base / gt_dir).glob(pattern), None) is not None
+    return True
+
+
+def read_label_png(filename: str, dtype=int) -> np.ndarray:
+    """Label-map reader for SemSegEvaluator(..., sem_seg_loading_fn=read_label_png).
+
+    detectron2's default reader calls np.array(image, copy=False), which numpy >= 2 refuses
+    ("Unable to avoid copy"); this one copies.
+    """
+    with PathManager.open(filename, "rb") as f:
+        return np.asarray(Image.open(f), dtype=dtype).copy()

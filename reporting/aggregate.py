@@ -1,0 +1,333 @@
+"""Result records -> paper-style tables: one row per initialisation, mean +- sample std over trials.
+
+A row averages trials of one initialisation under one protocol (same protocol_hash): trials whose
+protocols differ in anything are never averaged together. A table holds the rows of one benchmark
+whose protocols agree in everything but the per-initialisation fields (INIT_FIELDS: the weights'
+hash, and the config hash, which carries the init's own config delta such as BGR input for MSRA
+weights); rows whose config hashes differ get a note saying so. Protocols that differ in anything else
+(schedule, batch, lr, scaling rule, AMP, datasets, synthetic flag) go into separate tables, each with a
+note naming what differs. Every row gets its delta against the supervised row of the same table, and
+the paper's reported numbers (benchmarks/reference.yaml) come as separate, labelled rows, never on
+synthetic tables.
+
+Statistics: mean and *sample* standard deviation (ddof=1) over the trials that have the metric; with
+one trial there is no std. Delta = mean(row) - mean(supervised row); |delta| >= 0.5 is marked.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from mocobench.records import canonical_hash, records_frame
+
+PAPER_SOURCE = "reported (paper)"
+OURS = "ours"
+MARK_THRESHOLD = 0.5  # the paper marks gaps of at least 0.5 point
+KIND_ORDER = {"random": 0, "supervised": 1, "moco": 2, "other": 3}
+SYNTHETIC_SUFFIX = "-synthetic"
+# Protocol fields that differ between initialisations by nature; rows differing only here share a table.
+INIT_FIELDS = ("weights_sha256", "config_hash")
+_HERE = Path(__file__).resolve().parent
+LAYOUT_FILE = _HERE / "table_layout.yaml"
+REFERENCE_FILE = _HERE / "reference.yaml"
+
+
+class TableError(ValueError):
+    """The layout or reference data file is malformed."""
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str     # flattened metric key, e.g. "bbox/AP50"
+    header: str  # printed header, e.g. "AP50"
+
+
+@dataclass
+class Cell:
+    mean: float | None = None
+    std: float | None = None  # sample std (ddof=1); None when fewer than 2 values
+    n: int = 0                # trials that have this metric
+    delta: float | None = None  # mean - mean of the supervised row of the same table
+
+    @property
+    def mark(self) -> int:
+        """+1 / -1 where |delta| >= MARK_THRESHOLD (green / red in the paper), else 0."""
+        if self.delta is None or abs(self.delta) < MARK_THRESHOLD:
+            return 0
+        return 1 if self.delta > 0 else -1
+
+
+@dataclass
+class Row:
+    label: str
+    kind: str
+    source: str = OURS  # OURS or PAPER_SOURCE
+    cells: dict[str, Cell] = field(default_factory=dict)
+    trials: list[int] = field(default_factory=list)
+    missing_trials: list[int] = field(default_factory=list)
+    pretrain_run: str | None = None
+    pretrain_epoch: int | None = None
+    protocol_hash: str | None = None  # the records' full protocol hash (ours)
+    unverified: bool = False  # reported numbers not yet checked against the paper
+
+    @property
+    def n(self) -> int:
+        return len(self.trials)
+
+
+@dataclass
+class Table:
+    table_id: str
+    benchmark: str
+    title: str
+    protocol_hash: str        # hash of the shared protocol (the records' protocol without INIT_FIELDS)
+    protocol: dict[str, Any]  # that shared protocol
+    synthetic: bool
+    columns: list[Column]
+    rows: list[Row]
+    reference: list[Row] = field(default_factory=list)
+    baseline: str | None = None  # label of the supervised row the deltas are taken against
+    notes: list[str] = field(default_factory=list)
+
+
+def base_benchmark(name: str) -> str:
+    return name[: -len(SYNTHETIC_SUFFIX)] if name.endswith(SYNTHETIC_SUFFIX) else name
+
+
+def is_synthetic(benchmark: str, protocol: dict[str, Any]) -> bool:
+    return bool(protocol.get("builtin_synthetic")) or benchmark.endswith(SYNTHETIC_SUFFIX)
+
+
+def _load_yaml(path: str | Path, what: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise TableError(f"cannot read the {what} file {path}: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), dict):
+        raise TableError(f"{path}: the {what} file needs a top-level 'benchmarks:' mapping")
+    return data
+
+
+def load_layout(path: str | Path = LAYOUT_FILE) -> dict[str, Any]:
+    data = _load_yaml(path, "table layout")
+    for name, spec in data["benchmarks"].items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("columns"), dict) or not spec["columns"]:
+            raise TableError(f"{path}: benchmark {name!r} needs a non-empty 'columns:' mapping")
+    return data
+
+
+def load_reference(path: str | Path = REFERENCE_FILE) -> dict[str, Any]:
+    """The paper's reported numbers, checked: every row has a label, a known kind and numeric metrics."""
+    data = _load_yaml(path, "reference")
+    for name, spec in data["benchmarks"].items():
+        for i, row in enumerate((spec or {}).get("rows") or []):
+            where = f"{path}: {name} row {i}"
+            if not isinstance(row, dict) or not row.get("label"):
+                raise TableError(f"{where}: needs a 'label'")
+            if row.get("kind") not in KIND_ORDER:
+                raise TableError(f"{where}: kind must be one of {list(KIND_ORDER)}, got {row.get('kind')!r}")
+            metrics = row.get("metrics")
+            if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) for v in metrics.values()):
+                raise TableError(f"{where}: 'metrics' must map metric keys (e.g. bbox/AP) to numbers")
+    return data
+
+
+def _columns_for(benchmark: str, task: str, present: list[str], layout: dict[str, Any]) -> list[Column]:
+    spec = layout["benchmarks"].get(base_benchmark(benchmark))
+    if spec is not None:
+        return [Column(k, str(h)) for k, h in spec["columns"].items()]
+    # Unknown benchmark: the task's usual columns that the records have, then any other metric.
+    task_cols = (layout.get("task_columns") or {}).get(task) or {}
+    cols = [Column(k, str(h)) for k, h in task_cols.items() if k in present]
+    return cols + [Column(k, k) for k in present if k not in task_cols]
+
+
+def _stats(values: list[float]) -> Cell:
+    # pandas would do this too; written out so the definition (ddof=1) is visible.
+    n = len(values)
+    if n == 0:
+        return Cell()
+    mean = math.fsum(values) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1)) if n >= 2 else None
+    return Cell(mean=mean, std=std, n=n)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _apply_deltas(rows: list[Row], what: str) -> tuple[str | None, list[str]]:
+    """Deltas of every row against the first supervised row; returns (baseline label, notes)."""
+    supervised = [r for r in rows if r.kind == "supervised"]
+    if not supervised:
+        return None, [f"no supervised row among {what}: no deltas shown (fine-tune a supervised "
+                      f"initialisation under the same protocol to get them)"]
+    base, notes = supervised[0], []
+    if len(supervised) > 1:
+        notes.append(f"several supervised rows among {what}; deltas are against {base.label!r}")
+    for row in rows:
+        if row is base:
+            continue
+        for key, cell in row.cells.items():
+            ref = base.cells.get(key)
+            if cell.mean is not None and ref is not None and ref.mean is not None:
+                cell.delta = cell.mean - ref.mean
+    return base.label, notes
+
+
+def _order(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=lambda r: (KIND_ORDER.get(r.kind, 9), r.pretrain_epoch if r.pretrain_epoch is not None
+                                       else -1, r.label))
+
+
+def _fmt_value(v: Any) -> str:
+    return "<absent>" if v is _ABSENT else str(v)
+
+
+_ABSENT = object()
+
+
+def _protocol_differences(protocols: dict[str, dict[str, Any]]) -> list[str]:
+    keys = sorted({k for p in protocols.values() for k in p})
+    return [k for k in keys if len({repr(p.get(k, _ABSENT)) for p in protocols.values()}) > 1]
+
+
+def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column]) -> tuple[list[Row], list[str]]:
+    notes: list[str] = []
+    groups: dict[tuple, list[int]] = {}
+    for i, r in enumerate(records):
+        pre = r["init"].get("pretrain") or {}
+        key = (r["init"]["label"], r["init"]["kind"], pre.get("run"), pre.get("epoch"), r["init"].get("weights_sha256"),
+               r["protocol_hash"])
+        groups.setdefault(key, []).append(i)
+    labels = [k[0] for k in groups]
+    rows = []
+    for key, idx in groups.items():
+        label, kind, run, epoch, sha, phash = key
+        shown = label
+        same = [k for k in groups if k[0] == label]
+        if len(same) > 1:  # one label, several checkpoints or protocols: never averaged together
+            parts = [text for pos, text in ((3, f"@ep{epoch}"), (4, f"weights {(sha or 'none')[:8]}"),
+                                            (5, f"protocol {phash[:8]}"), (1, kind))
+                     if len({k[pos] for k in same}) > 1]
+            shown = f"{label} {parts[0]}" if len(parts) == 1 and parts[0].startswith("@") else \
+                f"{label} [{', '.join(parts)}]"
+        sub = frame.iloc[idx]
+        row = Row(label=shown, kind=kind, trials=sorted(int(t) for t in sub["trial"]), pretrain_run=run,
+                  pretrain_epoch=None if epoch is None else int(epoch), protocol_hash=phash)
+        for col in columns:
+            values = [float(v) for v in sub[col.key] if _finite(v)] if col.key in sub else []
+            row.cells[col.key] = _stats(values)
+            if 0 < len(values) < row.n:
+                notes.append(f"{shown}: {col.header} is missing or not finite in {row.n - len(values)} "
+                             f"of {row.n} trials; its mean uses the other {len(values)}")
+        rows.append(row)
+    if len(set(labels)) < len(labels):
+        dup = sorted({l for l in labels if labels.count(l) > 1})
+        notes.append(f"label(s) {dup} name several checkpoints or protocols; they are separate rows, never "
+                     f"averaged together")
+    all_trials = sorted({t for r in rows for t in r.trials})
+    for row in rows:
+        row.missing_trials = [t for t in all_trials if t not in row.trials]
+        if row.missing_trials:
+            notes.append(f"{row.label}: trial(s) {row.missing_trials} missing ({row.n} of {len(all_trials)})")
+    return rows, notes
+
+
+def _reference_rows(spec: dict[str, Any], columns: list[Column], protocol: dict[str, Any]) -> tuple[list[Row], list[str]]:
+    rows = []
+    for entry in spec.get("rows") or []:
+        row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE, unverified=bool(entry.get("unverified")))
+        for col in columns:
+            v = entry["metrics"].get(col.key)
+            row.cells[col.key] = Cell(mean=float(v), n=1) if v is not None else Cell()
+        rows.append(row)
+    rows.sort(key=lambda r: KIND_ORDER[r.kind])  # stable: the paper's order within a kind
+    _, notes = _apply_deltas(rows, "the reported rows")
+    if any(r.unverified for r in rows):
+        notes.append("† reported number not yet verified against the paper (read from secondary notes)")
+    missing = [c.header for c in columns if all(r.cells[c.key].mean is None for r in rows)]
+    if missing:
+        notes.append(f"the paper's {', '.join(missing)} are not in reference.yaml: shown as missing")
+    paper = spec.get("paper_protocol") or {}
+    diffs = [f"{k}={protocol[k]!r} (paper: {v!r})" for k, v in paper.items() if k in protocol and protocol[k] != v]
+    if diffs:
+        notes.append("these records' protocol differs from the paper's: " + ", ".join(diffs)
+                     + "; compare with the reported rows accordingly")
+    return rows, notes
+
+
+def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | None = None,
+                 reference: dict[str, Any] | None = None) -> list[Table]:
+    """All tables for these records (as from records.load_records), in the layout's benchmark order."""
+    records = list(records)
+    if not records:
+        return []
+    layout = load_layout() if layout is None else layout
+    reference = {"benchmarks": {}} if reference is None else reference
+    frame = records_frame(records)
+    tables: list[Table] = []
+    shared = [{k: v for k, v in r["protocol"].items() if k not in INIT_FIELDS} for r in records]
+    by_bench: dict[str, dict[str, list[int]]] = {}
+    for i, r in enumerate(records):
+        by_bench.setdefault(r["benchmark"], {}).setdefault(canonical_hash(shared[i]), []).append(i)
+
+    order = list(layout["benchmarks"])
+    for bench in sorted(by_bench, key=lambda b: (is_synthetic(b, {}), order.index(base_benchmark(b))
+                                                 if base_benchmark(b) in order else len(order), b)):
+        protocols = {h: shared[idx[0]] for h, idx in by_bench[bench].items()}
+        differing = _protocol_differences(protocols)
+        for h, idx in sorted(by_bench[bench].items()):
+            recs = [records[i] for i in idx]
+            protocol = protocols[h]
+            synthetic = is_synthetic(bench, protocol)
+            sub = frame.iloc[idx].reset_index(drop=True)
+            present = sorted(c for c in sub.columns if "/" in c and sub[c].notna().any())
+            columns = _columns_for(bench, recs[0]["task"], present, layout)
+            spec = layout["benchmarks"].get(base_benchmark(bench)) or {}
+            title = str(spec.get("title") or bench)
+            notes: list[str] = []
+            table_id = bench
+            if len(protocols) > 1:
+                table_id = f"{bench}-{h[:8]}"
+                mine = ", ".join(f"{k}={_fmt_value(protocol.get(k, _ABSENT))}" for k in differing)
+                short = ", ".join(f"{k}={_fmt_value(protocol.get(k, _ABSENT))[:40]}" for k in differing)
+                title += f" [protocol {h[:8]}: {short}]"
+                notes.append(f"{bench} has trials under {len(protocols)} different protocols; they are not "
+                             f"averaged together. This table: {mine}. Differing fields: {', '.join(differing)}")
+            if synthetic:
+                # the demo shrinks the protocol (backbone, schedule): say what actually ran
+                ran = ", ".join(f"{k} {protocol[k]}" for k in ("depth", "max_iter") if k in protocol)
+                title += f" - synthetic built-in data{f' ({ran})' if ran else ''}, not comparable to the paper"
+            config_hashes = {}
+            for r in recs:
+                config_hashes.setdefault(str(r["protocol"].get("config_hash"))[:12], set()).add(r["init"]["label"])
+            if len(config_hashes) > 1:
+                notes.append("the rows' resolved configs differ (config_hash " + "; ".join(
+                    f"{ch}: {', '.join(sorted(labels))}" for ch, labels in sorted(config_hashes.items()))
+                    + "), as the init's own config delta does (MSRA BGR input, random-init norm); every other "
+                      "protocol field is the same")
+            rows, row_notes = _our_rows(sub, recs, columns)
+            rows = _order(rows)
+            baseline, delta_notes = _apply_deltas(rows, "these records")
+            notes += row_notes + delta_notes
+            extra = [k for k in present if k not in {c.key for c in columns}]
+            if extra:
+                notes.append(f"metrics not shown in this table: {', '.join(extra)}")
+            ref_rows: list[Row] = []
+            ref_spec = reference["benchmarks"].get(base_benchmark(bench))
+            if ref_spec and synthetic:
+                notes.append("synthetic built-in data: the paper's reported numbers are not shown, they are "
+                             "not comparable")
+            elif ref_spec:
+                ref_rows, ref_notes = _reference_rows(ref_spec, columns, protocol)
+                notes += ref_notes
+            tables.append(Table(table_id=table_id, benchmark=bench, title=title, protocol_hash=h,
+                                protocol=protocol, synthetic=synthetic, columns=columns, rows=rows,
+                                reference=ref_rows, baseline=baseline, notes=notes))
+    return tables

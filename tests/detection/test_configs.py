@@ -1,0 +1,102 @@
+"""The protocol configs load and build, carry the MoCo settings, and the extra-norm C4 head loads
+converted weights into res5 through Detectron2's matching heuristics."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import mocobench.detection  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
+from mocobench.runner import cli as runner
+from mocobench.detection import convert as C
+from tests.detection.test_convert import _randomised_resnet
+
+RGB_MEAN, RGB_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+
+
+def _cfg(name: str, init_kind="moco", msra=False, synthetic=False):
+    init = runner.Init("x", init_kind, None, None, None, msra=msra)
+    cfg = runner.build_config(runner.BENCHMARKS[name], init, synthetic=synthetic)
+    cfg.MODEL.DEVICE = "cpu"
+    return cfg
+
+
+@pytest.mark.parametrize("name", sorted(runner.BENCHMARKS))
+def test_protocol_settings(name):
+    cfg = _cfg(name)
+    assert cfg.MODEL.BACKBONE.FREEZE_AT == 0 and cfg.TEST.PRECISE_BN.ENABLED
+    assert cfg.MODEL.RESNETS.NORM == "SyncBN" and cfg.MODEL.RESNETS.DEPTH == 50
+    assert cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False and cfg.INPUT.FORMAT == "RGB"
+    assert list(cfg.MODEL.PIXEL_MEAN) == RGB_MEAN and list(cfg.MODEL.PIXEL_STD) == RGB_STD
+    assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.BASE_LR == 0.02
+    assert cfg.SOLVER.REFERENCE_WORLD_SIZE == 0  # our scaling rule, not Detectron2's silent auto-scaling
+    expected = {"voc0712-det-c4": (24000, (18000, 22000)), "voc07-det-c4": (9000, (6750, 8250)),
+                "coco-mask-fpn-1x": (90000, (60000, 80000)), "coco-mask-c4-1x": (90000, (60000, 80000)),
+                "coco-mask-fpn-2x": (180000, (120000, 160000)), "coco-mask-c4-2x": (180000, (120000, 160000))}[name]
+    assert (cfg.SOLVER.MAX_ITER, tuple(cfg.SOLVER.STEPS)) == expected
+    if "c4" in name:
+        assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeadsExtraNorm"
+    else:
+        assert cfg.MODEL.FPN.NORM == "SyncBN" and cfg.MODEL.ROI_HEADS.NAME == "StandardROIHeads"
+        assert cfg.MODEL.ROI_BOX_HEAD.NUM_CONV == 0 and cfg.MODEL.ROI_BOX_HEAD.NUM_FC == 2  # standard heads
+    if name.startswith("voc"):
+        assert not cfg.MODEL.MASK_ON and cfg.DATASETS.TEST == ("voc_2007_test",)
+        assert cfg.DATASETS.TRAIN == (("voc_2007_trainval",) if name == "voc07-det-c4"
+                                      else ("voc_2007_trainval", "voc_2012_trainval"))
+    else:
+        assert cfg.MODEL.MASK_ON and cfg.DATASETS.TEST == ("coco_2017_val",)
+
+
+def test_init_variants():
+    msra = _cfg("voc0712-det-c4", init_kind="supervised", msra=True)
+    assert msra.INPUT.FORMAT == "BGR" and list(msra.MODEL.PIXEL_STD) == [1.0, 1.0, 1.0]
+    assert list(msra.MODEL.PIXEL_MEAN) == RGB_MEAN[::-1] and msra.MODEL.RESNETS.STRIDE_IN_1X1
+    rnd = _cfg("coco-mask-fpn-1x", init_kind="random")
+    assert rnd.MODEL.WEIGHTS == "" and rnd.MODEL.RESNETS.NORM == "SyncBN" and rnd.MODEL.BACKBONE.FREEZE_AT == 0
+    sup = _cfg("coco-mask-fpn-1x", init_kind="supervised")
+    assert sup.dump() == _cfg("coco-mask-fpn-1x").dump()  # torchvision-format supervised: same settings as MoCo
+
+
+@pytest.mark.parametrize("name,synthetic", [(n, s) for n in ("voc0712-det-c4", "coco-mask-fpn-1x", "coco-mask-c4-2x")
+                                            for s in (False, True)])
+def test_models_build(name, synthetic):
+    from detectron2.modeling import build_model
+
+    model = build_model(_cfg(name, synthetic=synthetic))
+    keys = model.state_dict().keys()
+    if "c4" in name:
+        assert "roi_heads.res5.norm.running_var" in keys and "backbone.res5.0.conv1.weight" not in keys
+    if synthetic:
+        assert "backbone.bottom_up.res2.0.conv1.weight" in keys or "backbone.res2.0.conv1.weight" in keys
+        assert not any(k.endswith("conv3.weight") for k in keys)  # ResNet-18: BasicBlocks throughout
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_c4_head_receives_res5_from_converted_weights(depth, tmp_path):
+    """Detectron2's heuristics put the pickle's res5.* into roi_heads.res5 (BasicBlock for R18), leave
+    the extra norm fresh, and load every pickle tensor exactly once."""
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.modeling import build_model
+
+    conv = C.convert(_randomised_resnet(depth))
+    pkl = C.save_detectron2(conv, tmp_path / "w.pkl")
+    cfg = _cfg("voc0712-det-c4")
+    if depth == 18:
+        cfg.MODEL.RESNETS.DEPTH, cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 18, 64
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(str(pkl))
+    state = model.state_dict()
+    for key, value in conv.detectron2_state.items():
+        target = ("roi_heads." if key.startswith("res5.") else "backbone.") + key
+        assert np.array_equal(state[target].numpy(), value), target
+    assert torch.equal(state["roi_heads.res5.norm.weight"], torch.ones_like(state["roi_heads.res5.norm.weight"]))
+
+
+def test_head_registered_on_import_in_a_fresh_process():
+    code = ("import mocobench.detection; from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY; "
+            "print(ROI_HEADS_REGISTRY.get('Res5ROIHeadsExtraNorm').__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "Res5ROIHeadsExtraNorm" in out.stdout, out.stderr[-2000:]

@@ -1,0 +1,35 @@
+"""Helpers for the pretrain tests (no tests here): tiny ImageFolders and tiny configs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mocobench.pretrain.config import load_config
+
+
+def make_imagefolder(root: Path, classes: int = 2, per_class: int = 8, size: int = 20, seed: int = 0) -> Path:
+    """root/c<i>/<n>.png: noisy images whose mean colour depends on the class."""
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        d = root / f"c{c}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            base = np.array([255 * (c % 2), 255 * ((c // 2) % 2), 128], dtype=np.float64)
+            pixels = (0.6 * base + 0.4 * rng.random((size, size, 3)) * 255).clip(0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(d / f"{i}.png")
+    return root
+
+
+def tiny_overrides(data: Path, out: Path, *overrides: str) -> list[str]:
+    """MoCo v2, ResNet-18 small stem, 16 px crops, K=32, global batch 8, 2 BN groups, no workers."""
+    return [
+        "data.source=imagefolder", f"data.path={data}", "data.image_size=16", "data.workers=0", "stem=small",
+        "moco.queue_size=32", "moco.bn_groups=2", "optim.batch_size=8", "optim.epochs=2",
+        "optim.warmup_epochs=0", "train.device=cpu", "train.progress=false", "knn.every=0",
+        "train.checkpoint_every=1", "train.log_every=1", f"train.output_dir={out}", *overrides]
+
+
+def tiny_config(data: Path, out: Path, *overrides: str) -> dict:
+    return load_config("demo", tiny_overrides(data, out, *overrides))

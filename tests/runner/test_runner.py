@@ -1,0 +1,181 @@
+"""benchmarks.runner: the scaling rule, weights resolution, and real (tiny) Detectron2 trials on the
+synthetic VOC and COCO data: records written, read back, never re-run, interrupted trials resumed."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mocobench import records
+from mocobench.runner import cli as runner
+from mocobench.__main__ import main as cli
+from detectron2.config import get_cfg
+from tests.detection.test_convert import _randomised_resnet, _wrap
+
+# A few iterations, few ROIs and proposals: seconds per trial on 2 CPU cores.
+TINY = ["SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(2, 3)", "SOLVER.WARMUP_ITERS", "1", "SOLVER.CHECKPOINT_PERIOD", "2",
+        "SOLVER.IMS_PER_BATCH", "2", "TEST.PRECISE_BN.NUM_ITER", "2", "DATALOADER.NUM_WORKERS", "0",
+        "MODEL.RPN.POST_NMS_TOPK_TEST", "20", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "8"]
+
+
+def _scaled(num_devices, ims, ref_gpus=8):
+    cfg = get_cfg()
+    cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER = 16, 0.02, 24000
+    cfg.SOLVER.STEPS, cfg.SOLVER.WARMUP_ITERS = (18000, 22000), 100
+    return cfg, runner.apply_scaling_rule(cfg, num_devices=num_devices, ims_per_device=ims, reference_gpus=ref_gpus)
+
+
+def test_scaling_rule_official_one_gpu_advice():
+    cfg, s = _scaled(1, 8)  # MoCo's advice: IMS_PER_BATCH 8, BASE_LR 0.01, doubled STEPS/MAX_ITER
+    assert s.applied and s.factor == 2
+    assert (cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER) == (8, 0.01, 48000)
+    assert tuple(cfg.SOLVER.STEPS) == (36000, 44000) and cfg.SOLVER.WARMUP_ITERS == 200
+    assert s.reference["ims_per_batch"] == 16 and s.result["ims_per_batch"] == 8
+
+
+@pytest.mark.parametrize("devices,ims", [(1, 2), (2, 2), (4, 2), (2, 4), (1, 4)])
+def test_scaling_rule_keeps_epochs_and_lr_per_image(devices, ims):
+    cfg, s = _scaled(devices, ims)
+    batch = cfg.SOLVER.IMS_PER_BATCH
+    assert s.applied and batch == min(16, devices * ims) and batch % devices == 0
+    assert cfg.SOLVER.MAX_ITER * batch == 24000 * 16          # same number of images seen
+    assert cfg.SOLVER.BASE_LR / batch == pytest.approx(0.02 / 16)  # same lr per image
+    assert [st * batch for st in cfg.SOLVER.STEPS] == [18000 * 16, 22000 * 16]
+
+
+@pytest.mark.parametrize("devices,ims", [(8, 2), (4, 4), (2, 8), (16, 1)])
+def test_scaling_rule_not_applied_when_batch_fits(devices, ims):
+    cfg, s = _scaled(devices, ims)
+    assert not s.applied and cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.MAX_ITER == 24000
+
+
+def test_scaling_rule_refuses_uneven_split():
+    with pytest.raises(runner.RunnerError, match="cannot"):
+        _scaled(3, 2)
+
+
+def _pretrain_dir(tmp_path, *, stem="standard"):
+    """A pretraining output folder as `make pretrain` leaves it (MoCo format, two epochs)."""
+    run = tmp_path / "moco_run"
+    run.mkdir()
+    for epoch in (1, 2):
+        ck = _wrap("moco", _randomised_resnet(18, seed=epoch))
+        ck["epoch"], ck["config"]["stem"] = epoch, stem
+        torch.save(ck, run / f"checkpoint_{epoch - 1:04d}.pth.tar")
+    return run
+
+
+def test_resolve_init_latest_checkpoint_converted_and_cached(tmp_path):
+    run = _pretrain_dir(tmp_path)
+    logs = []
+    init = runner.resolve_init(str(run), cache_dir=tmp_path / "cache", log=logs.append)
+    assert init.kind == "moco" and init.pretrain == {"run": str(run), "epoch": 2}
+    assert init.label == "moco_run-ep2" and init.weights.endswith("checkpoint_0001.pth.tar")
+    assert any("[proof] OK" in line for line in logs)
+    again = runner.resolve_init(str(run), cache_dir=tmp_path / "cache", log=logs.append)
+    assert again.pkl == init.pkl and "using the cached conversion" in logs[-1]
+    assert runner.resolve_init("random", cache_dir=tmp_path).kind == "random"
+
+
+def test_resolve_init_errors(tmp_path):
+    with pytest.raises(runner.RunnerError, match="no such file"):
+        runner.resolve_init(str(tmp_path / "nope"), cache_dir=tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(runner.RunnerError, match="no checkpoint"):
+        runner.resolve_init(str(tmp_path / "empty"), cache_dir=tmp_path)
+    (tmp_path / "s").mkdir()
+    small = _pretrain_dir(tmp_path / "s", stem="small")
+    with pytest.raises(runner.RunnerError, match="stem 'small'"):
+        runner.resolve_init(str(small), cache_dir=tmp_path / "cache")
+
+
+def test_cli_input_errors(capsys, tmp_path):
+    assert cli(["run", "no-such-bench", "--weights", "random", "--data", "synthetic"]) == 2
+    assert "unknown benchmark" in capsys.readouterr().err
+    assert cli(["run", "voc-det", "--weights", "random", "--amp", "--num-gpus", "0"]) == 2
+    assert "--amp needs CUDA" in capsys.readouterr().err
+
+
+def _run(layout, tmp_path, bench, *weights, extra=()):
+    argv = ["run", bench, "--data", "synthetic", "--synthetic-root", str(layout.root.parent), "--synthetic-preset", "tiny",
+            "--num-gpus", "0", "--results", str(tmp_path / "results"), "--output-dir", str(tmp_path / "out"),
+            *extra]
+    for w in weights:
+        argv += ["--weights", w]
+    return cli(argv + ["--opts", *TINY])
+
+
+@pytest.mark.slow
+def test_voc_c4_trials_records_and_no_rerun(synthetic_layout, tmp_path, capsys):
+    run = _pretrain_dir(tmp_path)
+    assert _run(synthetic_layout, tmp_path, "voc07-det-c4", str(run), "random") == 0
+    out = capsys.readouterr().out
+    assert "BUILT-IN SYNTHETIC DATA" in out
+    recs = {r["init"]["label"]: r for r in records.load_records(tmp_path / "results")}
+    assert set(recs) == {"moco_run-ep2", "random"}
+    moco = recs["moco_run-ep2"]
+    assert moco["benchmark"] == "voc07-det-c4-synthetic" and moco["protocol"]["builtin_synthetic"] is True
+    assert moco["init"]["kind"] == "moco" and moco["init"]["pretrain"]["epoch"] == 2
+    assert set(moco["metrics"]["bbox"]) >= {"AP", "AP50", "AP75"}
+    assert all(v is None or 0 <= v <= 100 for v in moco["metrics"]["bbox"].values())
+    assert moco["seed"] == 1000 and moco["trial"] == 0 and moco["provenance"]["num_gpus"] == 0
+    assert moco["provenance"]["wall_time_s"] > 0 and moco["provenance"]["git_sha"]
+    assert moco["protocol"]["max_iter"] == 4 and moco["protocol"]["depth"] == 18
+    assert moco["protocol"]["num_classes"] == len(synthetic_layout.classes)
+    assert "Res5ROIHeadsExtraNorm" in moco["config"] and "SEED: 1000" in moco["config"]
+    assert moco["protocol"]["config_hash"] == recs["random"]["protocol"]["config_hash"] or \
+        moco["config"] != recs["random"]["config"]
+    # the same command again: nothing re-run, nothing overwritten
+    path = moco["_path"]
+    before = open(path).read()
+    assert _run(synthetic_layout, tmp_path, "voc07-det-c4", str(run)) == 0
+    assert "finished already" in capsys.readouterr().out and open(path).read() == before
+    assert len(records.find_records(tmp_path / "results")) == 2
+
+
+@pytest.mark.slow
+def test_interrupted_trial_resumes(synthetic_layout, tmp_path, monkeypatch, capsys):
+    """Training reaches its final checkpoint, then evaluation crashes: the next run resumes from the
+    checkpoint (no iteration repeated), evaluates, and writes a record that counts both attempts."""
+    real = runner._build_evaluator
+    calls = {"n": 0}
+
+    def crash_once(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("simulated crash")
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner, "_build_evaluator", crash_once)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _run(synthetic_layout, tmp_path, "coco-mask-fpn-1x", "random")
+    assert not records.find_records(tmp_path / "results")
+    assert _run(synthetic_layout, tmp_path, "coco-mask-fpn-1x", "random") == 0
+    assert "resuming from model_final.pth" in capsys.readouterr().out
+    (rec,) = records.load_records(tmp_path / "results")
+    assert rec["benchmark"] == "coco-mask-fpn-1x-synthetic" and rec["task"] == "instance_seg"
+    assert {"bbox", "segm"} <= set(rec["metrics"]) and "AP50" in rec["metrics"]["segm"]
+    assert rec["provenance"]["attempts"] == 2
+    log = open(f"{rec['provenance']['output_dir']}/log.txt").read()
+    assert "Starting training from iteration 4" in log  # resumed at the end, not from scratch
+    assert json.loads(open(f"{rec['provenance']['output_dir']}/eval_results.json").read()) == rec["metrics"]
+
+
+def test_depth_mismatch_is_refused(tmp_path):
+    """R18 weights into the R50 protocol would load nothing (silently, by Detectron2's heuristics)."""
+    init = runner.resolve_init(str(_pretrain_dir(tmp_path)), cache_dir=tmp_path / "cache", log=lambda *_: None)
+    assert init.depth == 18
+    with pytest.raises(runner.RunnerError, match="ResNet-18 but the config builds ResNet-50"):
+        runner.build_config(runner.BENCHMARKS["voc0712-det-c4"], init, synthetic=False)
+    cfg = runner.build_config(runner.BENCHMARKS["voc0712-det-c4"], init, synthetic=True)  # the demo is R18
+    assert cfg.MODEL.WEIGHTS == init.pkl
+
+
+def test_skip_missing_baselines_in_dry_run(synthetic_layout, tmp_path, capsys):
+    (tmp_path / "empty_run").mkdir()
+    rc = _run(synthetic_layout, tmp_path, "voc-det", str(tmp_path / "nope"), str(tmp_path / "empty_run"), "random",
+              extra=["--skip-missing", "--dry-run"])
+    out = capsys.readouterr().out
+    assert rc == 0 and out.count("SKIPPED") == 2 and "dry run: voc0712-det-c4-synthetic / random trial 0" in out
+    assert not records.find_records(tmp_path / "results")
