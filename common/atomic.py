@@ -35,3 +35,23 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool, mode: str = "wb",
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line to a log file (JSON lines) in a single write on an O_APPEND descriptor, so that
+    readers and other appenders see whole lines, never half of one. Creates the file and its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (line.rstrip("\n") + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> Path:
+    """Write a whole text file atomically (UTF-8); overwrite=False refuses (FileExistsError) to replace one."""
+    with atomic_write(path, overwrite=overwrite, mode="w", encoding="utf-8") as f:
+        f.write(text)
+    return Path(path)

@@ -23,9 +23,13 @@ from detectron2.data.datasets.builtin_meta import _get_builtin_metadata
 from detectron2.data.datasets.pascal_voc import register_pascal_voc
 from detectron2.utils.file_io import PathManager
 
-from mocobench.data.synthetic import SyntheticLayout
+from mocobench.data.synthetic import SyntheticLayout, ensure_synthetic
 
 PREFIX = "synth_"
+# Real data set (detectron2's builtin name) -> its twin in the built-in synthetic data.
+SYNTHETIC_TWINS = {"voc_2007_trainval": "synth_voc_2007_trainval", "voc_2012_trainval": "synth_voc_2012_trainval",
+                   "voc_2007_test": "synth_voc_2007_test", "coco_2017_train": "synth_coco_train",
+                   "coco_2017_val": "synth_coco_val"}
 
 
 def synthetic_names() -> list[str]:
@@ -85,6 +89,13 @@ def register_synthetic(layout: SyntheticLayout, replace: bool = False) -> list[s
         MetadataCatalog.get(sem).set(image_dir=image_dir, gt_dir=gt_dir, evaluator_type="cityscapes_sem_seg",
                                      ignore_label=255, synthetic_root=tag, **cs_meta)
     return names
+
+
+def register_builtin(data: dict) -> None:
+    """Register the built-in synthetic data sets a run uses, in this process (spawned workers start bare).
+    data: {"synthetic": bool, "root": folder, "preset": name}; nothing to do for real data."""
+    if data.get("synthetic"):
+        register_synthetic(ensure_synthetic(data["root"], preset=data["preset"]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Convert a pretrained ResNet checkpoint into a Detectron2 backbone pickle, and prove it right.
 
-    python -m detection.convert INPUT OUTPUT          # detect the format, convert, verify
-    python -m detection.convert --list-formats
+    python -m mocobench.detection.convert INPUT OUTPUT          # detect the format, convert, verify
+    python -m mocobench.detection.convert --list-formats
 
 Reads our pretraining checkpoints, the official MoCo v1/v2 ones (``module.encoder_q.*``), MoCo v3
 ResNet ones (``module.base_encoder.*``) and plain torchvision ResNet state_dicts, with or without
@@ -9,14 +9,12 @@ DataParallel/DDP ``module.`` prefixes. Writes ``{"model": {name: ndarray}, "__au
 "matching_heuristics": True}`` holding exactly the backbone tensors of the detected depth: no fc or
 projection-head leftovers, every BN statistic present, every shape as Detectron2's ResNet expects.
 
-The proof (``verify``) builds Detectron2's own ResNet backbone, loads the pickle through
-Detectron2's checkpointer, and compares its res2..res5 outputs with the torchvision model's on one
-image, normalised as our detection configs normalise it (RGB, PIXEL_MEAN/PIXEL_STD).
+Every conversion is checked by the forward-pass proof (``verify``, in detection/proof.py).
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
+import logging
 import os
 import pickle
 import re
@@ -29,6 +27,12 @@ import numpy as np
 import torch
 
 from mocobench.common.atomic import atomic_write
+from mocobench.common.errors import UsageError
+from mocobench.common.logs import cli_logging
+from mocobench.detection.proof import ProofError, VerifyReport, verify
+from mocobench.pretrain.checkpoint import CheckpointError, read_checkpoint
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ConversionError", "CheckpointFormat", "FORMATS", "Conversion", "VerifyReport", "load_checkpoint",
            "extract_backbone", "torchvision_to_detectron2", "convert", "save_detectron2", "verify",
@@ -41,14 +45,9 @@ _DEPTHS = {  # depth -> (blocks per layer1..layer4, bottleneck blocks?)
     101: ((3, 4, 23, 3), True),
     152: ((3, 8, 36, 3), True),
 }
-# ImageNet normalisation as torchvision defines it (fractions of 1, RGB): the independent side of
-# the proof. The detection configs state the same values x255 as MODEL.PIXEL_MEAN / PIXEL_STD.
-_TV_MEAN = (0.485, 0.456, 0.406)
-_TV_STD = (0.229, 0.224, 0.225)
-_CONFIG_FOR_PIXELS = Path(__file__).resolve().parent / "configs" / "Base-RCNN-C4-BN.yaml"
 
 
-class ConversionError(ValueError):
+class ConversionError(UsageError):
     """The input is not a checkpoint this converter can turn into a Detectron2 ResNet backbone."""
 
 
@@ -85,51 +84,17 @@ class Conversion:
     meta: dict[str, Any] = field(default_factory=dict)  # epoch, arch, pretraining config, ...
 
 
-@dataclass
-class VerifyReport:
-    max_abs_diff: dict[str, float]   # per stage res2..res5
-    max_rel_diff: dict[str, float]   # max |d2 - tv| / max |tv|
-    shapes: dict[str, tuple[int, ...]]
-    tolerance: float
-
-    @property
-    def ok(self) -> bool:
-        return all(v <= self.tolerance for v in self.max_rel_diff.values())
-
-    def largest(self) -> tuple[str, float]:
-        stage = max(self.max_rel_diff, key=self.max_rel_diff.__getitem__)
-        return stage, self.max_rel_diff[stage]
-
-
 # ----------------------------------------------------------------------------------------- reading
-def _safe_globals() -> list:
-    """Plain-data types that training checkpoints carry besides tensors (numpy RNG states and arrays,
-    torch version strings), allowed on top of torch's weights_only set. Nothing executable."""
-    from torch.torch_version import TorchVersion
-
-    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
-    return [np._core.multiarray._reconstruct, np._core.multiarray.scalar, np.ndarray, np.dtype, TorchVersion, *dtypes]
-
-
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """torch.load on CPU (tensors only, no arbitrary code), with errors that say what is wrong."""
+    """The checkpoint as a dict (pretrain.checkpoint.read_checkpoint), refusing Detectron2 .pkl files."""
     path = Path(path)
-    if not path.is_file():
-        raise ConversionError(f"{path}: no such file. Pass a checkpoint (.pth/.pth.tar/.pt) as INPUT.")
-    if path.suffix == ".pkl":
+    if path.suffix == ".pkl" and path.is_file():
         raise ConversionError(f"{path}: a .pkl is already a Detectron2/Caffe2 weight file; pass it to "
                               f"Detectron2 directly (MODEL.WEIGHTS) instead of converting it.")
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, not a torch file, pickled code objects, ...
-        raise ConversionError(f"{path}: cannot be read as a PyTorch checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}). Is the file truncated (an "
-                              f"interrupted copy or download) or not a torch.save file?") from None
-    if not isinstance(obj, dict):
-        raise ConversionError(f"{path}: holds a {type(obj).__name__}, expected a dict (a state_dict or a "
-                              f"checkpoint with a 'state_dict' entry).")
-    return obj
+        return read_checkpoint(path)
+    except CheckpointError as e:
+        raise ConversionError(str(e)) from None
 
 
 def _state_dict_of(ckpt: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -307,115 +272,24 @@ def save_detectron2(conv: Conversion, output: str | os.PathLike, *, source: str 
     return output
 
 
-# ------------------------------------------------------------------------------------------ proof
-def _proof_image(height: int = 160, width: int = 224, seed: int = 0) -> np.ndarray:
-    """A deterministic RGB uint8 image (HxWx3) with smooth structure and noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack([128 + 100 * np.sin(xx / 17.0), 128 + 100 * np.cos(yy / 11.0),
-                     128 + 90 * np.sin((xx + yy) / 23.0)], axis=-1)
-    return np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
-
-
-def _pixel_settings(config: str | os.PathLike = _CONFIG_FOR_PIXELS) -> tuple[list[float], list[float], str]:
-    from detectron2.config import get_cfg
-
-    cfg = get_cfg()
-    cfg.merge_from_file(str(config))
-    return list(cfg.MODEL.PIXEL_MEAN), list(cfg.MODEL.PIXEL_STD), cfg.INPUT.FORMAT
-
-
-def build_detectron2_resnet(depth: int, norm: str = "BN"):
-    """Detectron2's own ResNet backbone (res2..res5 outputs), as our configs build it."""
-    from detectron2.config import get_cfg
-    from detectron2.layers import ShapeSpec
-    from detectron2.modeling.backbone.resnet import build_resnet_backbone
-
-    cfg = get_cfg()
-    cfg.MODEL.RESNETS.DEPTH = depth
-    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64 if depth < 50 else 256
-    cfg.MODEL.RESNETS.STRIDE_IN_1X1 = False  # torchvision ResNets stride in the 3x3 conv
-    cfg.MODEL.RESNETS.NORM = norm
-    cfg.MODEL.RESNETS.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    cfg.MODEL.BACKBONE.FREEZE_AT = 0
-    return build_resnet_backbone(cfg, ShapeSpec(channels=3))
-
-
-def verify(pkl_path: str | os.PathLike, torchvision_state: Mapping[str, torch.Tensor], depth: int, *,
-           image: np.ndarray | None = None, tolerance: float = 1e-4) -> VerifyReport:
-    """Load the pickle into Detectron2's ResNet through DetectionCheckpointer, then compare res2..res5 with
-    torchvision's resnet{depth} holding the source tensors, on one image (eval mode, BN running stats)."""
-    import torchvision
-    from detectron2.checkpoint import DetectionCheckpointer
-
-    d2 = build_detectron2_resnet(depth).eval()
-    DetectionCheckpointer(d2).load(str(pkl_path))
-    with open(pkl_path, "rb") as f:
-        saved = pickle.load(f)["model"]
-    loaded = d2.state_dict()
-    not_loaded = [k for k in loaded if not k.endswith("num_batches_tracked") and k not in saved]
-    if not_loaded:
-        raise ConversionError(f"Detectron2's ResNet-{depth} has tensors the pickle lacks: {not_loaded[:8]}")
-    differ = [k for k, v in saved.items() if k not in loaded or not np.array_equal(loaded[k].numpy(), v)]
-    if differ:
-        raise ConversionError(f"Detectron2's checkpointer did not load these tensors as written: {differ[:8]}")
-
-    tv = getattr(torchvision.models, f"resnet{depth}")().eval()
-    missing, unexpected = tv.load_state_dict(dict(torchvision_state), strict=False)
-    assert not unexpected and all(k.startswith("fc.") or k.endswith("num_batches_tracked") for k in missing), \
-        (missing, unexpected)
-
-    img = _proof_image() if image is None else image
-    mean, std, fmt = _pixel_settings()
-    if fmt != "RGB":
-        raise ConversionError(f"{_CONFIG_FOR_PIXELS} says INPUT.FORMAT {fmt}; torchvision weights expect RGB")
-    rgb = torch.from_numpy(img).permute(2, 0, 1).float()[None]  # 1x3xHxW, 0..255
-    x_d2 = (rgb - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
-    x_tv = (rgb / 255.0 - torch.tensor(_TV_MEAN).view(1, 3, 1, 1)) / torch.tensor(_TV_STD).view(1, 3, 1, 1)
-    with torch.no_grad():
-        out_d2 = d2(x_d2)
-        h = tv.maxpool(tv.relu(tv.bn1(tv.conv1(x_tv))))
-        out_tv = {}
-        for i, layer in enumerate((tv.layer1, tv.layer2, tv.layer3, tv.layer4), start=2):
-            h = layer(h)
-            out_tv[f"res{i}"] = h
-    abs_d, rel_d, shapes = {}, {}, {}
-    for name, ref in out_tv.items():
-        got = out_d2[name]
-        if got.shape != ref.shape:
-            raise ConversionError(f"{name}: Detectron2 output {tuple(got.shape)} vs torchvision {tuple(ref.shape)}")
-        diff = (got - ref).abs().max().item()
-        abs_d[name], rel_d[name] = diff, diff / max(ref.abs().max().item(), 1e-12)
-        shapes[name] = tuple(ref.shape)
-    return VerifyReport(max_abs_diff=abs_d, max_rel_diff=rel_d, shapes=shapes, tolerance=tolerance)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def convert_file(input: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "auto", overwrite: bool = False,
-                 check: bool = True, log=print) -> tuple[Conversion, VerifyReport | None]:
-    """Convert INPUT into OUTPUT, print the key map and (check=True) the forward-pass proof.
+                 check: bool = True) -> tuple[Conversion, VerifyReport | None]:
+    """Convert INPUT into OUTPUT, log the key map and (check=True) the forward-pass proof.
     Raises ConversionError when the input is wrong or the proof fails (the output is then removed)."""
     conv = convert(load_checkpoint(input), fmt)
     epoch = conv.meta.get("epoch")
-    log(f"[convert] {input}: format {conv.format}, ResNet-{conv.depth}, {len(conv.key_map)} backbone tensors"
-        + (f", epoch {epoch}" if epoch is not None else ""))
+    log.info(f"{input}: format {conv.format}, ResNet-{conv.depth}, {len(conv.key_map)} backbone tensors"
+             + (f", epoch {epoch}" if epoch is not None else ""))
     for src, dst in conv.key_map:
-        log(f"  {src:55s} -> {dst:40s} {tuple(conv.detectron2_state[dst].shape)}")
+        log.info(f"  {src:55s} -> {dst:40s} {tuple(conv.detectron2_state[dst].shape)}")
     if conv.dropped:
         counters = [k for k in conv.dropped if k.endswith("num_batches_tracked")]
         others = [k for k in conv.dropped if k not in set(counters)]
         groups = sorted({".".join(k.split(".")[:2]) if k.split(".")[0] in ("encoder_k", "momentum_encoder")
                          else k for k in others})
         shown = ", ".join(groups[:16]) + (" ..." if len(groups) > 16 else "")
-        log(f"[convert] dropped {len(others)} non-backbone tensors ({shown}) and {len(counters)} BN "
-            f"num_batches_tracked counters")
+        log.info(f"dropped {len(others)} non-backbone tensors ({shown}) and {len(counters)} BN "
+                 f"num_batches_tracked counters")
     if Path(output).exists() and not overwrite:
         raise ConversionError(f"{output} already exists; pass --overwrite to replace it, or choose another name")
     path = save_detectron2(conv, output, source=str(input), overwrite=overwrite)
@@ -423,24 +297,27 @@ def convert_file(input: str | os.PathLike, output: str | os.PathLike, *, fmt: st
     if check:
         try:
             report = verify(path, conv.torchvision_state, conv.depth)
+        except ProofError as e:
+            path.unlink()
+            raise ConversionError(str(e)) from None
         except BaseException:
             path.unlink()
             raise
         for stage in report.max_abs_diff:
-            log(f"[proof] {stage} {str(report.shapes[stage]):22s} max|d2 - torchvision| = "
-                f"{report.max_abs_diff[stage]:.3e} (relative {report.max_rel_diff[stage]:.3e})")
+            log.info(f"proof: {stage} {str(report.shapes[stage]):22s} max|d2 - torchvision| = "
+                     f"{report.max_abs_diff[stage]:.3e} (relative {report.max_rel_diff[stage]:.3e})")
         stage, worst = report.largest()
         if not report.ok:
             path.unlink()
             raise ConversionError(f"proof failed: {stage} differs by {worst:.3e} (relative) > {report.tolerance:.0e}; "
                                   f"the converted backbone does not compute what the source does. {output} removed.")
-        log(f"[proof] OK: largest relative difference {worst:.3e} ({stage}) <= {report.tolerance:.0e}")
-    log(f"[convert] wrote {path}")
+        log.info(f"proof OK: largest relative difference {worst:.3e} ({stage}) <= {report.tolerance:.0e}")
+    log.info(f"wrote {path}")
     return conv, report
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m detection.convert", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mocobench.detection.convert", description=__doc__.splitlines()[0])
     parser.add_argument("input", nargs="?", help="checkpoint: ours, official MoCo v1/v2/v3, or a torchvision ResNet")
     parser.add_argument("output", nargs="?", help="Detectron2 weight file to write (.pkl); never overwritten "
                                                   "unless --overwrite")
@@ -451,6 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the forward-pass proof (not recommended: it is what catches a wrong key map)")
     args = parser.parse_args(argv)
+    cli_logging()
     if args.list_formats:
         print("Known input formats:\n" + list_formats())
         return 0

@@ -10,7 +10,7 @@ Two differences from Detectron2's own head, both through the registry (nothing p
 - res5 built with BasicBlock for ResNet-18/34 (Detectron2 builds BottleneckBlock only), so the
   small ResNets of the built-in demo can run the same C4 protocol as ResNet-50.
 
-Registered on ``import detection`` (every entry point of this package imports it).
+Registered on ``import mocobench.detection`` (every entry point of this package imports it).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`python -m benchmarks <command>`: a thin dispatcher; each command lives in its own module.
+"""`python -m mocobench <command>`: a thin dispatcher; each command lives in its own module.
 
 Each command module exposes `add_arguments(parser)` and `main(args) -> int`.
 """
@@ -15,7 +15,7 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m mocobench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     modules = {}
     for name, (module_name, help_text) in COMMANDS.items():

@@ -27,28 +27,45 @@ Schema (version 1); writers fill every key, readers rely on them:
 """
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from mocobench.common.atomic import atomic_write
+from mocobench.common.hashing import canonical_hash
 
 SCHEMA_VERSION = 1
-REQUIRED_KEYS = ("schema", "benchmark", "task", "init", "protocol", "protocol_hash", "trial", "seed",
-                 "metrics", "config", "provenance")
 INIT_KINDS = ("moco", "supervised", "random", "other")
+SYNTHETIC_SUFFIX = "-synthetic"  # record name of a benchmark run on the built-in synthetic data
 
 
 class RecordError(ValueError):
     """A record is malformed, or writing it would overwrite a finished trial."""
 
 
-def canonical_hash(obj: Any) -> str:
-    """sha256 of the canonical JSON of obj (sorted keys, no whitespace)."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+@dataclass
+class Record:
+    """One finished trial (the schema above); written as JSON with sorted keys."""
+    schema: int
+    benchmark: str
+    task: str
+    init: dict[str, Any]
+    protocol: dict[str, Any]
+    protocol_hash: str
+    trial: int
+    seed: int
+    metrics: dict[str, dict[str, float | None]]
+    config: str
+    provenance: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+REQUIRED_KEYS = tuple(f.name for f in dataclasses.fields(Record))
 
 
 def record_path(results_dir: str | os.PathLike, benchmark: str, init_label: str, protocol_hash: str,
@@ -72,8 +89,10 @@ def validate(record: dict[str, Any], source: str = "record") -> dict[str, Any]:
     return record
 
 
-def write_record(record: dict[str, Any], results_dir: str | os.PathLike) -> Path:
+def write_record(record: Record | dict[str, Any], results_dir: str | os.PathLike) -> Path:
     """Write a finished trial's record atomically. Refuses (RecordError) if the trial already has one."""
+    if isinstance(record, Record):
+        record = record.to_dict()
     validate(record)
     path = record_path(results_dir, record["benchmark"], record["init"]["label"], record["protocol_hash"],
                        record["trial"])
@@ -105,25 +124,3 @@ def find_records(results_dir: str | os.PathLike) -> list[Path]:
 
 def load_records(results_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return [read_record(p) for p in find_records(results_dir)]
-
-
-def flatten_metrics(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
-    """{"bbox": {"AP": 1}} -> {"bbox/AP": 1}."""
-    return {f"{task}/{name}": value for task, values in metrics.items() for name, value in values.items()}
-
-
-def records_frame(records: Iterable[dict[str, Any]]):
-    """One row per trial: identity columns, protocol fields (prefixed "protocol."), flattened metrics."""
-    import pandas as pd
-
-    rows = []
-    for r in records:
-        row = {"benchmark": r["benchmark"], "task": r["task"], "init": r["init"]["label"],
-               "init_kind": r["init"]["kind"], "pretrain_epoch": (r["init"].get("pretrain") or {}).get("epoch"),
-               "protocol_hash": r["protocol_hash"], "trial": r["trial"], "seed": r["seed"],
-               "path": r.get("_path")}
-        row.update({f"protocol.{k}": json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
-                    for k, v in r["protocol"].items()})
-        row.update(flatten_metrics(r["metrics"]))
-        rows.append(row)
-    return pd.DataFrame(rows)

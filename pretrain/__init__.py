@@ -1,4 +1,4 @@
-"""MoCo v1/v2 pretraining (and the supervised baseline): `python -m pretrain {train,knn,lincls}`.
+"""MoCo v1/v2 pretraining (and the supervised baseline): `python -m mocobench.pretrain {train,knn,lincls}`.
 
 Library entry points: pretrain.moco.MoCo (the method), pretrain.trainer.Trainer (the loop),
 pretrain.config.load_config (YAML base + overrides), pretrain.knn / pretrain.lincls (evaluations).

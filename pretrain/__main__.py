@@ -1,10 +1,10 @@
-"""`python -m pretrain {train,knn,lincls}`: MoCo v1/v2 (or supervised) pretraining and its evaluations.
+"""`python -m mocobench.pretrain {train,knn,lincls}`: MoCo v1/v2 (or supervised) pretraining and its evaluations.
 
-  python -m pretrain train --config demo                       # built-in synthetic set, CPU, minutes
-  python -m pretrain train --config moco_v2 data.path=/data/imagenet/train optim.batch_size=256
-  torchrun --nproc_per_node 8 -m pretrain train --config moco_v2 data.path=...   # DDP, one node
-  python -m pretrain knn --checkpoint CKPT --train DIR --val DIR
-  python -m pretrain lincls --checkpoint CKPT --train DIR --val DIR
+  python -m mocobench.pretrain train --config demo             # built-in synthetic set, CPU, minutes
+  python -m mocobench.pretrain train --config moco_v2 data.path=/data/imagenet/train optim.batch_size=256
+  torchrun --nproc_per_node 8 -m mocobench.pretrain train --config moco_v2 data.path=...   # DDP, one node
+  python -m mocobench.pretrain knn --checkpoint CKPT --train DIR --val DIR
+  python -m mocobench.pretrain lincls --checkpoint CKPT --train DIR --val DIR
 """
 from __future__ import annotations
 
@@ -13,19 +13,23 @@ import json
 import logging
 import sys
 
+from mocobench.common.errors import UsageError
+from mocobench.common.logs import cli_logging
+
 TRAIN_HELP = """Batch and lr: optim.batch_size is the GLOBAL batch (all processes together); each of N processes
 gets batch_size/N. The lr follows the linear scaling rule: lr_used = optim.lr * optim.batch_size / optim.base_batch
 (the paper: lr 0.03 at batch 256 on 8 GPUs; at batch 1024 use the same optim.lr, the rule gives 0.12).
 moco.queue_size must be divisible by the global batch. One process emulates the paper's 8 GPUs with BN over
 moco.bn_groups sub-batches and a shuffled key batch (Shuffle BN); under torchrun, each process takes
-bn_groups/N of them. Overrides: key.sub=value, e.g. optim.epochs=10 train.amp=bf16."""
+bn_groups/N of them. Overrides: key.sub=value, e.g. optim.epochs=10 train.amp=bf16 (or, last on the command
+line, --opts optim.epochs 10 train.amp bf16, as for the detection runner)."""
 
 
 def _train(args: argparse.Namespace) -> int:
     from mocobench.pretrain.config import load_config
     from mocobench.pretrain.trainer import Trainer
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, [*args.overrides, *args.opts])
     if args.output_dir:
         cfg["train"]["output_dir"] = args.output_dir
     Trainer(cfg, resume=args.resume).train()
@@ -58,7 +62,7 @@ def _lincls(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pretrain", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m mocobench.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="MoCo or supervised pretraining", description=TRAIN_HELP)
@@ -66,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--resume", default=None, help="PATH of a checkpoint, or 'auto' (latest in the output directory)")
     tr.add_argument("--output-dir", default=None, help="shortcut for train.output_dir=...")
     tr.add_argument("overrides", nargs="*", help="key.sub=value overrides of the config")
+    tr.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                    help="overrides as KEY VALUE pairs (last on the command line), e.g. --opts optim.epochs 10")
     tr.set_defaults(func=_train)
     for name, func, text in (("knn", _knn, "weighted kNN top-1 (k=200, T=0.1) of a checkpoint's backbone"),
                              ("lincls", _lincls, "linear evaluation with a frozen backbone (the paper's protocol)")):
@@ -89,15 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     lc.add_argument("--milestones", type=int, nargs="*", default=[60, 80])
     lc.add_argument("--output", default=None, help="write the result as JSON here (never overwritten)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from mocobench.pretrain.checkpoint import CheckpointError
-    from mocobench.pretrain.config import ConfigError
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # third-party loggers
+    cli_logging()
     from mocobench.pretrain.data import DataError
     from mocobench.pretrain.trainer import RunError
 
     try:
         return args.func(args)
-    except (CheckpointError, ConfigError, DataError, RunError, FileExistsError) as e:
+    except (UsageError, DataError, RunError, FileExistsError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -4,22 +4,28 @@ MoCo:       {"epoch": finished epochs, "arch", "state_dict": {"module.encoder_q.
              "module.queue", "module.queue_ptr"}, "optimizer", "config", ...resume state}
 Supervised: {"epoch", "arch", "state_dict": {"module.<torchvision resnet keys incl. fc>"}, "optimizer", "config", ...}
 File: <out>/checkpoint_{epoch-1:04d}.pth.tar (the index of the last finished epoch, as the official code names it).
+
+The one reader of checkpoints (`read_checkpoint`: tensors and plain data only, never code) and the one
+`latest_checkpoint` of a run folder; the converter and the runner use them too.
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from mocobench.common.atomic import atomic_write
+from mocobench.common.errors import UsageError
 
-_NAME = re.compile(r"^checkpoint_(\d{4,})\.pth\.tar$")
+_NAME = re.compile(r"^checkpoint_(\d+)\.pth\.tar$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UsageError):
     """A checkpoint is missing, of the wrong kind, or would overwrite another file."""
 
 
@@ -39,6 +45,7 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The checkpoint_NNNN.pth.tar with the highest index in output_dir (None if there is none)."""
     d = Path(output_dir)
     if not d.is_dir():
         return None
@@ -46,12 +53,37 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def load(path: str | Path) -> dict:
+def _safe_globals() -> list:
+    """Plain-data types that training checkpoints carry besides tensors (numpy RNG states and arrays,
+    torch version strings), allowed on top of torch's weights_only set. Nothing executable."""
+    from torch.torch_version import TorchVersion
+
+    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
+    return [np._core.multiarray._reconstruct, np._core.multiarray.scalar, np.ndarray, np.dtype, TorchVersion, *dtypes]
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """torch.load on CPU (tensors and plain data only, no arbitrary code), with errors that say what is wrong."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: no such file. Pass a checkpoint (.pth/.pth.tar/.pt).")
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, not a torch file, pickled code objects, ...
+        raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}). Is the file truncated (an "
+                              f"interrupted copy or download) or not a torch.save file?") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, expected a dict (a state_dict or a "
+                              f"checkpoint with a 'state_dict' entry).")
+    return obj
+
+
+def load(path: str | Path) -> dict:
+    """A MoCo/ImageNet-style checkpoint (one with a 'state_dict')."""
+    ckpt = read_checkpoint(path)
+    if "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a MoCo/ImageNet-style checkpoint (no 'state_dict')")
     return ckpt
 

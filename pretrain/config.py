@@ -1,14 +1,16 @@
-"""Configs as data: a YAML file (with `_BASE_` inheritance) plus `key.sub=value` overrides.
+"""Pretraining configs: configs/base.yaml (every key, with defaults) <- a config file (`_BASE_` chain)
+<- `key.sub=value` overrides, in the suite's one config dialect (mocobench.common.config).
 
 Every key must exist in configs/base.yaml, so a typo is an error, not a silently ignored setting.
 """
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from mocobench.common.config import ConfigError, load_yaml, merge, overrides_to_delta, split_overrides
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 BASE_CONFIG = CONFIG_DIR / "base.yaml"
@@ -18,9 +20,8 @@ RESUME_FREE_KEYS = ("data.workers", "train.output_dir", "train.progress", "train
                     "train.checkpoint_every", "knn.every", "knn.batch_size", "data.path", "knn.train_path",
                     "knn.val_path", "knn.limit", "train.device", "train.threads")
 
-
-class ConfigError(ValueError):
-    """A config file or override is malformed or names an unknown key."""
+__all__ = ["BASE_CONFIG", "CONFIG_DIR", "ConfigError", "RESUME_FREE_KEYS", "config_diff", "dump", "flatten",
+           "load_config", "resolve_config_path", "validate"]
 
 
 def resolve_config_path(name: str | Path) -> Path:
@@ -35,54 +36,11 @@ def resolve_config_path(name: str | Path) -> Path:
     raise ConfigError(f"config {str(name)!r} not found (neither a file nor a bundled config: {bundled})")
 
 
-def _merge(base: dict, delta: dict, where: str, prefix: str = "") -> dict:
-    out = copy.deepcopy(base)
-    for key, value in delta.items():
-        name = f"{prefix}{key}"
-        if key not in base:
-            raise ConfigError(f"{where}: unknown key {name!r} (known here: {sorted(base)})")
-        if isinstance(base[key], dict):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: {name!r} is a section; give it as a mapping")
-            out[key] = _merge(base[key], value, where, name + ".")
-        else:
-            out[key] = value
-    return out
-
-
-def _load_file(path: Path, seen: tuple[Path, ...] = ()) -> dict:
-    path = path.resolve()
-    if path in seen:
-        raise ConfigError(f"_BASE_ cycle: {' -> '.join(map(str, seen + (path,)))}")
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config must be a YAML mapping")
-    base_name = data.pop("_BASE_", None)
-    if base_name is None:
-        return data
-    base = _load_file((path.parent / base_name), seen + (path,))
-    return _merge(base, data, str(path))
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key.sub=value (e.g. optim.epochs=10)")
-    key, value = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value)
-
-
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """Resolved config: base.yaml <- path's _BASE_ chain <- path <- overrides."""
-    with open(BASE_CONFIG) as f:
-        base = yaml.safe_load(f)
-    cfg = _merge(base, _load_file(resolve_config_path(path)), str(path))
-    for text in overrides:
-        keys, value = parse_override(text)
-        delta: dict = value
-        for k in reversed(keys):
-            delta = {k: delta}
-        cfg = _merge(cfg, delta, f"override {text!r}")
+    """Resolved config: base.yaml <- path's _BASE_ chain <- path <- overrides (key.sub=value or KEY VALUE)."""
+    cfg = merge(load_yaml(BASE_CONFIG), load_yaml(resolve_config_path(path)), where=str(path))
+    for key, text in split_overrides(overrides):
+        cfg = merge(cfg, overrides_to_delta(key, text), where=f"override {key}={text}")
     validate(cfg)
     return cfg
 

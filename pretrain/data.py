@@ -140,7 +140,7 @@ def synthetic_splits(path: str | Path, preset: str) -> tuple[Path, Path]:
     try:
         from mocobench.data.synthetic import ensure_synthetic
     except ImportError as e:
-        raise DataError(f"the built-in synthetic set (benchmarks.synthetic) is not available: {e}") from e
+        raise DataError(f"the built-in synthetic set (mocobench.data.synthetic) is not available: {e}") from e
     layout = ensure_synthetic(str(path), preset=preset)
     root = Path(layout.imagefolder)
     return root / "train", root / "val"

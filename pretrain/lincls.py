@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from mocobench.common.atomic import write_text
 from mocobench.pretrain import checkpoint as ckpt_lib
 from mocobench.pretrain.data import ImageList, eval_transform, scan_imagefolder, supervised_augmentation
 from mocobench.pretrain.encoders import build_resnet
@@ -105,9 +106,8 @@ def linear_eval(checkpoint: str | Path, train_dir: str | Path, val_dir: str | Pa
     result = {"top1": accuracy(model, val_loader, device), "epochs": settings.epochs, "checkpoint": str(checkpoint),
               "arch": ckpt.get("arch"), "train": str(train_dir), "val": str(val_dir), "backbone_unchanged": True}
     if output is not None:
-        out = Path(output)
-        if out.exists():
-            raise FileExistsError(f"{out} exists; not overwriting it (choose another --output)")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2))
+        try:
+            write_text(output, json.dumps(result, indent=2), overwrite=False)
+        except FileExistsError:
+            raise FileExistsError(f"{output} exists; not overwriting it (choose another --output)") from None
     return result

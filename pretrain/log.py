@@ -1,4 +1,5 @@
-"""Pretraining logs: <run dir>/log.jsonl, one JSON object per line.
+"""Pretraining logs: <run dir>/log.jsonl, one JSON object per line, written by the trainer
+(`append_entry`, `trim_after`) and read by the reporting (`read_log`).
 
 Each line has "epoch", "step", "loss", "lr" and sometimes "knn_top1". pretrain/ also writes "kind":
 "step" lines (loss over the last logging window) and "epoch" lines (the epoch's mean loss, kNN), whose
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from mocobench.common.atomic import append_line, write_text
+
 LOG_NAME = "log.jsonl"
 REQUIRED = ("epoch", "step", "loss", "lr")
 
@@ -24,6 +27,21 @@ class LogError(ValueError):
 
 def log_path(run_dir: str | os.PathLike) -> Path:
     return Path(run_dir) / LOG_NAME
+
+
+def append_entry(run_dir: str | os.PathLike, entry: dict) -> None:
+    append_line(log_path(run_dir), json.dumps(entry))
+
+
+def trim_after(run_dir: str | os.PathLike, step: int) -> None:
+    """Drop the lines written after `step` (by an interrupted run resumed from the checkpoint at `step`);
+    the window line at `step` itself goes too, the epoch line of that step stays."""
+    path = log_path(run_dir)
+    if not path.is_file():
+        return
+    lines = [(ln, json.loads(ln)) for ln in path.read_text().splitlines() if ln.strip()]
+    keep = [ln for ln, e in lines if e["step"] <= step and not (e["step"] == step and e.get("kind") == "step")]
+    write_text(path, "".join(ln + "\n" for ln in keep))
 
 
 def read_log(run_dir: str | os.PathLike) -> pd.DataFrame:

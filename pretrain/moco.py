@@ -2,6 +2,12 @@
 
 Device- and rank-agnostic: the distributed part (key gathering, Shuffle BN) is a `BatchExchange`
 given to the constructor, so the same module runs on a CPU, one GPU or many.
+
+MoCo and the supervised baseline share one small interface, all the trainer needs:
+    backbone                      the encoder whose features transfer (kNN monitor, checkpoints)
+    checkpoint_state() / load_checkpoint_state(sd)   what a checkpoint's state_dict holds
+    step_inputs(images, targets)  forward's inputs from a loader batch; forward(*inputs, momentum)
+                                  returns (logits, labels) for cross-entropy
 """
 from __future__ import annotations
 
@@ -46,6 +52,23 @@ class MoCo(nn.Module):
         # the dictionary: K random unit keys, stored (dim, K) as in the official code
         self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.encoder_q
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """encoder_q.*, encoder_k.*, queue, queue_ptr: the official MoCo checkpoint's state_dict."""
+        return self.state_dict()
+
+    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.load_state_dict(state, strict=True)
+
+    @staticmethod
+    def step_inputs(images: torch.Tensor, targets: torch.Tensor, *,
+                    memory_format: torch.memory_format = torch.contiguous_format) -> tuple[torch.Tensor, ...]:
+        """(query crops, key crops) from a loader batch of pairs: N x 2 x C x H x W (targets unused)."""
+        return images[:, 0].contiguous(memory_format=memory_format), images[:, 1].contiguous(memory_format=memory_format)
 
     def check_batch(self, global_batch: int) -> None:
         if global_batch <= 0 or self.queue_size % global_batch:
@@ -99,6 +122,23 @@ class Supervised(nn.Module):
     def __init__(self, *, encoder: nn.Module) -> None:
         super().__init__()
         self.encoder = encoder
+
+    @property
+    def backbone(self) -> nn.Module:
+        return self.encoder
+
+    def checkpoint_state(self) -> dict[str, torch.Tensor]:
+        """The torchvision network's own keys (conv1.*, ..., fc.*): an ImageNet-style checkpoint."""
+        return self.encoder.state_dict()
+
+    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.encoder.load_state_dict(state, strict=True)
+
+    @staticmethod
+    def step_inputs(images: torch.Tensor, targets: torch.Tensor, *,
+                    memory_format: torch.memory_format = torch.contiguous_format) -> tuple[torch.Tensor, ...]:
+        """(images N x C x H x W, class targets N)."""
+        return images.contiguous(memory_format=memory_format), targets
 
     def forward(self, images: torch.Tensor, targets: torch.Tensor, momentum: float | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -7,7 +7,6 @@ Works in one process (CPU or GPU; Shuffle BN emulated by BN over sub-batches) an
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -23,12 +22,14 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from mocobench.common import provenance
+from mocobench.common.atomic import write_text
 from mocobench.pretrain import checkpoint as ckpt_lib
 from mocobench.pretrain.config import ConfigError, config_diff, dump
 from mocobench.pretrain.data import build_training_dataset, knn_paths
 from mocobench.pretrain.distributed import DistEnv, DistributedExchange, LocalExchange, all_reduce_mean, barrier, init_distributed
 from mocobench.pretrain.encoders import build_resnet
 from mocobench.pretrain.knn import knn_top1
+from mocobench.pretrain.log import append_entry, trim_after
 from mocobench.pretrain.moco import MoCo, Supervised
 from mocobench.pretrain.sampler import GlobalBatchSampler
 from mocobench.pretrain.schedules import key_momentum, learning_rate, scaled_lr
@@ -143,9 +144,7 @@ class Trainer:
         diff = config_diff(ckpt.get("config") or {}, self.cfg)
         if diff:
             raise RunError(f"--resume {path}: the checkpoint comes from another config ({'; '.join(diff[:6])})")
-        state = {k[len("module."):]: v for k, v in ckpt["state_dict"].items()}
-        target = self.model.encoder if isinstance(self.model, Supervised) else self.model
-        target.load_state_dict(state, strict=True)
+        self.model.load_checkpoint_state({k[len("module."):]: v for k, v in ckpt["state_dict"].items()})
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.exchange.load_state_dict(ckpt["exchange"])
@@ -156,23 +155,12 @@ class Trainer:
         if rng.get("cuda") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state(rng["cuda"], self.env.device)
         self.start_epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
-        self._trim_log(self.step)
+        if self.env.is_main:
+            trim_after(self.out, self.step)  # lines an interrupted run wrote after this checkpoint
         self._print(f"resumed from {path} (epoch {self.start_epoch}, step {self.step})")
 
-    def _trim_log(self, step: int) -> None:
-        """Drop log lines written after the resumed checkpoint (by an interrupted run)."""
-        path = self.out / "log.jsonl"
-        if not (self.env.is_main and path.is_file()):
-            return
-        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step
-                 and not (json.loads(ln)["step"] == step and json.loads(ln).get("kind") == "step")]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(ln + "\n" for ln in lines))
-        tmp.replace(path)
-
     def _state_dict(self) -> dict[str, torch.Tensor]:
-        net = self.model.encoder if isinstance(self.model, Supervised) else self.model
-        return {f"module.{k}": v.detach().cpu() for k, v in net.state_dict().items()}
+        return {f"module.{k}": v.detach().cpu() for k, v in self.model.checkpoint_state().items()}
 
     def save_checkpoint(self, finished_epochs: int) -> Path:
         path = ckpt_lib.checkpoint_path(self.out, finished_epochs)
@@ -188,14 +176,13 @@ class Trainer:
     # ---------------------------------------------------------------- logging
     def _print(self, msg: str) -> None:
         if self.env.is_main:
-            print(f"[pretrain] {msg}", flush=True)
+            log.info(msg)
 
     def _log(self, entry: dict[str, Any]) -> None:
         self.history.append(entry)
         if not self.env.is_main:
             return
-        with open(self.out / "log.jsonl", "a") as f:
-            f.write(json.dumps(entry) + "\n")
+        append_entry(self.out, entry)
         if self.writer is not None:
             for key, value in entry.items():
                 if key not in ("epoch", "step", "kind") and isinstance(value, (int, float)):
@@ -211,18 +198,14 @@ class Trainer:
             group["lr"] = lr
         images, targets = batch
         images = images.to(self.env.device, non_blocking=True)
+        momentum = key_momentum(self.step, total_steps=total, base=self.cfg["moco"]["momentum"],
+                                schedule=self.cfg["moco"]["momentum_schedule"])  # of the key encoder (MoCo)
         net = self.ddp or self.model
         with torch.autocast(self.env.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
-            if isinstance(self.model, MoCo):
-                m = key_momentum(self.step, total_steps=total, base=self.cfg["moco"]["momentum"],
-                                 schedule=self.cfg["moco"]["momentum_schedule"])
-                im_q = images[:, 0].contiguous(memory_format=self.memory_format)
-                im_k = images[:, 1].contiguous(memory_format=self.memory_format)
-                logits, labels = net(im_q, im_k, m)
-            else:
-                logits, labels = net(images.contiguous(memory_format=self.memory_format),
-                                     targets.to(self.env.device, non_blocking=True))
+            inputs = self.model.step_inputs(images, targets.to(self.env.device, non_blocking=True),
+                                            memory_format=self.memory_format)
+            logits, labels = net(*inputs, momentum)
             loss = F.cross_entropy(logits, labels)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step} (lr {lr:.4g}); lower "
@@ -241,8 +224,7 @@ class Trainer:
         top1 = None
         if self.env.is_main:
             train_dir, val_dir = knn_paths(self.cfg)
-            encoder = self.model.encoder_q if isinstance(self.model, MoCo) else self.model.encoder
-            top1 = knn_top1(encoder, train_dir, val_dir, image_size=self.cfg["data"]["image_size"],
+            top1 = knn_top1(self.model.backbone, train_dir, val_dir, image_size=self.cfg["data"]["image_size"],
                             device=self.env.device, k=k["k"], temperature=k["temperature"], batch_size=k["batch_size"],
                             workers=self.cfg["data"]["workers"], progress=self.cfg["train"]["progress"],
                             limit=k["limit"])
@@ -255,9 +237,7 @@ class Trainer:
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             if not (self.out / "config.yaml").is_file():
-                tmp = self.out / ".config.yaml.tmp"
-                tmp.write_text(dump(self.cfg))
-                tmp.replace(self.out / "config.yaml")
+                write_text(self.out / "config.yaml", dump(self.cfg))
         if self.start_epoch >= o["epochs"]:
             final = ckpt_lib.checkpoint_path(self.out, o["epochs"])
             self._print(f"nothing to do: the run in {self.out} finished all {o['epochs']} epochs")

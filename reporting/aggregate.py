@@ -15,26 +15,30 @@ one trial there is no std. Delta = mean(row) - mean(supervised row); |delta| >= 
 """
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import pandas as pd
 import yaml
 
-from mocobench.records import canonical_hash, records_frame
+from mocobench.common.benchmark import TASK_COLUMNS, Benchmark
+from mocobench.common.hashing import canonical_hash
+from mocobench.detection.benchmarks import BENCHMARKS as DETECTION
+from mocobench.records import SYNTHETIC_SUFFIX
+from mocobench.segmentation.benchmarks import BENCHMARKS as SEGMENTATION
 
 PAPER_SOURCE = "reported (paper)"
 OURS = "ours"
 MARK_THRESHOLD = 0.5  # the paper marks gaps of at least 0.5 point
 KIND_ORDER = {"random": 0, "supervised": 1, "moco": 2, "other": 3}
-SYNTHETIC_SUFFIX = "-synthetic"
 # Protocol fields that differ between initialisations by nature; rows differing only here share a table.
 INIT_FIELDS = ("weights_sha256", "config_hash")
-_HERE = Path(__file__).resolve().parent
-LAYOUT_FILE = _HERE / "table_layout.yaml"
-REFERENCE_FILE = _HERE / "reference.yaml"
+REFERENCE_FILE = Path(__file__).resolve().parent / "reference.yaml"
+BENCHMARKS: dict[str, Benchmark] = {**DETECTION, **SEGMENTATION}  # in the tables' order
 
 
 class TableError(ValueError):
@@ -113,7 +117,17 @@ def _load_yaml(path: str | Path, what: str) -> dict[str, Any]:
     return data
 
 
-def load_layout(path: str | Path = LAYOUT_FILE) -> dict[str, Any]:
+def default_layout() -> dict[str, Any]:
+    """Titles, columns and reference keys of every registered benchmark, in the tables' order."""
+    return {"task_columns": TASK_COLUMNS,
+            "benchmarks": {b.name: {"title": b.title, "columns": b.table_columns, "reference": b.reference_key}
+                           for b in BENCHMARKS.values()}}
+
+
+def load_layout(path: str | Path | None = None) -> dict[str, Any]:
+    """The registry's layout (default), or one from a YAML file of the same shape (titles and columns)."""
+    if path is None:
+        return default_layout()
     data = _load_yaml(path, "table layout")
     for name, spec in data["benchmarks"].items():
         if not isinstance(spec, dict) or not isinstance(spec.get("columns"), dict) or not spec["columns"]:
@@ -145,6 +159,26 @@ def _columns_for(benchmark: str, task: str, present: list[str], layout: dict[str
     task_cols = (layout.get("task_columns") or {}).get(task) or {}
     cols = [Column(k, str(h)) for k, h in task_cols.items() if k in present]
     return cols + [Column(k, k) for k in present if k not in task_cols]
+
+
+def flatten_metrics(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
+    """{"bbox": {"AP": 1}} -> {"bbox/AP": 1}."""
+    return {f"{task}/{name}": value for task, values in metrics.items() for name, value in values.items()}
+
+
+def records_frame(records: Iterable[dict[str, Any]]):
+    """One row per trial: identity columns, protocol fields (prefixed "protocol."), flattened metrics."""
+    rows = []
+    for r in records:
+        row = {"benchmark": r["benchmark"], "task": r["task"], "init": r["init"]["label"],
+               "init_kind": r["init"]["kind"], "pretrain_epoch": (r["init"].get("pretrain") or {}).get("epoch"),
+               "protocol_hash": r["protocol_hash"], "trial": r["trial"], "seed": r["seed"],
+               "path": r.get("_path")}
+        row.update({f"protocol.{k}": json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
+                    for k, v in r["protocol"].items()})
+        row.update(flatten_metrics(r["metrics"]))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _stats(values: list[float]) -> Cell:
@@ -320,7 +354,7 @@ def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | Non
             if extra:
                 notes.append(f"metrics not shown in this table: {', '.join(extra)}")
             ref_rows: list[Row] = []
-            ref_spec = reference["benchmarks"].get(base_benchmark(bench))
+            ref_spec = reference["benchmarks"].get(spec.get("reference") or base_benchmark(bench))
             if ref_spec and synthetic:
                 notes.append("synthetic built-in data: the paper's reported numbers are not shown, they are "
                              "not comparable")

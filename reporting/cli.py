@@ -1,4 +1,4 @@
-"""`python -m benchmarks tables`: paper-style tables and plots from every result record under results/.
+"""`python -m mocobench tables`: paper-style tables and plots from every result record under results/.
 
 Reads results/records/**.json (never writes there), writes results/tables/tables.{md,csv,tex,html}
 and results/plots/*.png (derived files: replaced on every run), and prints the Markdown.
@@ -6,7 +6,7 @@ and results/plots/*.png (derived files: replaced on every run), and prints the M
 from __future__ import annotations
 
 import argparse
-import re
+import logging
 import sys
 from pathlib import Path
 
@@ -14,7 +14,11 @@ from mocobench.reporting import aggregate
 from mocobench.reporting import render as formats
 from mocobench.reporting import plots
 from mocobench.pretrain import log as pretrain_logs
+from mocobench.common.logs import cli_logging
+from mocobench.common.naming import safe_name
 from mocobench.records import RecordError, load_records
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,18 +34,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference", type=Path, default=aggregate.REFERENCE_FILE,
                         help="YAML of the paper's reported numbers (default: the packaged reference.yaml)")
     parser.add_argument("--no-reference", action="store_true", help="leave the paper's reported rows out")
-    parser.add_argument("--layout", type=Path, default=aggregate.LAYOUT_FILE,
-                        help="YAML of table titles and columns (default: the packaged table_layout.yaml)")
+    parser.add_argument("--layout", type=Path, default=None,
+                        help="YAML of table titles and columns (default: those of the benchmark registry, "
+                             "mocobench.detection.benchmarks and mocobench.segmentation.benchmarks)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
     parser.add_argument("--quiet", action="store_true", help="do not print the Markdown tables")
 
 
-def _log(msg: str) -> None:
-    print(f"[tables] {msg}", file=sys.stderr, flush=True)
-
-
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
+    return safe_name(text, fallback="run", replacement="_")
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -49,6 +50,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def main(args: argparse.Namespace) -> int:
+    cli_logging(stream="stderr")  # stdout carries the Markdown tables
     tables_dir = args.tables_dir or args.results / "tables"
     plots_dir = args.plots_dir or args.results / "plots"
     records_dir = args.results / "records"
@@ -72,20 +74,20 @@ def main(args: argparse.Namespace) -> int:
 
     if not records:
         print(f"No result records under {records_dir}: no tables written. Make some with `make voc-det` "
-              f"(or `python -m benchmarks run ...`), then run `make tables` again.")
+              f"(or `python -m mocobench run ...`), then run `make tables` again.")
     else:
-        _log(f"{len(records)} records from {records_dir}")
+        log.info(f"{len(records)} records from {records_dir}")
         tables = aggregate.build_tables(records, layout=layout, reference=reference)
         paths = formats.write_tables(tables, tables_dir)
         if not args.quiet:
             print(formats.render_markdown(tables))
-        _log(f"{len(tables)} tables -> " + ", ".join(str(p) for p in paths.values()))
+        log.info(f"{len(tables)} tables -> " + ", ".join(str(p) for p in paths.values()))
         if not args.no_plots:
             for t in tables:
-                _log(f"plot {plots.save_figure(plots.bar_figure(t), plots_dir / f'{_slug(t.table_id)}_bars.png')}")
+                log.info(f"plot {plots.save_figure(plots.bar_figure(t), plots_dir / f'{_slug(t.table_id)}_bars.png')}")
                 fig = plots.epoch_figure(t)
                 if fig is not None:
-                    _log(f"plot {plots.save_figure(fig, plots_dir / f'{_slug(t.table_id)}_vs_epoch.png')}")
+                    log.info(f"plot {plots.save_figure(fig, plots_dir / f'{_slug(t.table_id)}_vs_epoch.png')}")
 
     if args.no_plots:
         return 0
@@ -93,12 +95,12 @@ def main(args: argparse.Namespace) -> int:
                                *((r["init"].get("pretrain") or {}).get("run") for r in records)]))
     for run in filter(None, runs):
         try:
-            log = pretrain_logs.read_log(run)
+            frame = pretrain_logs.read_log(run)
         except pretrain_logs.LogError as e:
             if run in map(str, args.pretrain_runs):
                 print(f"error: {e}", file=sys.stderr)
                 return 2
-            _log(f"no pretraining curves for {run} (named by a record): {e}")
+            log.info(f"no pretraining curves for {run} (named by a record): {e}")
             continue
-        _log(f"plot {plots.save_figure(plots.pretrain_figure(log, Path(run).name), plots_dir / f'pretrain_{_slug(run)}.png')}")
+        log.info(f"plot {plots.save_figure(plots.pretrain_figure(frame, Path(run).name), plots_dir / f'pretrain_{_slug(run)}.png')}")
     return 0

@@ -6,7 +6,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def synthetic_tiny(tmp_path_factory):
-    """The tiny synthetic layout (benchmarks.synthetic.SyntheticLayout), written once per session."""
+    """The tiny synthetic layout (mocobench.data.synthetic.SyntheticLayout), written once per session."""
     from mocobench.data.synthetic import ensure_synthetic
 
     return ensure_synthetic(root=tmp_path_factory.mktemp("synthetic"), preset="tiny", seed=0, progress=False)

@@ -1,16 +1,20 @@
-"""`python -m benchmarks.synthetic --root output/synthetic --preset demo`: generate (once) and print paths."""
+"""`python -m mocobench.data.synthetic --root output/synthetic --preset demo [key.sub=value ...]`: generate
+(once) and print paths. Overrides change preset parameters, e.g. counts.coco.train=50 (or --opts KEY VALUE)."""
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
 
+from mocobench.common.config import merge_nested, overrides_to_delta, split_overrides
+from mocobench.common.errors import UsageError
+
 from .layout import ensure_synthetic
 from .presets import PRESETS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.synthetic", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mocobench.data.synthetic", description=__doc__)
     parser.add_argument("--root", default="output/synthetic", help="folder holding the generated data sets")
     parser.add_argument("--preset", default="demo", choices=sorted(PRESETS),
                         help="tiny: tests (seconds); small: quick runs; demo: the demo chain (about a minute)")
@@ -18,10 +22,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1,
                         help="processes drawing images (same bytes for any number; 1 leaves cores free)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides of the preset's parameters")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                        help="overrides as KEY VALUE pairs (last on the command line)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    layout = ensure_synthetic(root=args.root, preset=args.preset, seed=args.seed, workers=args.workers,
-                              progress=not args.quiet)
+    overrides: dict = {}
+    try:
+        for key, text in split_overrides([*args.overrides, *args.opts]):
+            overrides = merge_nested(overrides, overrides_to_delta(key, text))
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        layout = ensure_synthetic(root=args.root, preset=args.preset, seed=args.seed, overrides=overrides,
+                                  workers=args.workers, progress=not args.quiet)
+    except (UsageError, ValueError) as e:
+        parser.error(str(e))
     print(f"root        {layout.root}")
     print(f"classes     {', '.join(layout.classes)}")
     for name in ("imagefolder", "voc2007", "voc2012", "coco", "cityscapes"):

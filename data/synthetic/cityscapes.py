@@ -29,10 +29,6 @@ for _label in cs_labels:
         _TRAIN_ID_LUT[_label.id] = _label.trainId
 
 
-def tasks(layout: str, params: dict[str, Any]) -> list[tuple[str, int]]:
-    return [(split, i) for split, n in params["counts"][LAYOUT].items() for i in range(n)]
-
-
 def base_name(split: str, index: int) -> tuple[str, str]:
     cities = CITIES.get(split, [split])
     city = cities[index % len(cities)]

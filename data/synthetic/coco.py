@@ -23,10 +23,6 @@ LAYOUT = "coco"
 SPLIT_ID_BASE = {"train": 0, "val": 1_000_000}
 
 
-def tasks(layout: str, params: dict[str, Any]) -> list[tuple[str, int]]:
-    return [(split, i) for split, n in params["counts"][LAYOUT].items() for i in range(n)]
-
-
 def _rle(mask: np.ndarray) -> dict[str, Any]:
     rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}

@@ -15,10 +15,6 @@ from .streams import image_rng, save_jpeg
 LAYOUT = "imagefolder"
 
 
-def tasks(layout: str, params: dict[str, Any]) -> list[tuple[str, int]]:
-    return [(split, i) for split, n in params["counts"][LAYOUT].items() for i in range(n)]
-
-
 def write_item(layout: str, root: Path, params: dict[str, Any], seed: int, task: tuple[str, int]) -> None:
     split, index = task
     label = index % len(shapes.CATEGORIES)

@@ -10,7 +10,6 @@ looks finished; a later call simply starts over.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import multiprocessing as mp
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from tqdm import tqdm
+
+from mocobench.common.hashing import canonical_hash
 
 from . import cityscapes, coco, imagefolder, shapes, voc
 from .presets import GENERATOR_VERSION, resolve_params
@@ -83,7 +84,7 @@ class SyntheticLayout:
         manifest = path / MANIFEST
         if not manifest.is_file():
             raise FileNotFoundError(f"{path} is not a finished synthetic data set (no {MANIFEST}); "
-                                    f"create one with `python -m benchmarks.synthetic --root DIR --preset tiny`")
+                                    f"create one with `python -m mocobench.data.synthetic --root DIR --preset tiny`")
         m = json.loads(manifest.read_text())
         if m.get("generator_version") != GENERATOR_VERSION:
             raise ValueError(f"{path} was written by generator version {m.get('generator_version')}, this is "
@@ -92,8 +93,12 @@ class SyntheticLayout:
 
 
 def cache_key(params: Mapping[str, Any], seed: int) -> str:
-    doc = {"generator_version": GENERATOR_VERSION, "seed": int(seed), "params": params}
-    return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return canonical_hash({"generator_version": GENERATOR_VERSION, "seed": int(seed), "params": params})
+
+
+def tasks(layout: str, params: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """(split, index) of every image of a layout, in the order of `counts`."""
+    return [(split, i) for split, n in params["counts"][layout].items() for i in range(n)]
 
 
 def _check_params(params: Mapping[str, Any]) -> None:
@@ -158,7 +163,7 @@ def ensure_synthetic(root: str | os.PathLike = "output/synthetic", preset: str =
 def _generate(out: Path, params: dict[str, Any], seed: int, workers: int, progress: bool, preset: str) -> None:
     jobs = []
     for layout, (module, sub) in WRITERS.items():
-        for task in module.tasks(layout, params):
+        for task in tasks(layout, params):
             jobs.append((layout, task))
     bar = tqdm(total=len(jobs), desc=f"synthetic {preset}", unit="img", disable=not progress, mininterval=1.0)
     records: dict[str, list[Any]] = {layout: [] for layout in WRITERS}

@@ -22,8 +22,9 @@ Keys of a preset:
 """
 from __future__ import annotations
 
-import copy
 from typing import Any, Mapping
+
+from mocobench.common.config import merge
 
 # Bump whenever the generator's output for the same parameters changes (drawing, file formats).
 GENERATOR_VERSION = 1
@@ -89,21 +90,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def resolve_params(preset: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The preset's parameters with `overrides` merged in (nested dicts merge key by key)."""
+    """The preset's parameters with `overrides` merged in (nested dicts merge key by key; unknown keys
+    and type changes are errors), in the suite's config dialect (mocobench.common.config)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown synthetic preset {preset!r}; choose one of {sorted(PRESETS)}")
-    params = copy.deepcopy(PRESETS[preset])
-
-    def merge(dst: dict[str, Any], src: Mapping[str, Any], where: str) -> None:
-        for key, value in src.items():
-            if key not in dst:
-                raise ValueError(f"unknown synthetic parameter {where}{key!r}; known: {sorted(dst)}")
-            if isinstance(dst[key], dict):
-                if not isinstance(value, Mapping):
-                    raise ValueError(f"synthetic parameter {where}{key!r} must be a mapping")
-                merge(dst[key], value, f"{where}{key}.")
-            else:
-                dst[key] = copy.deepcopy(value)
-
-    merge(params, overrides or {}, "")
-    return params
+    return merge(PRESETS[preset], overrides or {}, what="synthetic parameter")

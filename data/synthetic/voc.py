@@ -55,10 +55,6 @@ def annotation_xml(scene: Scene, folder: str, fid: str) -> ET.ElementTree:
     return ET.ElementTree(root)
 
 
-def tasks(layout: str, params: dict[str, Any]) -> list[tuple[str, int]]:
-    return [(split, i) for split, n in params["counts"][layout].items() for i in range(n)]
-
-
 def write_item(layout: str, root: Path, params: dict[str, Any], seed: int, task: tuple[str, int]) -> tuple[str, str]:
     folder, year = YEARS[layout]
     split, index = task

@@ -10,21 +10,23 @@ import pytest
 import torch
 
 import mocobench.detection  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
-from mocobench.runner import cli as runner
+from mocobench.detection import CONFIG_DIR
 from mocobench.detection import convert as C
-from tests.detection.test_convert import _randomised_resnet
+from mocobench.detection.benchmarks import BENCHMARKS
+from mocobench.detection.config import build_config
+from tests.helpers.checkpoints import randomised_resnet
 
 RGB_MEAN, RGB_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 
 
 def _cfg(name: str, init_kind="moco", msra=False, synthetic=False):
-    init = runner.Init("x", init_kind, None, None, None, msra=msra)
-    cfg = runner.build_config(runner.BENCHMARKS[name], init, synthetic=synthetic)
+    cfg = build_config(BENCHMARKS[name], weights=None, msra=msra, random_init=init_kind == "random",
+                       synthetic=synthetic)
     cfg.MODEL.DEVICE = "cpu"
     return cfg
 
 
-@pytest.mark.parametrize("name", sorted(runner.BENCHMARKS))
+@pytest.mark.parametrize("name", sorted(BENCHMARKS))
 def test_protocol_settings(name):
     cfg = _cfg(name)
     assert cfg.MODEL.BACKBONE.FREEZE_AT == 0 and cfg.TEST.PRECISE_BN.ENABLED
@@ -81,7 +83,7 @@ def test_c4_head_receives_res5_from_converted_weights(depth, tmp_path):
     from detectron2.checkpoint import DetectionCheckpointer
     from detectron2.modeling import build_model
 
-    conv = C.convert(_randomised_resnet(depth))
+    conv = C.convert(randomised_resnet(depth))
     pkl = C.save_detectron2(conv, tmp_path / "w.pkl")
     cfg = _cfg("voc0712-det-c4")
     if depth == 18:
@@ -100,3 +102,25 @@ def test_head_registered_on_import_in_a_fresh_process():
             "print(ROI_HEADS_REGISTRY.get('Res5ROIHeadsExtraNorm').__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "Res5ROIHeadsExtraNorm" in out.stdout, out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(CONFIG_DIR)) for p in CONFIG_DIR.rglob("*.yaml")))
+def test_every_config_file_loads_on_its_own(path):
+    """As Detectron2's tools load a config (train_net.py --config-file): overlays carry their _BASE_."""
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIG_DIR / path))
+    assert cfg.MODEL.RESNETS.NORM == "SyncBN" and cfg.MODEL.BACKBONE.FREEZE_AT == 0
+    if not path.startswith("Base-"):
+        assert cfg.DATASETS.TRAIN and cfg.DATASETS.TEST
+
+
+def test_overlays_apply_only_their_own_keys():
+    """The demo delta on a benchmark it does not name as _BASE_ keeps that benchmark's own settings."""
+    voc07, voc0712 = _cfg("voc07-det-c4", synthetic=True), _cfg("voc0712-det-c4", synthetic=True)
+    assert voc07.DATASETS.TRAIN == ("synth_voc_2007_trainval",) and len(voc0712.DATASETS.TRAIN) == 2
+    coco_c4 = _cfg("coco-mask-c4-1x", synthetic=True)
+    assert coco_c4.MODEL.MASK_ON and coco_c4.SOLVER.MAX_ITER == voc0712.SOLVER.MAX_ITER  # the demo's schedule
+    msra = _cfg("coco-mask-fpn-1x", init_kind="supervised", msra=True)
+    assert msra.MODEL.FPN.NORM == "SyncBN" and msra.MODEL.MASK_ON and msra.INPUT.FORMAT == "BGR"

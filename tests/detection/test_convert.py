@@ -1,4 +1,4 @@
-"""detection.convert: every input format, the forward-pass proof, and every strict failure."""
+"""mocobench.detection.convert: every input format, the forward-pass proof, and every strict failure."""
 from __future__ import annotations
 
 import pickle
@@ -9,52 +9,13 @@ import torch
 import torchvision
 
 from mocobench.detection import convert as C
-
-
-def _randomised_resnet(depth: int, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A torchvision ResNet state_dict whose BN parameters and statistics are all distinct and far from
-    the defaults, so that swapping any two tensors (bn1 <-> bn2, shortcut norm, ...) changes the outputs."""
-    torch.manual_seed(seed)
-    state = getattr(torchvision.models, f"resnet{depth}")().state_dict()
-    g = torch.Generator().manual_seed(seed)
-    for key, value in state.items():
-        if key.endswith("running_var"):
-            value.copy_(torch.rand(value.shape, generator=g) * 1.5 + 0.5)
-        elif key.endswith("running_mean"):
-            value.copy_(torch.randn(value.shape, generator=g) * 0.2)
-        elif ("bn" in key or "downsample.1" in key) and key.endswith("weight"):
-            value.copy_(torch.rand(value.shape, generator=g) + 0.5)
-        elif key.endswith("bias"):
-            value.copy_(torch.randn(value.shape, generator=g) * 0.1)
-    return state
+from mocobench.detection import proof as P
+from tests.helpers.checkpoints import randomised_resnet, wrap
 
 
 @pytest.fixture(scope="module", params=[18, 50])
 def resnet(request):
-    return request.param, _randomised_resnet(request.param)
-
-
-def _wrap(fmt: str, state: dict[str, torch.Tensor]) -> dict:
-    """The same backbone as each known checkpoint layout stores it, with the leftovers each layout has."""
-    if fmt == "moco":  # official MoCo v2 / ours: encoder_q + MLP head, encoder_k, queue
-        sd = {f"module.encoder_q.{k}": v for k, v in state.items()}
-        sd |= {f"module.encoder_k.{k}": v.clone() for k, v in state.items()}
-        sd |= {"module.encoder_q.fc.0.weight": torch.zeros(8, 4), "module.encoder_q.fc.2.weight": torch.zeros(4, 8),
-               "module.queue": torch.zeros(4, 16), "module.queue_ptr": torch.zeros(1, dtype=torch.long)}
-        return {"epoch": 7, "arch": "resnet", "state_dict": sd, "optimizer": {}, "config": {"stem": "standard"}}
-    if fmt == "moco-v3":
-        sd = {f"module.base_encoder.{k}": v for k, v in state.items()}
-        sd |= {f"module.momentum_encoder.{k}": v.clone() for k, v in state.items()}
-        sd |= {"module.base_encoder.fc.0.weight": torch.zeros(8, 4), "module.base_encoder.fc.1.running_mean": torch.zeros(8),
-               "module.predictor.0.weight": torch.zeros(4, 4)}
-        return {"epoch": 100, "arch": "resnet50", "state_dict": sd}
-    if fmt == "torchvision":  # torchvision's published weights: the bare state_dict with fc
-        return dict(state)
-    if fmt == "ddp-supervised":  # our supervised pretraining: module.<torchvision keys incl. fc>
-        return {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}, "config": {"mode": "supervised"}}
-    if fmt == "dataparallel-in-ddp":
-        return {f"module.module.{k}": v for k, v in state.items()}
-    raise AssertionError(fmt)
+    return request.param, randomised_resnet(request.param)
 
 
 FORMAT_CASES = [("moco", "moco"), ("moco-v3", "moco-v3"), ("torchvision", "torchvision"),
@@ -65,16 +26,16 @@ FORMAT_CASES = [("moco", "moco"), ("moco-v3", "moco-v3"), ("torchvision", "torch
 def test_every_format_converts_to_exactly_the_backbone(resnet, layout, expected_format, tmp_path):
     depth, state = resnet
     src = tmp_path / "in.pth.tar"
-    torch.save(_wrap(layout, state), src)
+    torch.save(wrap(layout, state), src)
     out = tmp_path / "out.pkl"
-    conv, report = C.convert_file(src, out, check=(layout == "moco"), log=lambda *_: None)
+    conv, report = C.convert_file(src, out, check=(layout == "moco"))
     assert conv.format == expected_format and conv.depth == depth
     with open(out, "rb") as f:
         payload = pickle.load(f)
     assert payload["matching_heuristics"] is True and payload["__author__"]
     model = payload["model"]
     # exactly the tensors of Detectron2's ResNet of that depth (independent source of truth), same shapes
-    d2_state = {k: tuple(v.shape) for k, v in C.build_detectron2_resnet(depth).state_dict().items()
+    d2_state = {k: tuple(v.shape) for k, v in P.build_detectron2_resnet(depth).state_dict().items()
                 if not k.endswith("num_batches_tracked")}
     assert {k: v.shape for k, v in model.items()} == d2_state
     assert not any(".fc." in k or k.startswith("fc") for k in model)
@@ -92,7 +53,7 @@ def test_proof_matches_torchvision_outputs(resnet, tmp_path):
     depth, state = resnet
     src = tmp_path / "tv.pth"
     torch.save(state, src)
-    conv, report = C.convert_file(src, tmp_path / "tv.pkl", log=lambda *_: None)
+    conv, report = C.convert_file(src, tmp_path / "tv.pkl")
     assert report.ok
     assert max(report.max_rel_diff.values()) < 1e-5  # float32 round-off, not a near miss
     stride = {"res2": 4, "res3": 8, "res4": 16, "res5": 32}
@@ -104,19 +65,19 @@ def test_proof_matches_torchvision_outputs(resnet, tmp_path):
 
 def test_proof_catches_a_wrong_key_map(tmp_path):
     """Swap two BN layers in the written pickle: the forward-pass proof must fail on it."""
-    state = _randomised_resnet(18)
+    state = randomised_resnet(18)
     conv = C.convert(state)
     d2 = conv.detectron2_state
     a, b = "res3.1.conv1.norm.running_var", "res3.1.conv2.norm.running_var"
     d2[a], d2[b] = d2[b], d2[a]
     path = C.save_detectron2(conv, tmp_path / "bad.pkl")
-    report = C.verify(path, conv.torchvision_state, 18)
+    report = P.verify(path, conv.torchvision_state, 18)
     assert not report.ok and report.largest()[1] > 1e-2
 
 
 def test_convert_cli_prints_key_map_and_difference(tmp_path, capsys):
     src = tmp_path / "r18.pth"
-    torch.save(_wrap("moco", _randomised_resnet(18)), src)
+    torch.save(wrap("moco", randomised_resnet(18)), src)
     assert C.main([str(src), str(tmp_path / "r18.pkl")]) == 0
     out = capsys.readouterr().out
     assert "encoder_q.layer1.0.bn2.running_var" in out and "-> res2.0.conv2.norm.running_var" in out
@@ -129,18 +90,18 @@ def _fail(obj, tmp_path, match, *, name="x.pth"):
     if obj is not None:
         torch.save(obj, src)
     with pytest.raises(C.ConversionError, match=match):
-        C.convert_file(src, tmp_path / "o.pkl", log=lambda *_: None)
+        C.convert_file(src, tmp_path / "o.pkl")
     assert not (tmp_path / "o.pkl").exists()
 
 
 def test_refuses_missing_tensors(tmp_path):
-    state = _randomised_resnet(18)
+    state = randomised_resnet(18)
     del state["layer3.1.bn2.running_mean"]
     _fail(state, tmp_path, r"missing.*layer3\.1\.bn2\.running_mean")
 
 
 def test_refuses_truncated_resnet(tmp_path):
-    state = {k: v for k, v in _randomised_resnet(50).items() if not k.startswith("layer4.")}
+    state = {k: v for k, v in randomised_resnet(50).items() if not k.startswith("layer4.")}
     _fail(state, tmp_path, r"incomplete ResNet.*ResNet-50")
 
 
@@ -149,20 +110,20 @@ def test_refuses_non_resnet(tmp_path):
 
 
 def test_refuses_unknown_extra_tensors(tmp_path):
-    state = _randomised_resnet(18)
+    state = randomised_resnet(18)
     state["layer2.0.se.fc1.weight"] = torch.zeros(4, 4)
     _fail(state, tmp_path, r"unexpected tensors.*layer2\.0\.se\.fc1\.weight")
 
 
 def test_refuses_wrong_shapes(tmp_path):
-    state = _randomised_resnet(18)
+    state = randomised_resnet(18)
     state["layer1.0.conv1.weight"] = torch.zeros(64, 64, 5, 5)
     _fail(state, tmp_path, r"wrong shapes.*layer1\.0\.conv1\.weight")
 
 
 def test_refuses_small_stem(tmp_path):
-    state = _randomised_resnet(18)
-    ck = _wrap("moco", state)
+    state = randomised_resnet(18)
+    ck = wrap("moco", state)
     ck["config"]["stem"] = "small"
     _fail(ck, tmp_path, r"stem 'small'")
     state["conv1.weight"] = torch.zeros(64, 3, 3, 3)
@@ -171,20 +132,20 @@ def test_refuses_small_stem(tmp_path):
 
 def test_refuses_truncated_file_and_nonfinite(tmp_path):
     src = tmp_path / "full.pth"
-    torch.save(_randomised_resnet(18), src)
+    torch.save(randomised_resnet(18), src)
     (tmp_path / "cut.pth").write_bytes(src.read_bytes()[: src.stat().st_size // 2])
     _fail(None, tmp_path, r"truncated", name="cut.pth")
-    state = _randomised_resnet(18)
+    state = randomised_resnet(18)
     state["layer4.0.bn1.weight"][3] = float("nan")
     _fail(state, tmp_path, r"non-finite.*layer4\.0\.bn1\.weight")
 
 
 def test_never_overwrites_output(tmp_path):
     src = tmp_path / "a.pth"
-    torch.save(_randomised_resnet(18), src)
+    torch.save(randomised_resnet(18), src)
     out = tmp_path / "a.pkl"
     out.write_bytes(b"precious")
     with pytest.raises(C.ConversionError, match="already exists"):
-        C.convert_file(src, out, log=lambda *_: None)
+        C.convert_file(src, out)
     assert out.read_bytes() == b"precious"
     assert C.main([str(src), str(out)]) == 2 and out.read_bytes() == b"precious"

@@ -1,4 +1,4 @@
-"""Hand-made result records for the tables tests (written through benchmarks.records.write_record)."""
+"""Hand-made result records for the tables tests (written through mocobench.records.write_record)."""
 from __future__ import annotations
 
 import copy
@@ -6,7 +6,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from mocobench.records import SCHEMA_VERSION, canonical_hash, write_record
+from mocobench.common.hashing import canonical_hash
+from mocobench.records import SCHEMA_VERSION, write_record
 
 PAPER_VOC = {"config_hash": "cfg-voc0712", "max_iter": 24000, "ims_per_batch": 16, "base_lr": 0.02,
              "scaling": "none", "amp": False, "train": ["voc_2007_trainval", "voc_2012_trainval"],

@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+import yaml
 import torchvision
 from torch import nn
 
@@ -155,10 +156,16 @@ def test_wrong_arch_for_checkpoint_is_refused(finished_run):
 
 
 def test_bundled_configs_load():
+    """Every bundled config resolves, and every key its own file sets (not only its _BASE_ chain) is applied."""
+    from mocobench.pretrain.config import CONFIG_DIR, flatten
+
     for name in ("demo", "supervised_demo", "moco_v1", "cifar10_moco_v2_r18", "cifar10_cpu_short"):
         overrides = [] if name in ("demo", "supervised_demo") else ["data.path=/x"]
-        cfg = load_config(name, overrides)
-        assert cfg["optim"]["batch_size"] > 0
+        cfg = flatten(load_config(name, overrides))
+        own = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
+        own.pop("_BASE_")
+        for key, value in flatten(own).items():
+            assert cfg[key] == value, (name, key)
     v1 = load_config("moco_v1", ["data.path=/x"])
     assert (v1["moco"]["temperature"], v1["moco"]["mlp"], v1["optim"]["schedule"], v1["data"]["aug"]) == \
         (0.07, False, "step", "v1")
@@ -170,7 +177,12 @@ def test_cli_reports_bad_input_without_traceback(data, tmp_path, capsys):
 
     rc = main(["train", "--config", "demo", *tiny_overrides(data / "train", tmp_path / "o", "moco.queue_size=36")])
     assert rc == 2 and "K=36 is not divisible by the global batch size 8" in capsys.readouterr().err
-    assert "optim.batch_size is the GLOBAL batch" in main.__globals__["TRAIN_HELP"]
+    # the same through --opts KEY VALUE pairs, and the batch semantics are in the user's help
+    rc = main(["train", "--config", "demo", *tiny_overrides(data / "train", tmp_path / "o"), "--opts", "moco.queue_size", "36"])
+    assert rc == 2 and "K=36 is not divisible" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "optim.batch_size is the GLOBAL batch" in " ".join(capsys.readouterr().out.split())
 
 
 def test_flat_folder_source_reads_nested_images(tmp_path):

@@ -1,4 +1,4 @@
-"""`python -m benchmarks tables` end to end on hand-made records in a temporary results folder."""
+"""`python -m mocobench tables` end to end on hand-made records in a temporary results folder."""
 from __future__ import annotations
 
 import hashlib

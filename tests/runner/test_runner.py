@@ -1,4 +1,4 @@
-"""benchmarks.runner: the scaling rule, weights resolution, and real (tiny) Detectron2 trials on the
+"""mocobench.runner: the scaling rule, weights resolution, and real (tiny) Detectron2 trials on the
 synthetic VOC and COCO data: records written, read back, never re-run, interrupted trials resumed."""
 from __future__ import annotations
 
@@ -6,12 +6,21 @@ import json
 
 import pytest
 import torch
+import yaml
+
+from detectron2.config import get_cfg
 
 from mocobench import records
-from mocobench.runner import cli as runner
 from mocobench.__main__ import main as cli
-from detectron2.config import get_cfg
-from tests.detection.test_convert import _randomised_resnet, _wrap
+from mocobench.common.config import ConfigError
+from mocobench.common.logs import cli_logging
+from mocobench.detection import engine
+from mocobench.detection.benchmarks import BENCHMARKS
+from mocobench.runner import RunnerError
+from mocobench.runner.plan import init_config
+from mocobench.runner.scaling import apply_scaling_rule
+from mocobench.runner.weights import resolve_init
+from tests.helpers.checkpoints import randomised_resnet, wrap
 
 # A few iterations, few ROIs and proposals: seconds per trial on 2 CPU cores.
 TINY = ["SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "(2, 3)", "SOLVER.WARMUP_ITERS", "1", "SOLVER.CHECKPOINT_PERIOD", "2",
@@ -23,7 +32,7 @@ def _scaled(num_devices, ims, ref_gpus=8):
     cfg = get_cfg()
     cfg.SOLVER.IMS_PER_BATCH, cfg.SOLVER.BASE_LR, cfg.SOLVER.MAX_ITER = 16, 0.02, 24000
     cfg.SOLVER.STEPS, cfg.SOLVER.WARMUP_ITERS = (18000, 22000), 100
-    return cfg, runner.apply_scaling_rule(cfg, num_devices=num_devices, ims_per_device=ims, reference_gpus=ref_gpus)
+    return cfg, apply_scaling_rule(cfg, num_devices=num_devices, ims_per_device=ims, reference_gpus=ref_gpus)
 
 
 def test_scaling_rule_official_one_gpu_advice():
@@ -51,7 +60,7 @@ def test_scaling_rule_not_applied_when_batch_fits(devices, ims):
 
 
 def test_scaling_rule_refuses_uneven_split():
-    with pytest.raises(runner.RunnerError, match="cannot"):
+    with pytest.raises(RunnerError, match="cannot"):
         _scaled(3, 2)
 
 
@@ -60,34 +69,34 @@ def _pretrain_dir(tmp_path, *, stem="standard"):
     run = tmp_path / "moco_run"
     run.mkdir()
     for epoch in (1, 2):
-        ck = _wrap("moco", _randomised_resnet(18, seed=epoch))
+        ck = wrap("moco", randomised_resnet(18, seed=epoch))
         ck["epoch"], ck["config"]["stem"] = epoch, stem
         torch.save(ck, run / f"checkpoint_{epoch - 1:04d}.pth.tar")
     return run
 
 
-def test_resolve_init_latest_checkpoint_converted_and_cached(tmp_path):
+def test_resolve_init_latest_checkpoint_converted_and_cached(tmp_path, capsys):
+    cli_logging()
     run = _pretrain_dir(tmp_path)
-    logs = []
-    init = runner.resolve_init(str(run), cache_dir=tmp_path / "cache", log=logs.append)
+    init = resolve_init(str(run), cache_dir=tmp_path / "cache")
     assert init.kind == "moco" and init.pretrain == {"run": str(run), "epoch": 2}
     assert init.label == "moco_run-ep2" and init.weights.endswith("checkpoint_0001.pth.tar")
-    assert any("[proof] OK" in line for line in logs)
-    again = runner.resolve_init(str(run), cache_dir=tmp_path / "cache", log=logs.append)
-    assert again.pkl == init.pkl and "using the cached conversion" in logs[-1]
-    assert runner.resolve_init("random", cache_dir=tmp_path).kind == "random"
+    assert "proof OK" in capsys.readouterr().out
+    again = resolve_init(str(run), cache_dir=tmp_path / "cache")
+    assert again.pkl == init.pkl and "using the cached conversion" in capsys.readouterr().out.splitlines()[-1]
+    assert resolve_init("random", cache_dir=tmp_path).kind == "random"
 
 
 def test_resolve_init_errors(tmp_path):
-    with pytest.raises(runner.RunnerError, match="no such file"):
-        runner.resolve_init(str(tmp_path / "nope"), cache_dir=tmp_path)
+    with pytest.raises(RunnerError, match="no such file"):
+        resolve_init(str(tmp_path / "nope"), cache_dir=tmp_path)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(runner.RunnerError, match="no checkpoint"):
-        runner.resolve_init(str(tmp_path / "empty"), cache_dir=tmp_path)
+    with pytest.raises(RunnerError, match="no checkpoint"):
+        resolve_init(str(tmp_path / "empty"), cache_dir=tmp_path)
     (tmp_path / "s").mkdir()
     small = _pretrain_dir(tmp_path / "s", stem="small")
-    with pytest.raises(runner.RunnerError, match="stem 'small'"):
-        runner.resolve_init(str(small), cache_dir=tmp_path / "cache")
+    with pytest.raises(RunnerError, match="stem 'small'"):
+        resolve_init(str(small), cache_dir=tmp_path / "cache")
 
 
 def test_cli_input_errors(capsys, tmp_path):
@@ -124,8 +133,16 @@ def test_voc_c4_trials_records_and_no_rerun(synthetic_layout, tmp_path, capsys):
     assert moco["protocol"]["max_iter"] == 4 and moco["protocol"]["depth"] == 18
     assert moco["protocol"]["num_classes"] == len(synthetic_layout.classes)
     assert "Res5ROIHeadsExtraNorm" in moco["config"] and "SEED: 1000" in moco["config"]
-    assert moco["protocol"]["config_hash"] == recs["random"]["protocol"]["config_hash"] or \
-        moco["config"] != recs["random"]["config"]
+    # config_hash is the hash of the resolved config without the per-trial fields (seed, output folder,
+    # weights): two records share it exactly when their configs differ only in those fields
+    def without_trial_fields(text):
+        cfg = yaml.safe_load(text)
+        cfg["SEED"], cfg["OUTPUT_DIR"], cfg["MODEL"]["WEIGHTS"] = -1, "", ""
+        return cfg
+
+    assert yaml.safe_load(moco["config"])["OUTPUT_DIR"] != yaml.safe_load(recs["random"]["config"])["OUTPUT_DIR"]
+    same_config = without_trial_fields(moco["config"]) == without_trial_fields(recs["random"]["config"])
+    assert same_config == (moco["protocol"]["config_hash"] == recs["random"]["protocol"]["config_hash"])
     # the same command again: nothing re-run, nothing overwritten
     path = moco["_path"]
     before = open(path).read()
@@ -138,7 +155,7 @@ def test_voc_c4_trials_records_and_no_rerun(synthetic_layout, tmp_path, capsys):
 def test_interrupted_trial_resumes(synthetic_layout, tmp_path, monkeypatch, capsys):
     """Training reaches its final checkpoint, then evaluation crashes: the next run resumes from the
     checkpoint (no iteration repeated), evaluates, and writes a record that counts both attempts."""
-    real = runner._build_evaluator
+    real = engine.build_evaluator
     calls = {"n": 0}
 
     def crash_once(*a, **k):
@@ -147,7 +164,7 @@ def test_interrupted_trial_resumes(synthetic_layout, tmp_path, monkeypatch, caps
             raise RuntimeError("simulated crash")
         return real(*a, **k)
 
-    monkeypatch.setattr(runner, "_build_evaluator", crash_once)
+    monkeypatch.setattr(engine, "build_evaluator", crash_once)
     with pytest.raises(RuntimeError, match="simulated crash"):
         _run(synthetic_layout, tmp_path, "coco-mask-fpn-1x", "random")
     assert not records.find_records(tmp_path / "results")
@@ -164,11 +181,11 @@ def test_interrupted_trial_resumes(synthetic_layout, tmp_path, monkeypatch, caps
 
 def test_depth_mismatch_is_refused(tmp_path):
     """R18 weights into the R50 protocol would load nothing (silently, by Detectron2's heuristics)."""
-    init = runner.resolve_init(str(_pretrain_dir(tmp_path)), cache_dir=tmp_path / "cache", log=lambda *_: None)
+    init = resolve_init(str(_pretrain_dir(tmp_path)), cache_dir=tmp_path / "cache")
     assert init.depth == 18
-    with pytest.raises(runner.RunnerError, match="ResNet-18 but the config builds ResNet-50"):
-        runner.build_config(runner.BENCHMARKS["voc0712-det-c4"], init, synthetic=False)
-    cfg = runner.build_config(runner.BENCHMARKS["voc0712-det-c4"], init, synthetic=True)  # the demo is R18
+    with pytest.raises(ConfigError, match="ResNet-18 but the config builds ResNet-50"):
+        init_config(BENCHMARKS["voc0712-det-c4"], init, synthetic=False)
+    cfg = init_config(BENCHMARKS["voc0712-det-c4"], init, synthetic=True)  # the demo is R18
     assert cfg.MODEL.WEIGHTS == init.pkl
 
 

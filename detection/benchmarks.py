@@ -1,0 +1,28 @@
+"""The detection benchmarks of the MoCo paper, each defined here once: protocol config, demo delta for
+the built-in data, table title and columns, and (by name) the paper's numbers in reporting/reference.yaml.
+The make targets use the aliases (make voc-det, make coco-mask)."""
+from __future__ import annotations
+
+from mocobench.common.benchmark import Benchmark, lookup
+
+_COCO = "COCO detection and instance segmentation, Mask R-CNN"
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
+    Benchmark("voc0712-det-c4", "detection", "PASCAL VOC07+12 detection, Faster R-CNN R50-C4, 24k iterations",
+              "voc0712_faster_rcnn_R50_C4_24k.yaml", "demo/synthetic-c4.yaml"),
+    Benchmark("voc07-det-c4", "detection", "PASCAL VOC07 detection, Faster R-CNN R50-C4, 9k iterations",
+              "voc07_faster_rcnn_R50_C4_9k.yaml", "demo/synthetic-c4.yaml"),
+    Benchmark("coco-mask-fpn-1x", "instance_seg", f"{_COCO} R50-FPN, 1x schedule",
+              "coco_mask_rcnn_R50_FPN_1x.yaml", "demo/synthetic-fpn.yaml"),
+    Benchmark("coco-mask-fpn-2x", "instance_seg", f"{_COCO} R50-FPN, 2x schedule",
+              "coco_mask_rcnn_R50_FPN_2x.yaml", "demo/synthetic-fpn.yaml"),
+    Benchmark("coco-mask-c4-1x", "instance_seg", f"{_COCO} R50-C4, 1x schedule",
+              "coco_mask_rcnn_R50_C4_1x.yaml", "demo/synthetic-c4.yaml"),
+    Benchmark("coco-mask-c4-2x", "instance_seg", f"{_COCO} R50-C4, 2x schedule",
+              "coco_mask_rcnn_R50_C4_2x.yaml", "demo/synthetic-c4.yaml"),
+)}
+ALIASES = {"voc-det": "voc0712-det-c4", "coco-mask": "coco-mask-fpn-1x"}
+
+
+def resolve_benchmark(name: str) -> Benchmark:
+    """A benchmark by name or alias; BenchmarkError names the known ones."""
+    return lookup(BENCHMARKS, ALIASES, name)

@@ -1,0 +1,102 @@
+"""The Detectron2 train/eval entry of one trial: `train_and_evaluate(cfg_yaml, data)`, run by
+detectron2.engine.launch in every process of a trial, with `Trainer` (Detectron2's DefaultTrainer plus
+our evaluators). Rank 0 writes OUTPUT_DIR/eval_results.json ({task: {metric: value or null}})."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import MetadataCatalog
+from detectron2.engine import DefaultTrainer
+from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
+from detectron2.utils import comm
+from detectron2.utils.env import seed_all_rng
+from detectron2.utils.logger import setup_logger
+
+from mocobench.common.atomic import atomic_write
+from mocobench.common.errors import UsageError
+from mocobench.data.datasets import register_builtin
+
+METRICS_FILE = "eval_results.json"
+
+
+class TrainingError(UsageError):
+    """A trial cannot train or evaluate as configured (weights not loaded as written, no evaluator)."""
+
+
+def build_evaluator(cfg, dataset_name: str, output_folder: str):
+    kind = MetadataCatalog.get(dataset_name).get("evaluator_type")
+    if kind == "pascal_voc":
+        return PascalVOCDetectionEvaluator(dataset_name)
+    if kind == "coco":  # no compiled ops here: pycocotools' scorer (use_fast_impl=False)
+        tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)  # explicit: also when nothing is predicted
+        return COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder, use_fast_impl=False)
+    raise TrainingError(f"dataset {dataset_name} has evaluator_type {kind!r}; expected pascal_voc or coco")
+
+
+class Trainer(DefaultTrainer):
+    """DefaultTrainer with our evaluators; `train()` returns the final evaluation's results."""
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        return build_evaluator(cfg, dataset_name, output_folder or str(Path(cfg.OUTPUT_DIR) / "inference"))
+
+    def train(self) -> dict[str, dict[str, Any]]:
+        super().train()
+        # DefaultTrainer's EvalHook evaluates after the last iteration (also when resumed at the end) and
+        # keeps the result in _last_eval_results; evaluate here only if it did not run.
+        return getattr(self, "_last_eval_results", None) or self.test(self.cfg, self.model)
+
+
+def check_weights_loaded(model, pkl: str) -> None:
+    """Every tensor of one of our converted pickles must sit, unchanged, in exactly one model tensor
+    (Detectron2's name-matching heuristics would otherwise skip it with a log line only)."""
+    import pickle
+
+    import numpy as np
+
+    with open(pkl, "rb") as f:
+        payload = pickle.load(f, encoding="latin1")
+    if not str(payload.get("__author__", "")).startswith("moco-transfer-bench"):
+        return  # someone else's pickle (e.g. MSRA caffe names): Detectron2's own checks only
+    if hasattr(model, "module"):
+        model = model.module
+    state = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    bad = []
+    for key, value in payload["model"].items():
+        hits = [k for k in state if k == key or k.endswith("." + key)]
+        if len(hits) != 1 or state[hits[0]].shape != value.shape or not np.array_equal(state[hits[0]], value):
+            bad.append(f"{key} -> {hits or 'nothing'}")
+    if bad:
+        raise TrainingError(f"{pkl}: {len(bad)} tensors were not loaded into the model as written: {bad[:6]}")
+
+
+def _has_console(logger_name: str) -> bool:
+    return any(type(h) is logging.StreamHandler for h in logging.getLogger(logger_name).handlers)
+
+
+def train_and_evaluate(cfg_yaml: str, data: dict[str, Any]) -> None:
+    """One process of one trial: train (or resume) and evaluate; rank 0 writes eval_results.json."""
+    cfg = get_cfg()
+    cfg.merge_from_other_cfg(CfgNode.load_cfg(cfg_yaml))
+    cfg.freeze()
+    rank = comm.get_rank()
+    # one console handler per process (trials in one process add only their log file), one log file per trial
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank, name="detectron2", configure_stdout=not _has_console("detectron2"))
+    seed_all_rng(cfg.SEED + rank)
+    register_builtin(data)
+    trainer = Trainer(cfg)
+    resuming = trainer.checkpointer.has_checkpoint()
+    trainer.resume_or_load(resume=True)  # last checkpoint of OUTPUT_DIR if any, else MODEL.WEIGHTS
+    if not resuming and cfg.MODEL.WEIGHTS:
+        check_weights_loaded(trainer.model, cfg.MODEL.WEIGHTS)
+    results = trainer.train()
+    if comm.is_main_process():
+        metrics = {task: {k: (float(v) if v is not None and math.isfinite(float(v)) else None)
+                          for k, v in values.items()} for task, values in results.items()}
+        with atomic_write(Path(cfg.OUTPUT_DIR) / METRICS_FILE, overwrite=True, mode="w") as f:
+            f.write(json.dumps(metrics, indent=2, sort_keys=True))

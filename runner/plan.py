@@ -1,0 +1,74 @@
+"""Trial planning: which data (real or built-in), the resolved config with the scaling rule applied,
+the protocol that identifies the trial, and where its output folder and record go."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mocobench.common.benchmark import Benchmark
+from mocobench.common.hashing import canonical_hash
+from mocobench.detection.config import build_config, config_hash, load_protocol, num_classes_of
+from mocobench.records import record_path
+from mocobench.runner import RunnerError
+from mocobench.runner.scaling import apply_scaling_rule
+from mocobench.runner.weights import Init
+
+SYNTHETIC_SUFFIX = "-synthetic"  # record name of a benchmark run on the built-in data
+
+
+@dataclass
+class TrialPlan:
+    benchmark: str          # record name (with -synthetic on the built-in data)
+    bench: Benchmark
+    init: Init
+    trial: int
+    seed: int
+    cfg: Any
+    protocol: dict[str, Any]
+    output_dir: Path
+    record_path: Path
+
+
+def init_config(bench: Benchmark, init: Init, *, synthetic: bool, opts: list[str] | None = None):
+    """The benchmark's config for this initialisation (weights, init delta, demo delta, --opts)."""
+    return build_config(bench, weights=init.pkl, msra=init.msra, random_init=init.kind == "random",
+                        depth=init.depth, synthetic=synthetic, opts=opts)
+
+
+def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: bool, num_devices: int) -> TrialPlan:
+    cfg = init_config(bench, init, synthetic=synthetic, opts=args.opts)
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes_of((*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST))
+    cfg.MODEL.DEVICE = "cuda" if args.num_gpus > 0 else "cpu"
+    cfg.SOLVER.AMP.ENABLED = bool(args.amp)
+    reference = 1 if synthetic else bench.reference_gpus  # the demo schedule is written for one device
+    scaling = apply_scaling_rule(cfg, num_devices=num_devices, ims_per_device=args.ims_per_gpu,
+                                 reference_gpus=reference)
+    name = bench.name + (SYNTHETIC_SUFFIX if synthetic else "")
+    protocol = {"benchmark": name, "config_hash": config_hash(cfg), "max_iter": cfg.SOLVER.MAX_ITER,
+                "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH, "base_lr": cfg.SOLVER.BASE_LR,
+                "scaling": asdict(scaling), "amp": bool(args.amp), "depth": cfg.MODEL.RESNETS.DEPTH,
+                "train_datasets": list(cfg.DATASETS.TRAIN), "test_datasets": list(cfg.DATASETS.TEST),
+                "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES, "builtin_synthetic": synthetic,
+                "weights_sha256": init.weights_sha256}
+    phash = canonical_hash(protocol)
+    seed = args.seed + trial
+    out = Path(args.output_dir) / name / init.label / phash[:12] / f"trial{trial:02d}"
+    cfg.SEED, cfg.OUTPUT_DIR = seed, str(out)
+    return TrialPlan(name, bench, init, trial, seed, cfg, protocol, out,
+                     record_path(args.results, name, init.label, phash, trial))
+
+
+def data_mode(bench: Benchmark, requested: str) -> bool:
+    """True when the run uses the built-in synthetic data."""
+    if requested == "synthetic":
+        return True
+    from mocobench.data.datasets import real_dataset_available
+
+    cfg = load_protocol(bench)
+    names = [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]
+    missing = [n for n in names if not real_dataset_available(n)]
+    if requested == "real" and missing:
+        raise RunnerError(f"--data real: datasets {missing} not found under DETECTRON2_DATASETS; see README "
+                          f"'Real datasets', or use --data synthetic")
+    return bool(missing)

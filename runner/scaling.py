@@ -1,0 +1,54 @@
+"""The linear scaling rule of the MoCo detection README, for fewer GPUs than the protocol's."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mocobench.runner import RunnerError
+
+
+@dataclass
+class Scaling:
+    applied: bool
+    factor: float          # protocol batch / used batch (1 when not applied)
+    num_devices: int
+    ims_per_device: int    # the most images one device takes (--ims-per-gpu)
+    reference: dict[str, Any]  # the protocol's gpus, IMS_PER_BATCH, BASE_LR, MAX_ITER, STEPS, WARMUP_ITERS
+    result: dict[str, Any]     # the same keys after scaling
+    rule: str = ("linear scaling (MoCo detection README: fewer GPUs -> e.g. IMS_PER_BATCH 8, BASE_LR 0.01, "
+                 "2x STEPS/MAX_ITER): batch / k, lr / k, iterations x k")
+
+
+def apply_scaling_rule(cfg, *, num_devices: int, ims_per_device: int, reference_gpus: int) -> Scaling:
+    """Fit the protocol's IMS_PER_BATCH onto num_devices devices taking at most ims_per_device images each.
+
+    With fewer devices than the protocol's reference_gpus and a batch that does not fit, the batch is
+    divided by the smallest integer k that makes it fit (and divide evenly over the devices); BASE_LR
+    is divided by k and MAX_ITER, STEPS, WARMUP_ITERS, CHECKPOINT_PERIOD and EVAL_PERIOD multiplied by k,
+    so the number of epochs and the lr per image stay those of the protocol. Edits cfg in place."""
+    if num_devices < 1 or ims_per_device < 1:
+        raise RunnerError(f"need at least one device and one image per device (got {num_devices}, {ims_per_device})")
+    s = cfg.SOLVER
+    ref = {"gpus": reference_gpus, "ims_per_batch": s.IMS_PER_BATCH, "base_lr": s.BASE_LR, "max_iter": s.MAX_ITER,
+           "steps": list(s.STEPS), "warmup_iters": s.WARMUP_ITERS}
+    batch = s.IMS_PER_BATCH
+    fits = num_devices * ims_per_device >= batch and batch % num_devices == 0
+    if num_devices >= reference_gpus or fits:
+        if batch % num_devices:
+            raise RunnerError(f"IMS_PER_BATCH {batch} cannot be split evenly over {num_devices} devices")
+        return Scaling(False, 1.0, num_devices, ims_per_device, ref, dict(ref))
+    k = next((k for k in range(2, batch + 1) if batch % k == 0 and (batch // k) % num_devices == 0
+              and batch // k <= num_devices * ims_per_device), None)
+    if k is None:
+        raise RunnerError(f"IMS_PER_BATCH {batch} cannot be scaled onto {num_devices} devices x {ims_per_device} "
+                          f"images; choose a device count that divides {batch}")
+    s.IMS_PER_BATCH = batch // k
+    s.BASE_LR = s.BASE_LR / k
+    s.MAX_ITER = s.MAX_ITER * k
+    s.STEPS = tuple(step * k for step in s.STEPS)
+    s.WARMUP_ITERS = s.WARMUP_ITERS * k
+    s.CHECKPOINT_PERIOD = s.CHECKPOINT_PERIOD * k
+    cfg.TEST.EVAL_PERIOD = cfg.TEST.EVAL_PERIOD * k
+    res = {"gpus": num_devices, "ims_per_batch": s.IMS_PER_BATCH, "base_lr": s.BASE_LR, "max_iter": s.MAX_ITER,
+           "steps": list(s.STEPS), "warmup_iters": s.WARMUP_ITERS}
+    return Scaling(True, float(k), num_devices, ims_per_device, ref, res)

@@ -1,0 +1,77 @@
+"""One trial: launch Detectron2 training and evaluation (mocobench.detection.engine) for a planned trial,
+resume an interrupted one, and write its result record. A trial with a record is never re-run."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from mocobench.common import provenance
+from mocobench.common.atomic import append_line, write_text
+from mocobench.common.hashing import canonical_hash
+from mocobench.detection.engine import METRICS_FILE, train_and_evaluate
+from mocobench.records import SCHEMA_VERSION, Record, write_record
+from mocobench.runner import RunnerError
+from mocobench.runner.plan import TrialPlan
+
+log = logging.getLogger(__name__)
+
+
+def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
+    """Run (or resume) one trial and write its record; None when it was finished already."""
+    from detectron2.engine import launch
+
+    if plan.record_path.exists():
+        log.info(f"{plan.benchmark} / {plan.init.label} trial {plan.trial}: finished already ({plan.record_path}); "
+                 f"not re-run. Use --first-trial to add trials.")
+        return None
+    plan.output_dir.mkdir(parents=True, exist_ok=True)
+    resuming = (plan.output_dir / "last_checkpoint").exists()
+    log.info(f"{plan.benchmark} / {plan.init.label} trial {plan.trial} (seed {plan.seed}): "
+             f"{'resuming from ' + (plan.output_dir / 'last_checkpoint').read_text().strip() if resuming else 'starting'}"
+             f" in {plan.output_dir}")
+    cfg_yaml = plan.cfg.dump()
+    write_text(plan.output_dir / "config.yaml", cfg_yaml)
+    metrics_file = plan.output_dir / METRICS_FILE
+    if metrics_file.exists():
+        metrics_file.unlink()  # left by an attempt whose record was not written: evaluate again
+    attempts_file = plan.output_dir / "attempts.jsonl"
+    started = provenance.now_iso()
+    t0 = time.perf_counter()
+    ok = False
+    try:
+        launch(train_and_evaluate, max(args.num_gpus, 1), num_machines=args.num_machines,
+               machine_rank=args.machine_rank, dist_url=args.dist_url, args=(cfg_yaml, data))
+        ok = True
+    finally:  # interrupted attempts count too: wall time is the sum over attempts
+        append_line(attempts_file, json.dumps({"started": started, "seconds": time.perf_counter() - t0,
+                                               "resumed": resuming, "completed": ok}))
+    if args.machine_rank != 0:
+        return None  # the record is written on the first machine
+    if not metrics_file.exists():
+        raise RunnerError(f"training ended without metrics ({metrics_file}); see {plan.output_dir}/log.txt")
+    attempts = [json.loads(line) for line in attempts_file.read_text().splitlines() if line.strip()]
+    prov = provenance.collect()
+    record = Record(
+        schema=SCHEMA_VERSION, benchmark=plan.benchmark, task=plan.bench.task, init=plan.init.record_field(),
+        protocol=plan.protocol, protocol_hash=canonical_hash(plan.protocol), trial=plan.trial, seed=plan.seed,
+        metrics=json.loads(metrics_file.read_text()), config=cfg_yaml,
+        provenance={"git_sha": prov["git_sha"], "versions": prov["versions"], "device": prov["device"],
+                    "num_gpus": args.num_gpus, "num_machines": args.num_machines,
+                    "wall_time_s": round(sum(a["seconds"] for a in attempts), 1),
+                    "attempts": len(attempts), "started": attempts[0]["started"],
+                    "finished": provenance.now_iso(), "output_dir": str(plan.output_dir)},
+    )
+    path = write_record(record, args.results)
+    if not args.keep_checkpoints:  # the intermediate resume checkpoints; model_final.pth stays
+        for ckpt in plan.output_dir.glob("model_[0-9]*.pth"):
+            ckpt.unlink()
+    log.info(f"wrote {path}: {_summary(record.metrics)} ({record.provenance['wall_time_s']} s)")
+    return path
+
+
+def _summary(metrics: dict[str, dict[str, float | None]]) -> str:
+    return "; ".join(f"{task} " + " ".join(f"{k} {v:.1f}" for k in ("AP", "AP50", "AP75")
+                                             if (v := values.get(k)) is not None)
+                     for task, values in metrics.items())

@@ -1,0 +1,105 @@
+"""--weights SPEC -> Init: what a trial starts from (random, a Detectron2 .pkl, a checkpoint converted with
+its proof and cached, or a pretraining run's latest checkpoint), with what the record says about it."""
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mocobench.common.hashing import sha256_file
+from mocobench.common.naming import safe_name
+from mocobench.pretrain.checkpoint import CheckpointError, latest_checkpoint, read_checkpoint
+from mocobench.records import INIT_KINDS
+from mocobench.runner import RunnerError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Init:
+    label: str
+    kind: str                       # moco | supervised | random | other
+    weights: str | None             # what the user gave (checkpoint or .pkl), None for random
+    weights_sha256: str | None
+    pkl: str | None                 # the Detectron2 file MODEL.WEIGHTS points to
+    pretrain: dict[str, Any] = field(default_factory=lambda: {"run": None, "epoch": None})
+    msra: bool = False
+    depth: int | None = None        # ResNet depth of the weights, when known (checked against the config)
+
+    def record_field(self) -> dict[str, Any]:
+        return {"label": self.label, "kind": self.kind, "weights": self.weights,
+                "weights_sha256": self.weights_sha256, "pretrain": self.pretrain, "detectron2_weights": self.pkl}
+
+
+def _label(text: str) -> str:
+    return safe_name(text, fallback="init")
+
+
+def _latest(run_dir: Path) -> Path:
+    path = latest_checkpoint(run_dir)
+    if path is None:
+        raise RunnerError(f"{run_dir} holds no checkpoint_NNNN.pth.tar: pretrain first (make pretrain) or pass "
+                          f"a checkpoint file, a .pkl, or 'random' as --weights")
+    return path
+
+
+def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: str | None = None,
+                 msra: bool = False) -> Init:
+    """--weights SPEC -> Init: 'random', a .pkl, a checkpoint (converted with proof, cached), or a
+    pretraining output folder (its latest checkpoint)."""
+    from mocobench.detection.convert import ConversionError, convert_file
+
+    if kind is not None and kind not in INIT_KINDS:
+        raise RunnerError(f"--kind must be one of {INIT_KINDS}")
+    if spec == "random":
+        return Init(label or "random", kind or "random", None, None, None)
+    path = Path(spec)
+    if not path.exists():
+        raise RunnerError(f"--weights {spec}: no such file or folder (give a pretraining output folder, a "
+                          f"checkpoint, a Detectron2 .pkl, or 'random')")
+    run_dir = None
+    if path.is_dir():
+        run_dir, path = path, _latest(path)
+        log.info("%s: latest checkpoint %s", run_dir, path.name)
+    sha = sha256_file(path)
+    if path.suffix == ".pkl":
+        return Init(_label(label or path.stem), kind or ("supervised" if msra else "other"), str(path), sha,
+                    str(path), msra=msra, depth=_pkl_depth(path))
+    try:
+        ckpt = read_checkpoint(path)
+    except CheckpointError as e:
+        raise RunnerError(str(e)) from None
+    epoch = ckpt.get("epoch") if isinstance(ckpt.get("epoch"), int) else None
+    mode = (ckpt.get("config") or {}).get("mode") if isinstance(ckpt.get("config"), dict) else None
+    pkl = cache_dir / f"{_label(path.name.split('.')[0])}-{sha[:12]}.pkl"
+    if pkl.exists():
+        log.info("using the cached conversion %s", pkl)
+        fmt, depth = _pkl_format(pkl), _pkl_depth(pkl)
+    else:
+        try:
+            conv = convert_file(path, pkl)[0]
+        except ConversionError as e:
+            raise RunnerError(f"--weights {spec}: {e}") from None
+        fmt, depth = conv.format, conv.depth
+    guessed_kind = "moco" if fmt.startswith("moco") else ("supervised" if mode in (None, "supervised") else "other")
+    if label is None:
+        label = f"{run_dir.name}-ep{epoch}" if run_dir is not None and epoch is not None else path.name.split(".")[0]
+    return Init(_label(label), kind or guessed_kind, str(path), sha, str(pkl),
+                {"run": str(run_dir) if run_dir else None, "epoch": epoch}, depth=depth)
+
+
+def _pkl_source(pkl: Path) -> dict[str, Any]:
+    """The "source" entry our converter writes into its pickles ({} for other pickles)."""
+    with open(pkl, "rb") as f:
+        payload = pickle.load(f, encoding="latin1")
+    return payload.get("source") or {} if isinstance(payload, dict) else {}
+
+
+def _pkl_depth(pkl: Path) -> int | None:
+    return _pkl_source(pkl).get("depth")
+
+
+def _pkl_format(pkl: Path) -> str:
+    return _pkl_source(pkl).get("format", "unknown")
