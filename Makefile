@@ -8,13 +8,14 @@ STAMP := $(VENV)/.installed
 # sal-detectron2 (cp310 wheel, pure Python use). Hash-pinned.
 D2_REQ := sal-detectron2==0.7.2 --hash=sha256:491af0c7f79bdb2d178e46f6cb16a97c4ac968d45c41ea3f6b6435d59bbee561
 
-.PHONY: help install demo test clean-venv
+.PHONY: help install demo test lint clean-venv
 .DEFAULT_GOAL := help
 
 help:
 	@echo "make install              create $(VENV) with torch, detectron2 and this project (editable)"
 	@echo "make demo                 = make pretrain && make voc-det coco-mask (built-in data: minutes on 2 CPU cores)"
-	@echo "make test                 run the test suite (installs first)"
+	@echo "make test                 lint, then run the test suite (installs first)"
+	@echo "make lint                 ruff: lint and import order (line length 120, pyproject.toml)"
 	@echo "make data                 write the built-in synthetic dataset (cached)"
 	@echo "make pretrain             MoCo v2 pretraining (DATA=, ARCH=, GPUS= for a real run)"
 	@echo "make pretrain-supervised  supervised baseline on labelled ImageFolder data"
@@ -53,8 +54,11 @@ $(STAMP): pyproject.toml
 	$(PY) -c 'import torch, torchvision, detectron2; print("[install] torch", torch.__version__, "torchvision", torchvision.__version__, "detectron2", detectron2.__version__, "from", detectron2.__file__)'; \
 	touch $(STAMP)
 
-test: install
+test: install lint
 	$(PY) -m pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check .
 
 clean-venv:
 	rm -rf $(VENV)
@@ -81,7 +85,7 @@ knn lincls: install
 	@test -n "$(CKPT)" -a -n "$(TRAIN)" -a -n "$(VAL)" || { echo "usage: make $@ CKPT=checkpoint TRAIN=dir VAL=dir"; exit 2; }
 	$(PY) -m mocobench.pretrain $@ --checkpoint $(CKPT) --train $(TRAIN) --val $(VAL) $(EVAL_ARGS)
 
-# ---- results tables and plots (benchmarks/tables.py) -------------------------------------------
+# ---- results tables and plots (reporting/) --------------------------------------------------
 # make tables    paper-style tables from every record under results/records: results/tables/tables.{md,csv,tex,html}
 #                (Markdown also printed) and results/plots/*.png. Benchmark targets end with `$(MAKE) tables`.
 # TABLES_ARGS="--pretrain-runs output/pretrain/moco_v2_demo" adds that run's loss / kNN curves.
@@ -89,14 +93,14 @@ knn lincls: install
 tables: install
 	$(PY) -m mocobench tables $(TABLES_ARGS)
 
-# Built-in synthetic data (benchmarks/synthetic): generated once per parameter set, then cached.
+# Built-in synthetic data (data/synthetic): generated once per parameter set, then cached.
 .PHONY: data
 DATA_ROOT ?= output/synthetic
 DATA_PRESET ?= demo
 data: install
 	$(PY) -m mocobench.data.synthetic --root $(DATA_ROOT) --preset $(DATA_PRESET)
 
-# ---- detection benchmarks (detection/, benchmarks/runner.py) -----------------------------------
+# ---- detection benchmarks (detection/, runner/) ----------------------------------------
 # make voc-det | coco-mask   real data under DETECTRON2_DATASETS: the paper's protocol (VOC07+12 Faster R-CNN
 #   R50-C4 24k | COCO Mask R-CNN R50-FPN 1x) for DET_WEIGHTS (latest checkpoint of a pretraining folder) and
 #   the baselines that exist (SUP_WEIGHTS, random). Without real data: the built-in demo (ResNet-18, tiny

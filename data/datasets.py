@@ -15,13 +15,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
-from detectron2.data.datasets.cityscapes import load_cityscapes_instances, load_cityscapes_semantic
 from detectron2.data.datasets.builtin_meta import _get_builtin_metadata
+from detectron2.data.datasets.cityscapes import load_cityscapes_instances, load_cityscapes_semantic
 from detectron2.data.datasets.pascal_voc import register_pascal_voc
 from detectron2.utils.file_io import PathManager
+from PIL import Image
 
 from mocobench.data.synthetic import SyntheticLayout, ensure_synthetic
 

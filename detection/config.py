@@ -32,8 +32,9 @@ def merge_overlay(cfg, path: str | Path) -> None:
 
 def load_protocol(bench: Benchmark):
     """The benchmark's protocol config (our ROI heads registered)."""
-    import mocobench.detection  # noqa: F401  (registers our ROI heads)
     from detectron2.config import get_cfg
+
+    import mocobench.detection  # noqa: F401  (registers our ROI heads)
 
     cfg = get_cfg()
     cfg.merge_from_file(str(CONFIG_DIR / bench.config))

@@ -168,7 +168,8 @@ def _infer_depth(state: Mapping[str, torch.Tensor]) -> int:
     return best
 
 
-def extract_backbone(ckpt: Mapping[str, Any], fmt: str = "auto") -> tuple[dict[str, torch.Tensor], int, CheckpointFormat,
+def extract_backbone(ckpt: Mapping[str, Any], fmt: str = "auto"
+                     ) -> tuple[dict[str, torch.Tensor], int, CheckpointFormat,
                                                                          list[str], dict[str, Any]]:
     """Backbone tensors (torchvision names), depth, format, dropped keys and meta of a checkpoint."""
     state, meta = _state_dict_of(ckpt)

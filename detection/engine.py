@@ -86,7 +86,8 @@ def train_and_evaluate(cfg_yaml: str, data: dict[str, Any]) -> None:
     cfg.freeze()
     rank = comm.get_rank()
     # one console handler per process (trials in one process add only their log file), one log file per trial
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank, name="detectron2", configure_stdout=not _has_console("detectron2"))
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank, name="detectron2",
+                 configure_stdout=not _has_console("detectron2"))
     seed_all_rng(cfg.SEED + rank)
     register_builtin(data)
     trainer = Trainer(cfg)

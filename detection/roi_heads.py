@@ -14,11 +14,10 @@ Registered on ``import mocobench.detection`` (every entry point of this package 
 """
 from __future__ import annotations
 
-from torch import nn
-
 from detectron2.layers import get_norm
 from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock, ResNet
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
+from torch import nn
 
 _RES5_BLOCKS = {18: 2, 34: 3, 50: 3, 101: 3, 152: 3}
 

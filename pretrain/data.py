@@ -126,7 +126,8 @@ def moco_augmentation(version: str, size: int, min_scale: float = 0.2) -> T.Comp
 
 
 def supervised_augmentation(size: int, min_scale: float = 0.08) -> T.Compose:
-    return T.Compose([T.RandomResizedCrop(size, scale=(min_scale, 1.0)), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)])
+    return T.Compose([T.RandomResizedCrop(size, scale=(min_scale, 1.0)), T.RandomHorizontalFlip(), T.ToTensor(),
+                      T.Normalize(MEAN, STD)])
 
 
 def eval_transform(size: int) -> T.Compose:

@@ -41,7 +41,8 @@ def model_from_checkpoint(ckpt: dict, num_classes: int, arch: str | None = None,
     cfg = ckpt.get("config") or {}
     ck_arch = ckpt.get("arch") or cfg.get("arch")
     if arch is not None and ck_arch is not None and arch != ck_arch:
-        raise ckpt_lib.CheckpointError(f"{source} holds a {ck_arch}, not a {arch}: drop --arch or pass --arch {ck_arch}")
+        raise ckpt_lib.CheckpointError(f"{source} holds a {ck_arch}, not a {arch}: drop --arch or pass "
+                                       f"--arch {ck_arch}")
     arch = arch or ck_arch
     if arch is None:
         raise ckpt_lib.CheckpointError(f"{source} does not say its arch: pass --arch")

@@ -68,7 +68,7 @@ class MoCo(nn.Module):
     def step_inputs(images: torch.Tensor, targets: torch.Tensor, *,
                     memory_format: torch.memory_format = torch.contiguous_format) -> tuple[torch.Tensor, ...]:
         """(query crops, key crops) from a loader batch of pairs: N x 2 x C x H x W (targets unused)."""
-        return images[:, 0].contiguous(memory_format=memory_format), images[:, 1].contiguous(memory_format=memory_format)
+        return tuple(images[:, i].contiguous(memory_format=memory_format) for i in (0, 1))
 
     def check_batch(self, global_batch: int) -> None:
         if global_batch <= 0 or self.queue_size % global_batch:

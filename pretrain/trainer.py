@@ -26,7 +26,14 @@ from mocobench.common.atomic import write_text
 from mocobench.pretrain import checkpoint as ckpt_lib
 from mocobench.pretrain.config import ConfigError, config_diff, dump
 from mocobench.pretrain.data import build_training_dataset, knn_paths
-from mocobench.pretrain.distributed import DistEnv, DistributedExchange, LocalExchange, all_reduce_mean, barrier, init_distributed
+from mocobench.pretrain.distributed import (
+    DistEnv,
+    DistributedExchange,
+    LocalExchange,
+    all_reduce_mean,
+    barrier,
+    init_distributed,
+)
 from mocobench.pretrain.encoders import build_resnet
 from mocobench.pretrain.knn import knn_top1
 from mocobench.pretrain.log import append_entry, trim_after
@@ -102,8 +109,8 @@ class Trainer:
             raise ConfigError("mode=supervised needs at least 2 classes in the ImageFolder")
         self.memory_format = torch.channels_last if t["channels_last"] else torch.contiguous_format
         self.model = model.to(self.env.device, memory_format=self.memory_format)
-        self.ddp = (DistributedDataParallel(self.model, device_ids=[self.env.local_rank] if self.env.device.type == "cuda"
-                                            else None, broadcast_buffers=False)
+        device_ids = [self.env.local_rank] if self.env.device.type == "cuda" else None
+        self.ddp = (DistributedDataParallel(self.model, device_ids=device_ids, broadcast_buffers=False)
                     if self.env.world_size > 1 else None)
         self.base_lr = scaled_lr(o["lr"], o["batch_size"], o["base_batch"])
         self.optimizer = torch.optim.SGD([p for p in self.model.parameters() if p.requires_grad], lr=self.base_lr,
@@ -255,7 +262,8 @@ class Trainer:
                         f"world size {self.env.world_size}")
             self._print(f"{self.cfg['mode']} {self.cfg['arch']} ({self.cfg['stem']} stem): {len(self.dataset)} images, "
                         f"global batch {o['batch_size']}, lr {self.base_lr:.4g} (= {o['lr']} x {o['batch_size']}/"
-                        f"{o['base_batch']}), {self.steps_per_epoch} steps/epoch, epochs {self.start_epoch}->{o['epochs']}")
+                        f"{o['base_batch']}), {self.steps_per_epoch} steps/epoch, "
+                        f"epochs {self.start_epoch}->{o['epochs']}")
         last = o["epochs"] if stop_after_epoch is None else min(o["epochs"], stop_after_epoch)
         path = None
         self.model.train()
@@ -263,8 +271,8 @@ class Trainer:
             self.sampler.set_epoch(epoch)
             self.dataset.epoch = epoch
             losses: list[float] = []
-            bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{o['epochs']}", disable=not (self.env.is_main and t["progress"]),
-                       dynamic_ncols=True)
+            bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{o['epochs']}",
+                       disable=not (self.env.is_main and t["progress"]), dynamic_ncols=True)
             tick, window = time.perf_counter(), 0
             for batch in bar:
                 losses.append(self.run_step(batch))

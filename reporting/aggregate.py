@@ -262,7 +262,7 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column]) -> tu
                              f"of {row.n} trials; its mean uses the other {len(values)}")
         rows.append(row)
     if len(set(labels)) < len(labels):
-        dup = sorted({l for l in labels if labels.count(l) > 1})
+        dup = sorted({lab for lab in labels if labels.count(lab) > 1})
         notes.append(f"label(s) {dup} name several checkpoints or protocols; they are separate rows, never "
                      f"averaged together")
     all_trials = sorted({t for r in rows for t in r.trials})
@@ -273,10 +273,12 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column]) -> tu
     return rows, notes
 
 
-def _reference_rows(spec: dict[str, Any], columns: list[Column], protocol: dict[str, Any]) -> tuple[list[Row], list[str]]:
+def _reference_rows(spec: dict[str, Any], columns: list[Column], protocol: dict[str, Any]
+                    ) -> tuple[list[Row], list[str]]:
     rows = []
     for entry in spec.get("rows") or []:
-        row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE, unverified=bool(entry.get("unverified")))
+        row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE,
+                  unverified=bool(entry.get("unverified")))
         for col in columns:
             v = entry["metrics"].get(col.key)
             row.cells[col.key] = Cell(mean=float(v), n=1) if v is not None else Cell()

@@ -10,13 +10,12 @@ import logging
 import sys
 from pathlib import Path
 
-from mocobench.reporting import aggregate
-from mocobench.reporting import render as formats
-from mocobench.reporting import plots
-from mocobench.pretrain import log as pretrain_logs
 from mocobench.common.logs import cli_logging
 from mocobench.common.naming import safe_name
+from mocobench.pretrain import log as pretrain_logs
 from mocobench.records import RecordError, load_records
+from mocobench.reporting import aggregate, plots
+from mocobench.reporting import render as formats
 
 log = logging.getLogger(__name__)
 
@@ -102,5 +101,6 @@ def main(args: argparse.Namespace) -> int:
                 return 2
             log.info(f"no pretraining curves for {run} (named by a record): {e}")
             continue
-        log.info(f"plot {plots.save_figure(plots.pretrain_figure(frame, Path(run).name), plots_dir / f'pretrain_{_slug(run)}.png')}")
+        fig = plots.pretrain_figure(frame, Path(run).name)
+        log.info(f"plot {plots.save_figure(fig, plots_dir / f'pretrain_{_slug(run)}.png')}")
     return 0

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mocobench.reporting.aggregate import PAPER_SOURCE, Table
 from mocobench.common.atomic import atomic_write
+from mocobench.reporting.aggregate import PAPER_SOURCE, Table
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -39,7 +39,8 @@ def bar_figure(table: Table) -> Figure:
         heights = [np.nan if c.mean is None else c.mean for c in cells]
         errors = [np.nan if c.std is None else c.std for c in cells]
         paper = row.source == PAPER_SOURCE
-        label = f"{row.label} (reported{', unverified' if row.unverified else ''})" if paper else f"{row.label} (n={row.n})"
+        label = (f"{row.label} (reported{', unverified' if row.unverified else ''})" if paper
+                 else f"{row.label} (n={row.n})")
         has_err = any(c.std is not None for c in cells)
         ax.bar(x - 0.4 + width * (i + 0.5), heights, width, yerr=errors if has_err else None, capsize=3, label=label,
                hatch="//" if paper else None, alpha=0.45 if paper else 1.0, edgecolor="black", linewidth=0.5)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mocobench.reporting.aggregate import MARK_THRESHOLD, PAPER_SOURCE, Cell, Row, Table
 from mocobench.common.atomic import atomic_write
+from mocobench.reporting.aggregate import MARK_THRESHOLD, PAPER_SOURCE, Cell, Row, Table
 
 MISSING = "—"
 MD_MARK = {1: " ▲", -1: " ▼", 0: ""}
@@ -84,7 +84,8 @@ def render_markdown(tables: list[Table]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- CSV
-CSV_COLUMNS = ["table", "benchmark", "protocol_hash", "synthetic", "source", "init", "init_kind", "row_protocol_hash", "pretrain_run",
+CSV_COLUMNS = ["table", "benchmark", "protocol_hash", "synthetic", "source", "init", "init_kind", "row_protocol_hash",
+               "pretrain_run",
                "pretrain_epoch", "n_trials", "trials", "missing_trials", "metric", "header", "mean", "std", "n",
                "delta", "mark", "baseline", "unverified"]
 
@@ -98,14 +99,16 @@ def tables_frame(tables: list[Table]) -> pd.DataFrame:
                 cell = r.cells[c.key]
                 lines.append({
                     "table": t.table_id, "benchmark": t.benchmark, "protocol_hash": t.protocol_hash,
-                    "synthetic": t.synthetic, "source": r.source, "init": r.label, "init_kind": r.kind, "row_protocol_hash": r.protocol_hash,
+                    "synthetic": t.synthetic, "source": r.source, "init": r.label, "init_kind": r.kind,
+                    "row_protocol_hash": r.protocol_hash,
                     "pretrain_run": r.pretrain_run, "pretrain_epoch": r.pretrain_epoch,
                     "n_trials": r.n if r.source != PAPER_SOURCE else None,
                     "trials": " ".join(map(str, r.trials)), "missing_trials": " ".join(map(str, r.missing_trials)),
                     "metric": c.key, "header": c.header, "mean": cell.mean, "std": cell.std,
                     "n": cell.n if r.source != PAPER_SOURCE else None, "delta": cell.delta, "mark": cell.mark,
                     "baseline": t.baseline if r.source != PAPER_SOURCE else None, "unverified": r.unverified})
-    return pd.DataFrame(lines, columns=CSV_COLUMNS).astype({"n_trials": "Int64", "n": "Int64", "pretrain_epoch": "Int64"})
+    frame = pd.DataFrame(lines, columns=CSV_COLUMNS)
+    return frame.astype({"n_trials": "Int64", "n": "Int64", "pretrain_epoch": "Int64"})
 
 
 def render_csv(tables: list[Table]) -> str:

@@ -28,9 +28,8 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
         return None
     plan.output_dir.mkdir(parents=True, exist_ok=True)
     resuming = (plan.output_dir / "last_checkpoint").exists()
-    log.info(f"{plan.benchmark} / {plan.init.label} trial {plan.trial} (seed {plan.seed}): "
-             f"{'resuming from ' + (plan.output_dir / 'last_checkpoint').read_text().strip() if resuming else 'starting'}"
-             f" in {plan.output_dir}")
+    how = f"resuming from {(plan.output_dir / 'last_checkpoint').read_text().strip()}" if resuming else "starting"
+    log.info(f"{plan.benchmark} / {plan.init.label} trial {plan.trial} (seed {plan.seed}): {how} in {plan.output_dir}")
     cfg_yaml = plan.cfg.dump()
     write_text(plan.output_dir / "config.yaml", cfg_yaml)
     metrics_file = plan.output_dir / METRICS_FILE

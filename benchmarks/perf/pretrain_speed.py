@@ -40,7 +40,8 @@ def measure(arch: str, stem: str, size: int, batch: int, queue: int, steps: int,
             (Path(tmp) / "data" / "c0").mkdir(parents=True, exist_ok=True)
             Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(Path(tmp) / "data" / "c0" / f"{i}.png")
         cfg = load_config("demo", [
-            f"arch={arch}", f"stem={stem}", "data.source=imagefolder", f"data.path={tmp}/data", f"data.image_size={size}",
+            f"arch={arch}", f"stem={stem}", "data.source=imagefolder", f"data.path={tmp}/data",
+            f"data.image_size={size}",
             f"moco.queue_size={queue}", f"moco.bn_groups={bn_groups}", f"optim.batch_size={batch}",
             f"train.device={device}", f"train.amp={amp}", f"train.channels_last={channels_last}",
             f"train.output_dir={tmp}/out", "train.progress=false", "data.workers=0",

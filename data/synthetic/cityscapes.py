@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from cityscapesscripts.helpers.labels import labels as cs_labels, name2label
+from cityscapesscripts.helpers.labels import labels as cs_labels
+from cityscapesscripts.helpers.labels import name2label
 
 from . import shapes
 from .scene import generate_scene

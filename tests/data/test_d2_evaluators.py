@@ -122,23 +122,26 @@ def test_cityscapes_instance_evaluator(synthetic_layout, tmp_path, monkeypatch):
 @pytest.mark.parametrize("evaluator_name", ["SemSegEvaluator", "CityscapesSemSegEvaluator"])
 def test_semantic_segmentation_evaluators(synthetic_layout, tmp_path, monkeypatch, evaluator_name):
     from detectron2 import evaluation
+    from detectron2.data import DatasetCatalog, MetadataCatalog
 
     from mocobench.data.datasets import read_label_png
-    from detectron2.data import DatasetCatalog, MetadataCatalog
 
     monkeypatch.chdir(tmp_path)
     name = "synth_cityscapes_fine_sem_seg_val"
     dicts = DatasetCatalog.get(name)
     num_classes = len(MetadataCatalog.get(name).stuff_classes)
     cls = getattr(evaluation, evaluator_name)
-    evaluator = cls(name, distributed=False, output_dir=None, sem_seg_loading_fn=read_label_png) if evaluator_name == "SemSegEvaluator" else cls(name)
+    if evaluator_name == "SemSegEvaluator":
+        evaluator = cls(name, distributed=False, output_dir=None, sem_seg_loading_fn=read_label_png)
+    else:
+        evaluator = cls(name)
 
     def predict(d, shift=0):
         train_ids = np.asarray(Image.open(d["sem_seg_file_name"])).astype(np.int64)
         train_ids = np.roll(train_ids, shift, axis=0)
         scores = torch.zeros(num_classes, *train_ids.shape)
         valid = train_ids < num_classes
-        scores[torch.as_tensor(train_ids.clip(0, num_classes - 1)), *np.indices(train_ids.shape)] = \
+        scores[(torch.as_tensor(train_ids.clip(0, num_classes - 1)), *np.indices(train_ids.shape))] = \
             torch.as_tensor(valid, dtype=torch.float32)
         return {"sem_seg": scores}
 

@@ -131,7 +131,7 @@ def test_cityscapes_pngs_are_the_exact_masks(synthetic_tiny):
                 assert np.array_equal(inst_ids == values[0], inst.mask)
             assert (label_ids[inst.mask] == lid).all()
         for lid in np.unique(label_ids):
-            expected = name2label[[l.name for l in name2label.values() if l.id == lid][0]].trainId
+            expected = name2label[[lab.name for lab in name2label.values() if lab.id == lid][0]].trainId
             assert (train_ids[label_ids == lid] == expected).all()
         assert (label_ids > 0).all(), "every pixel carries a label"
 

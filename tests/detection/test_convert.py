@@ -42,7 +42,8 @@ def test_every_format_converts_to_exactly_the_backbone(resnet, layout, expected_
     assert sum(k.endswith("running_var") for k in model) == sum(k.endswith("running_var") for k in state)
     # values are the source tensors, moved by name only
     assert np.array_equal(model["stem.conv1.norm.running_var"], state["bn1.running_var"].numpy())
-    assert np.array_equal(model["res3.0.shortcut.norm.running_mean"], state["layer2.0.downsample.1.running_mean"].numpy())
+    assert np.array_equal(model["res3.0.shortcut.norm.running_mean"],
+                          state["layer2.0.downsample.1.running_mean"].numpy())
     assert np.array_equal(model["res5.1.conv2.norm.weight"], state["layer4.1.bn2.weight"].numpy())
     if report is not None:
         assert report.ok and set(report.max_rel_diff) == {"res2", "res3", "res4", "res5"}

@@ -35,13 +35,15 @@ def wrap(fmt: str, state: dict[str, torch.Tensor]) -> dict:
     if fmt == "moco-v3":
         sd = {f"module.base_encoder.{k}": v for k, v in state.items()}
         sd |= {f"module.momentum_encoder.{k}": v.clone() for k, v in state.items()}
-        sd |= {"module.base_encoder.fc.0.weight": torch.zeros(8, 4), "module.base_encoder.fc.1.running_mean": torch.zeros(8),
+        sd |= {"module.base_encoder.fc.0.weight": torch.zeros(8, 4),
+               "module.base_encoder.fc.1.running_mean": torch.zeros(8),
                "module.predictor.0.weight": torch.zeros(4, 4)}
         return {"epoch": 100, "arch": "resnet50", "state_dict": sd}
     if fmt == "torchvision":  # torchvision's published weights: the bare state_dict with fc
         return dict(state)
     if fmt == "ddp-supervised":  # our supervised pretraining: module.<torchvision keys incl. fc>
-        return {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}, "config": {"mode": "supervised"}}
+        return {"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()},
+                "config": {"mode": "supervised"}}
     if fmt == "dataparallel-in-ddp":
         return {f"module.module.{k}": v for k, v in state.items()}
     raise AssertionError(fmt)

@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-import yaml
 import torchvision
+import yaml
 from torch import nn
 
 from mocobench.pretrain import checkpoint as ckpt_lib
@@ -178,7 +178,8 @@ def test_cli_reports_bad_input_without_traceback(data, tmp_path, capsys):
     rc = main(["train", "--config", "demo", *tiny_overrides(data / "train", tmp_path / "o", "moco.queue_size=36")])
     assert rc == 2 and "K=36 is not divisible by the global batch size 8" in capsys.readouterr().err
     # the same through --opts KEY VALUE pairs, and the batch semantics are in the user's help
-    rc = main(["train", "--config", "demo", *tiny_overrides(data / "train", tmp_path / "o"), "--opts", "moco.queue_size", "36"])
+    rc = main(["train", "--config", "demo", *tiny_overrides(data / "train", tmp_path / "o"),
+               "--opts", "moco.queue_size", "36"])
     assert rc == 2 and "K=36 is not divisible" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--help"])

@@ -5,8 +5,8 @@ import statistics
 
 import pytest
 
-from mocobench.reporting import aggregate
 from mocobench.records import load_records, write_record
+from mocobench.reporting import aggregate
 from tests.helpers.records import PAPER_VOC, VOC_TRIALS, det, make_record, write_voc
 
 METRICS = ("AP50", "AP", "AP75")
@@ -61,7 +61,8 @@ def test_different_protocols_are_never_averaged_together(tmp_path):
     write_voc(tmp_path)
     # Same benchmark and labels, but fewer GPUs with the official advice (batch 8, lr 0.01, 2x iterations).
     other = dict(PAPER_VOC, ims_per_batch=8, base_lr=0.01, max_iter=48000, scaling="fewer-gpus")
-    trials = {("supervised-tv", "supervised"): [det(70.0, 40.0, 45.0)], ("moco-v2-200ep", "moco"): [det(72.0, 43.0, 48.0)]}
+    trials = {("supervised-tv", "supervised"): [det(70.0, 40.0, 45.0)],
+              ("moco-v2-200ep", "moco"): [det(72.0, 43.0, 48.0)]}
     write_voc(tmp_path, protocol=other, trials=trials)
     tables = _tables(tmp_path)
     assert len(tables) == 2
@@ -172,7 +173,8 @@ def test_unknown_benchmark_uses_its_task_columns(tmp_path):
 
 def test_bad_reference_file_is_reported(tmp_path):
     bad = tmp_path / "ref.yaml"
-    bad.write_text("benchmarks:\n  voc0712-det-c4:\n    rows:\n      - {label: x, kind: selfsup, metrics: {bbox/AP: 1}}\n")
+    bad.write_text("benchmarks:\n  voc0712-det-c4:\n    rows:\n"
+                   "      - {label: x, kind: selfsup, metrics: {bbox/AP: 1}}\n")
     with pytest.raises(aggregate.TableError, match="kind must be one of"):
         aggregate.load_reference(bad)
 

@@ -6,10 +6,9 @@ import statistics
 
 import pytest
 
-from mocobench.reporting import aggregate
-from mocobench.reporting import plots
 from mocobench.pretrain import log as pretrain_logs
 from mocobench.records import load_records, write_record
+from mocobench.reporting import aggregate, plots
 from tests.helpers.records import VOC_TRIALS, det, make_record, write_voc
 
 

@@ -11,9 +11,9 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
+from mocobench.records import load_records
 from mocobench.reporting import aggregate
 from mocobench.reporting import render as formats
-from mocobench.records import load_records
 from tests.helpers.records import VOC_TRIALS, det, write_voc
 
 ODD_LABEL = "moco_v2 & <x> 50%|#"  # LaTeX, HTML and Markdown specials in one row label
@@ -23,7 +23,8 @@ TRIALS[(ODD_LABEL, "other")] = [det(81.0, 52.0, 57.0), det(81.2, 52.4, 57.6)]
 
 def expected_rows() -> dict[str, dict[str, tuple[float, float, int, float | None]]]:
     """{label: {metric: (mean, std, n, delta)}} computed straight from the trial values."""
-    sup = {m: statistics.mean(t["bbox"][m] for t in TRIALS[("supervised-tv", "supervised")]) for m in ("AP50", "AP", "AP75")}
+    sup = {m: statistics.mean(t["bbox"][m] for t in TRIALS[("supervised-tv", "supervised")])
+           for m in ("AP50", "AP", "AP75")}
     out = {}
     for (label, kind), trials in TRIALS.items():
         out[label] = {}
@@ -121,7 +122,8 @@ def test_html_parses_back_with_values_and_colours(tables):
     # The reported rows come after a section heading, labelled as reported, unverified ones with a dagger.
     section = next(i for i, r in enumerate(table["rows"]) if r["class"] == "section")
     paper = [r for r in table["rows"][section + 1:]]
-    assert all(r["class"] == "paper" and r["cells"][0]["text"].split("†")[0].endswith("reported (paper)") for r in paper)
+    assert all(r["class"] == "paper" and r["cells"][0]["text"].split("†")[0].endswith("reported (paper)")
+               for r in paper)
     assert any(r["cells"][0]["text"] == "MoCo IG-1B — reported (paper)†" for r in paper)
     assert any("not yet verified" in n for n in parser.notes)
 
@@ -170,7 +172,7 @@ def test_markdown_rows_and_signs(tables):
     assert all(len(re.split(r"(?<!\\)\|", line)) == 7 for line in lines)  # 5 columns between 6 pipes
     expected = expected_rows()
     mean, std, n, delta = expected["moco-v2-200ep"]["bbox/AP"]
-    assert f"| moco-v2-200ep | 3 | " in md and f"{mean:.1f} ± {std:.2f} ({delta:+.1f}) ▲" in md
+    assert "| moco-v2-200ep | 3 | " in md and f"{mean:.1f} ± {std:.2f} ({delta:+.1f}) ▲" in md
     mean, std, n, delta = expected[ODD_LABEL]["bbox/AP50"]
     assert abs(delta) < 0.5 and f"{mean:.1f} ± {std:.2f} ({delta:+.1f}) |" in md  # no sign below 0.5
     assert "moco_v2 & <x> 50%\\|#" in md  # the pipe of the label is escaped

@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 import yaml
-
 from detectron2.config import get_cfg
 
 from mocobench import records
@@ -107,7 +106,8 @@ def test_cli_input_errors(capsys, tmp_path):
 
 
 def _run(layout, tmp_path, bench, *weights, extra=()):
-    argv = ["run", bench, "--data", "synthetic", "--synthetic-root", str(layout.root.parent), "--synthetic-preset", "tiny",
+    argv = ["run", bench, "--data", "synthetic", "--synthetic-root", str(layout.root.parent),
+            "--synthetic-preset", "tiny",
             "--num-gpus", "0", "--results", str(tmp_path / "results"), "--output-dir", str(tmp_path / "out"),
             *extra]
     for w in weights:
