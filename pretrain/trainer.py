@@ -164,7 +164,7 @@ class Trainer:
         self.start_epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
         if self.env.is_main:
             trim_after(self.out, self.step)  # lines an interrupted run wrote after this checkpoint
-        self._print(f"resumed from {path} (epoch {self.start_epoch}, step {self.step})")
+        self._info(f"resumed from {path} (epoch {self.start_epoch}, step {self.step})")
 
     def _state_dict(self) -> dict[str, torch.Tensor]:
         return {f"module.{k}": v.detach().cpu() for k, v in self.model.checkpoint_state().items()}
@@ -181,7 +181,7 @@ class Trainer:
         return ckpt_lib.save_atomic(ckpt, path)
 
     # ---------------------------------------------------------------- logging
-    def _print(self, msg: str) -> None:
+    def _info(self, msg: str) -> None:
         if self.env.is_main:
             log.info(msg)
 
@@ -247,8 +247,8 @@ class Trainer:
                 write_text(self.out / "config.yaml", dump(self.cfg))
         if self.start_epoch >= o["epochs"]:
             final = ckpt_lib.checkpoint_path(self.out, o["epochs"])
-            self._print(f"nothing to do: the run in {self.out} finished all {o['epochs']} epochs")
-            self._print(f"final checkpoint: {final}")
+            self._info(f"nothing to do: the run in {self.out} finished all {o['epochs']} epochs")
+            self._info(f"final checkpoint: {final}")
             return final
         if self.env.is_main:
             try:
@@ -258,9 +258,9 @@ class Trainer:
             else:
                 self.writer = SummaryWriter(str(self.out / "tb"))
             prov = provenance.collect()
-            self._print(f"git {prov['git_sha']}, torch {prov['versions']['torch']}, device {self.env.device}, "
+            self._info(f"git {prov['git_sha']}, torch {prov['versions']['torch']}, device {self.env.device}, "
                         f"world size {self.env.world_size}")
-            self._print(f"{self.cfg['mode']} {self.cfg['arch']} ({self.cfg['stem']} stem): {len(self.dataset)} images, "
+            self._info(f"{self.cfg['mode']} {self.cfg['arch']} ({self.cfg['stem']} stem): {len(self.dataset)} images, "
                         f"global batch {o['batch_size']}, lr {self.base_lr:.4g} (= {o['lr']} x {o['batch_size']}/"
                         f"{o['base_batch']}), {self.steps_per_epoch} steps/epoch, "
                         f"epochs {self.start_epoch}->{o['epochs']}")
@@ -292,16 +292,16 @@ class Trainer:
             if k_every and (finished % k_every == 0 or finished == o["epochs"]):
                 entry["knn_top1"] = self.run_knn()
             self._log(entry)
-            self._print(f"epoch {finished}/{o['epochs']}: loss {entry['loss']:.4f}"
+            self._info(f"epoch {finished}/{o['epochs']}: loss {entry['loss']:.4f}"
                         + (f", kNN top-1 {entry['knn_top1']:.2f}%" if entry.get("knn_top1") is not None else ""))
             if finished % t["checkpoint_every"] == 0 or finished == last:
                 if self.env.is_main:
                     path = self.save_checkpoint(finished)
-                    self._print(f"saved {path}")
+                    self._info(f"saved {path}")
                 barrier()
         if self.writer is not None:
             self.writer.close()
         path = path or ckpt_lib.checkpoint_path(self.out, last)
         if last == o["epochs"]:
-            self._print(f"final checkpoint: {path}")
+            self._info(f"final checkpoint: {path}")
         return path

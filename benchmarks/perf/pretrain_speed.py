@@ -3,9 +3,9 @@
 Runs `pretrain.trainer.Trainer.run_step` (forward of both encoders, Shuffle BN, queue, backward, SGD)
 on random images already on the device, so data loading is excluded: this is the model's ceiling.
 
-    python -m benchmarks.perf.pretrain_speed --preset cpu-tiny          # < 1 min on 2 CPU cores
-    python -m benchmarks.perf.pretrain_speed --preset cpu-r50           # ResNet-50 224 px, batch 8, CPU
-    python -m benchmarks.perf.pretrain_speed --preset gpu-r50 --amp bf16 --channels-last   # one GPU
+    python -m mocobench.benchmarks.perf.pretrain_speed --preset cpu-tiny          # < 1 min on 2 CPU cores
+    python -m mocobench.benchmarks.perf.pretrain_speed --preset cpu-r50           # ResNet-50 224 px, batch 8, CPU
+    python -m mocobench.benchmarks.perf.pretrain_speed --preset gpu-r50 --amp bf16 --channels-last   # one GPU
 The paper's reference: 8 V100, fp32, batch 256: ~168 pairs/s per V100 (53 h for 200 ImageNet epochs).
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Generation speed of the synthetic data: images per CPU-second (one core), per layout, at a given size.
 
-    .venv/bin/python -m benchmarks.perf.synthetic_speed --size 256 --images 200 [--out results/perf/x.json]
+    .venv/bin/python -m mocobench.benchmarks.perf.synthetic_speed --size 256 --images 200 [--out results/perf/x.json]
 
 Draws and writes complete images with their annotations (the same code ensure_synthetic runs, one
 process) into a temporary folder. Goal: >= 100 images/s per core at 256 px.
@@ -42,7 +42,7 @@ def measure(size: int, images: int, seed: int = 0) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.perf.synthetic_speed", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mocobench.benchmarks.perf.synthetic_speed", description=__doc__)
     parser.add_argument("--size", type=int, default=256, help="image side in px (Cityscapes: 2*size x size)")
     parser.add_argument("--images", type=int, default=200, help="images per layout (more = steadier figure)")
     parser.add_argument("--out", type=Path, help="also write the result as JSON here (never overwritten)")
