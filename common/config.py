@@ -96,6 +96,14 @@ def split_overrides(tokens: list[str] | tuple[str, ...]) -> list[tuple[str, str]
     return pairs
 
 
+def overrides_delta(tokens: list[str] | tuple[str, ...]) -> dict:
+    """All overrides (key.sub=value words and/or KEY VALUE pairs) as one nested delta."""
+    delta: dict = {}
+    for key, text in split_overrides(tokens):
+        delta = merge_nested(delta, overrides_to_delta(key, text))
+    return delta
+
+
 def overrides_to_delta(key: str, text: str) -> dict:
     """One override as a nested delta; the value is read as YAML (10 -> int, true -> bool, null -> None)."""
     try:

@@ -6,8 +6,7 @@ import argparse
 import logging
 import sys
 
-from mocobench.common.config import merge_nested, overrides_to_delta, split_overrides
-from mocobench.common.errors import UsageError
+from mocobench.common.config import overrides_delta
 
 from .layout import ensure_synthetic
 from .presets import PRESETS
@@ -23,17 +22,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="processes drawing images (same bytes for any number; 1 leaves cores free)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", help="key.sub=value overrides of the preset's parameters")
-    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
-                        help="overrides as KEY VALUE pairs (last on the command line)")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], help="overrides as KEY VALUE pairs (last)")
     args = parser.parse_args(argv)
-    overrides: dict = {}
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        for key, text in split_overrides([*args.overrides, *args.opts]):
-            overrides = merge_nested(overrides, overrides_to_delta(key, text))
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-        layout = ensure_synthetic(root=args.root, preset=args.preset, seed=args.seed, overrides=overrides,
-                                  workers=args.workers, progress=not args.quiet)
-    except (UsageError, ValueError) as e:
+        layout = ensure_synthetic(root=args.root, preset=args.preset, seed=args.seed, workers=args.workers,
+                                  progress=not args.quiet, overrides=overrides_delta([*args.overrides, *args.opts]))
+    except ValueError as e:  # unknown or mistyped parameters (mocobench.common.config.ConfigError)
         parser.error(str(e))
     print(f"root        {layout.root}")
     print(f"classes     {', '.join(layout.classes)}")
