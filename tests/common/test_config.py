@@ -1,8 +1,7 @@
 """The config dialect: strict typed merges through fvcore's CfgNode, _BASE_ files, override habits."""
 import pytest
 
-from mocobench.common.config import (ConfigError, load_yaml, merge, overrides_delta, overrides_to_delta,
-                                     split_overrides)
+from mocobench.common.config import ConfigError, load_yaml, merge, overrides_delta, overrides_to_delta, split_overrides
 
 BASE = {"optim": {"lr": 0.03, "epochs": 200, "steps": [120, 160]}, "data": {"path": None, "aug": "v2"}}
 
@@ -28,7 +27,8 @@ def test_override_habits_key_value_and_pairs():
         split_overrides(["optim.lr"])
     assert overrides_to_delta("data.path", "null") == {"data": {"path": None}}
     assert overrides_to_delta("optim.steps", "[1, 2]") == {"optim": {"steps": [1, 2]}}
-    assert overrides_delta(["counts.coco.train=2", "counts.coco.val", "3"]) == {"counts": {"coco": {"train": 2, "val": 3}}}
+    assert overrides_delta(["counts.coco.train=2", "counts.coco.val", "3"]) == \
+        {"counts": {"coco": {"train": 2, "val": 3}}}
 
 
 def test_base_chain(tmp_path):
