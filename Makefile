@@ -105,18 +105,19 @@ data: install
 #   R50-C4 24k | COCO Mask R-CNN R50-FPN 1x) for DET_WEIGHTS (latest checkpoint of a pretraining folder) and
 #   the baselines that exist (SUP_WEIGHTS, random). Without real data: the built-in demo (ResNet-18, tiny
 #   schedule) comparing `make pretrain`'s checkpoint, the supervised synthetic baseline (trained first if
-#   missing) and random init. DET_TRIALS=5 for the paper's trial count; DET_ARGS="--num-gpus 8 --amp ...".
+#   missing) and random init. Trials: 1 on real data, 2 on the built-in data (DET_TRIALS=5 for the paper's
+#   count); DET_ARGS="--num-gpus 8 --amp ...".
 # make convert IN=checkpoint OUT=weights.pkl   convert + prove one checkpoint
 DET_WEIGHTS ?= $(PRETRAIN_OUT)
 SUP_WEIGHTS ?= output/pretrain/supervised_demo
-DET_TRIALS ?= 1
+DET_TRIALS ?=
 .PHONY: voc-det coco-mask convert
 voc-det coco-mask: install
 	@if [ "$(SUP_WEIGHTS)" = output/pretrain/supervised_demo ] && ! ls $(SUP_WEIGHTS)/checkpoint_*.pth.tar >/dev/null 2>&1 \
 	  && [ "$$($(PY) -c 'import sys; from mocobench.runner.cli import resolve_benchmark, data_mode; print(data_mode(resolve_benchmark(sys.argv[1]), "auto"))' $@ 2>/dev/null)" = True ]; then \
 	  echo "[$@] no supervised synthetic baseline yet: make pretrain-supervised"; $(MAKE) pretrain-supervised; fi
 	$(PY) -m mocobench run $@ --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
-	  --trials $(DET_TRIALS) $(DET_ARGS)
+	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(DET_ARGS)
 	$(MAKE) tables
 
 convert: install

@@ -47,6 +47,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def validate(cfg: dict) -> None:
     from mocobench.pretrain.encoders import ARCHS, STEMS
+    from mocobench.pretrain.optimizer import OPTIMIZERS
 
     def choice(key: str, value: Any, options: tuple) -> None:
         if value not in options:
@@ -59,6 +60,7 @@ def validate(cfg: dict) -> None:
     choice("data.source", cfg["data"]["source"], ("synthetic", "imagefolder", "flat"))
     choice("data.aug", cfg["data"]["aug"], ("v1", "v2"))
     choice("optim.schedule", cfg["optim"]["schedule"], ("cosine", "step"))
+    choice("optim.optimizer", cfg["optim"]["optimizer"], OPTIMIZERS)
     choice("train.amp", cfg["train"]["amp"], ("none", "bf16", "fp16"))
     if cfg["data"]["source"] != "synthetic" and not cfg["data"]["path"]:
         raise ConfigError(f"data.source={cfg['data']['source']} needs data.path (a folder of images)")

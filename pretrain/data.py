@@ -112,14 +112,18 @@ class TwoCrops:
 
 
 def moco_augmentation(version: str, size: int, min_scale: float = 0.2) -> T.Compose:
-    """v1: the paper's; v2: aug+ (jitter p=0.8 with hue 0.1, blur sigma 0.1-2 with p=0.5)."""
+    """v1: the paper's; v2: aug+ (jitter p=0.8 with hue 0.1, blur sigma 0.1-2 with p=0.5, scaled by size/224
+    below 224 px)."""
     crop = T.RandomResizedCrop(size, scale=(min_scale, 1.0))
     if version == "v1":
         ops = [crop, T.RandomGrayscale(p=0.2), T.ColorJitter(0.4, 0.4, 0.4, 0.4), T.RandomHorizontalFlip()]
     elif version == "v2":
         kernel = max(3, int(0.1 * size) // 2 * 2 + 1)  # ~10% of the image, odd
+        # sigma 0.1-2 px is the recipe's at 224 px; smaller images get proportionally less blur (at 64 px,
+        # sigma 2 would wipe out the shapes), so that blur removes the same share of detail at any size
+        sigma = (0.1 * min(1.0, size / 224), 2.0 * min(1.0, size / 224))
         ops = [crop, T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(p=0.2),
-               T.RandomApply([T.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=0.5), T.RandomHorizontalFlip()]
+               T.RandomApply([T.GaussianBlur(kernel, sigma=sigma)], p=0.5), T.RandomHorizontalFlip()]
     else:
         raise ValueError(f"augmentation must be v1 or v2, got {version!r}")
     return T.Compose(ops + [T.ToTensor(), T.Normalize(MEAN, STD)])

@@ -1,4 +1,4 @@
-"""The pretraining loop: MoCo (or the supervised baseline) with SGD, one visible step, hooks around it.
+"""The pretraining loop: MoCo (or the supervised baseline) with SGD (or AdamW), one visible step, hooks around it.
 
     trainer = Trainer(cfg, resume="auto"); final_checkpoint = trainer.train()
 
@@ -38,6 +38,7 @@ from mocobench.pretrain.encoders import build_resnet
 from mocobench.pretrain.knn import knn_top1
 from mocobench.pretrain.log import append_entry, trim_after
 from mocobench.pretrain.moco import MoCo, Supervised
+from mocobench.pretrain.optimizer import build_optimizer
 from mocobench.pretrain.sampler import GlobalBatchSampler
 from mocobench.pretrain.schedules import key_momentum, learning_rate, scaled_lr
 
@@ -113,7 +114,7 @@ class Trainer:
         self.ddp = (DistributedDataParallel(self.model, device_ids=device_ids, broadcast_buffers=False)
                     if self.env.world_size > 1 else None)
         self.base_lr = scaled_lr(o["lr"], o["batch_size"], o["base_batch"])
-        self.optimizer = torch.optim.SGD([p for p in self.model.parameters() if p.requires_grad], lr=self.base_lr,
+        self.optimizer = build_optimizer(self.model.parameters(), name=o["optimizer"], lr=self.base_lr,
                                          momentum=o["momentum"], weight_decay=o["weight_decay"])
         self.amp_dtype = AMP_DTYPES.get(t["amp"])
         self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=t["amp"] == "fp16")
@@ -197,7 +198,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- the step
     def run_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
-        """data -> loss -> backward -> SGD step, at this step's lr and key momentum. Returns the local loss."""
+        """data -> loss -> backward -> optimizer step, at this step's lr and key momentum. Returns the local loss."""
         o, total = self.cfg["optim"], self.cfg["optim"]["epochs"] * self.steps_per_epoch
         lr = learning_rate(self.step, steps_per_epoch=self.steps_per_epoch, epochs=o["epochs"], base_lr=self.base_lr,
                            schedule=o["schedule"], milestones=o["steps"], warmup_epochs=o["warmup_epochs"])

@@ -161,6 +161,22 @@ def _columns_for(benchmark: str, task: str, present: list[str], layout: dict[str
     return cols + [Column(k, k) for k in present if k not in task_cols]
 
 
+def _unshown_metrics_notes(extra: list[str]) -> list[str]:
+    """Metrics of the records that the table has no column for, summarised: Detectron2's per-category
+    "AP-<class>" entries as a count, any others by name."""
+    per_category = [k for k in extra if "/AP-" in k]
+    others = [k for k in extra if k not in per_category]
+    notes = []
+    if per_category:
+        classes = {k.split("/AP-", 1)[1] for k in per_category}
+        tasks = sorted({k.split("/", 1)[0] for k in per_category})
+        notes.append(f"per-category AP of {len(classes)} categories ({', '.join(tasks)}) is in the result "
+                     f"records, not in this table")
+    if others:
+        notes.append(f"metrics not shown in this table: {', '.join(others)}")
+    return notes
+
+
 def flatten_metrics(metrics: dict[str, dict[str, float]]) -> dict[str, float]:
     """{"bbox": {"AP": 1}} -> {"bbox/AP": 1}."""
     return {f"{task}/{name}": value for task, values in metrics.items() for name, value in values.items()}
@@ -352,9 +368,7 @@ def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | Non
             rows = _order(rows)
             baseline, delta_notes = _apply_deltas(rows, "these records")
             notes += row_notes + delta_notes
-            extra = [k for k in present if k not in {c.key for c in columns}]
-            if extra:
-                notes.append(f"metrics not shown in this table: {', '.join(extra)}")
+            notes += _unshown_metrics_notes([k for k in present if k not in {c.key for c in columns}])
             ref_rows: list[Row] = []
             ref_spec = reference["benchmarks"].get(spec.get("reference") or base_benchmark(bench))
             if ref_spec and synthetic:

@@ -31,6 +31,9 @@ from mocobench.runner.weights import resolve_init
 __all__ = ["add_arguments", "data_mode", "main", "resolve_benchmark"]  # the Makefile uses the last two
 log = logging.getLogger(__name__)
 
+# Trials per initialisation on the built-in data: at least 2, so that the demo tables show a trial std
+# next to each mean and a difference between initialisations can be told from noise.
+DEMO_TRIALS = 2
 BANNER = """
 ################################################################################################
 #  BUILT-IN SYNTHETIC DATA ({what})
@@ -55,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-missing", action="store_true",
                         help="skip (loudly) --weights that do not exist instead of failing (make targets use it "
                              "for optional baselines)")
-    parser.add_argument("--trials", type=int, default=1, help="number of trials (paper: 5), seeds SEED+trial")
+    parser.add_argument("--trials", type=int, default=None,
+                        help=f"number of trials (paper: 5), seeds SEED+trial; default 1 on real data, "
+                             f"{DEMO_TRIALS} on the built-in data (the demo shows a std)")
     parser.add_argument("--first-trial", type=int, default=0, help="index of the first trial (to add trials)")
     parser.add_argument("--seed", type=int, default=1000, help="seed of trial 0")
     parser.add_argument("--data", choices=["auto", "real", "synthetic"], default="auto",
@@ -106,10 +111,12 @@ def _main(args: argparse.Namespace) -> int:
         raise RunnerError("multi-machine runs need GPUs")
     if (args.label or args.kind) and len(args.weights) > 1:
         raise RunnerError("--label/--kind apply to a single --weights; run once per initialisation")
-    if args.trials < 1 or args.first_trial < 0:
+    if (args.trials is not None and args.trials < 1) or args.first_trial < 0:
         raise RunnerError("--trials must be >= 1 and --first-trial >= 0")
     bench = resolve_benchmark(args.benchmark)
     synthetic = data_mode(bench, args.data)
+    if args.trials is None:
+        args.trials = DEMO_TRIALS if synthetic else 1
     data = {"synthetic": synthetic, "root": args.synthetic_root, "preset": args.synthetic_preset}
     if synthetic:
         print(BANNER.format(what=f"preset {args.synthetic_preset!r} in {args.synthetic_root}"), flush=True)

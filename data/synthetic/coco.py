@@ -3,7 +3,7 @@
 Regular instances are polygons (the visible outline, one polygon per visible part) with the tight
 box and pixel area of the visible mask; a crowd cluster is one iscrowd=1 annotation whose
 segmentation is the compressed RLE of the union of its members' visible pixels. Category ids are
-1-based in the order of shapes.CATEGORIES.
+1-based in the order of the preset's `categories`.
 """
 from __future__ import annotations
 
@@ -56,24 +56,25 @@ def write_item(layout: str, root: Path, params: dict[str, Any], seed: int,
     save_jpeg(root / split / file_name, scene.image, params["jpeg_quality"])
     image = {"id": image_id, "file_name": file_name, "width": w, "height": h}
     anns: list[dict[str, Any]] = []
+    ids = shapes.category_ids(params["categories"])  # COCO category id = position + 1
     crowd: dict[int, np.ndarray] = {}
     for inst in scene.instances:
         if inst.crowd:
             crowd[inst.category] = crowd.get(inst.category, np.zeros_like(inst.mask)) | inst.mask
             continue
         polys = _polygons(inst.visible)
-        anns.append({"image_id": image_id, "category_id": inst.category + 1, "iscrowd": 0,
+        anns.append({"image_id": image_id, "category_id": ids.index(inst.category) + 1, "iscrowd": 0,
                      "bbox": _box(inst.mask), "area": float(inst.mask.sum()),
                      "segmentation": polys if polys else _rle(inst.mask)})
     for category, mask in crowd.items():
-        anns.append({"image_id": image_id, "category_id": category + 1, "iscrowd": 1,
+        anns.append({"image_id": image_id, "category_id": ids.index(category) + 1, "iscrowd": 1,
                      "bbox": _box(mask), "area": float(mask.sum()), "segmentation": _rle(mask)})
     return split, image, anns
 
 
 def finish(layout: str, root: Path, params: dict[str, Any], records: list[Any]) -> None:
     (root / "annotations").mkdir(parents=True, exist_ok=True)
-    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(shapes.CATEGORIES)]
+    categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(params["categories"])]
     for split in params["counts"][LAYOUT]:
         images, annotations = [], []
         for s, image, anns in records:

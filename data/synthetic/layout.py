@@ -50,8 +50,8 @@ class SyntheticLayout:
 
     @property
     def classes(self) -> list[str]:
-        """Category names (VOC / COCO classes and ImageFolder class folders)."""
-        return list(shapes.CATEGORIES)
+        """Category names (VOC / COCO classes and ImageFolder class folders): the preset's `categories`."""
+        return list(self.params["categories"])
 
     @property
     def cityscapes_classes(self) -> list[str]:
@@ -143,7 +143,7 @@ def ensure_synthetic(root: str | os.PathLike = "output/synthetic", preset: str =
         start = time.time()
         _generate(tmp, params, seed, workers, progress, preset)
         manifest = {"generator_version": GENERATOR_VERSION, "preset": preset, "seed": int(seed), "key": key,
-                    "params": params, "classes": list(shapes.CATEGORIES),
+                    "params": params, "classes": list(params["categories"]),
                     "cityscapes_classes": list(shapes.CITYSCAPES_THING_CLASSES),
                     "seconds": round(time.time() - start, 2)}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))

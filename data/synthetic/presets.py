@@ -7,10 +7,17 @@ Keys of a preset:
     imagefolder_size    side of the square ImageFolder images (px)
     detection_size      [width, height] of the VOC / COCO images (px)
     cityscapes_size     [width, height] of the Cityscapes-layout images (px), 2:1 like the real ones
+    categories          the shape categories of the ImageFolder, VOC and COCO layouts (a subset of
+                        shapes.CATEGORIES, in class order); Cityscapes always uses its fixed 8
     instances           [min, max] regular object instances per scene
     object_scale        [min, max] object radius as a fraction of the image's shorter side
     main_object_scale   [min, max] radius of the ImageFolder image's main (labelled) object
+    imagefolder_instances  [min, max] smaller instances behind the ImageFolder image's main object
+                        ([0, 0]: object-centric images, one shape on a cluttered background)
+    imagefolder_clutter [min, max] distractor strokes/blobs in the ImageFolder backgrounds
     clutter             [min, max] unlabelled distractor strokes/blobs drawn into the background
+    solid_prob          probability that an instance is painted in one shaded colour (else a
+                        two-colour pattern: stripes, checks or blotches)
     crowd_prob          probability that a scene holds a crowd cluster (COCO iscrowd RLE,
                         VOC difficult objects, Cityscapes "<class>group" polygons)
     crowd_members       [min, max] small objects in a crowd cluster
@@ -26,14 +33,20 @@ from typing import Any, Mapping
 
 from mocobench.common.config import merge
 
+from .shapes import CATEGORIES
+
 # Bump whenever the generator's output for the same parameters changes (drawing, file formats).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 _COMMON: dict[str, Any] = {
+    "categories": list(CATEGORIES),
     "instances": [2, 6],
     "object_scale": [0.08, 0.22],
     "main_object_scale": [0.26, 0.36],
+    "imagefolder_instances": [2, 6],
     "clutter": [6, 14],
+    "imagefolder_clutter": [6, 14],
+    "solid_prob": 0.25,
     "crowd_prob": 0.15,
     "crowd_members": [3, 6],
     "min_visible_px": 48,
@@ -71,18 +84,30 @@ PRESETS: dict[str, dict[str, Any]] = {
             "cityscapes": {"train": 30, "val": 15},
         },
     },
-    # The demo chain: pretrain ResNet-18 on the ImageFolder, fine-tune detectors on VOC / COCO,
-    # all within about 15 minutes on 2 CPU cores.
+    # The demo chain (`make demo`): pretrain ResNet-18 on the ImageFolder, fine-tune detectors on VOC /
+    # COCO, all within 15 minutes on 2 CPU cores, and still show transfer. So the data is made to be
+    # learnable in minutes: six clearly distinct shapes, mostly one-colour objects, object-centric
+    # 64 px pretraining images (one shape on a cluttered background, like ImageNet's photos), and
+    # detection scenes of 1-3 large objects at the size the detectors train on (no resizing).
     "demo": {
         **_COMMON,
-        "imagefolder_size": 112,
-        "detection_size": [160, 128],
+        "categories": ["disc", "square", "triangle", "star", "cross", "crescent"],
+        "instances": [1, 3],
+        "object_scale": [0.2, 0.34],
+        "main_object_scale": [0.3, 0.42],
+        "imagefolder_instances": [0, 0],
+        "clutter": [2, 6],
+        "imagefolder_clutter": [2, 6],
+        "solid_prob": 0.7,
+        "crowd_prob": 0.05,
+        "imagefolder_size": 64,
+        "detection_size": [128, 96],
         "cityscapes_size": [256, 128],
         "counts": {
             "imagefolder": {"train": 2000, "val": 500},
-            "voc2007": {"trainval": 600, "test": 200},
+            "voc2007": {"trainval": 600, "test": 120},
             "voc2012": {"trainval": 400},
-            "coco": {"train": 800, "val": 200},
+            "coco": {"train": 800, "val": 120},
             "cityscapes": {"train": 100, "val": 50},
         },
     },

@@ -72,12 +72,13 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
     return (rgb * 255).astype(np.float32)
 
 
-def texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """(3, h, w) float32 texture (channels first: numpy's inner loops then run along rows): solid, stripes, checks or blotches of two colours, with shading."""
+def texture(rng: np.random.Generator, h: int, w: int, solid_prob: float = 0.25) -> np.ndarray:
+    """(3, h, w) float32 texture (channels first: numpy's inner loops then run along rows), with shading:
+    one colour with probability solid_prob, else stripes, checks or blotches of two colours."""
     c1, c2 = _colour(rng), _colour(rng)
     y = np.arange(h, dtype=np.float32)[:, None]
     x = np.arange(w, dtype=np.float32)[None, :]
-    kind = rng.integers(4)
+    kind = 0 if rng.random() < solid_prob else int(rng.integers(1, 4))
     if kind == 0:
         m = np.zeros((1, 1), np.float32)
     elif kind == 1:
@@ -145,11 +146,11 @@ def _visible_ok(item: _Item, params: dict[str, Any], min_px: float) -> bool:
     return all(len(p.interiors) == 0 for p in parts if isinstance(p, Polygon))
 
 
-def _sample_instance(rng: np.random.Generator, categories: int, radius_range: tuple[float, float],
+def _sample_instance(rng: np.random.Generator, categories: list[int], radius_range: tuple[float, float],
                      center_box: tuple[float, float, float, float], frame: BaseGeometry,
                      category: int | None = None) -> tuple[Instance, BaseGeometry] | None:
     for _ in range(8):
-        cat = int(rng.integers(categories)) if category is None else category
+        cat = categories[int(rng.integers(len(categories)))] if category is None else category
         cx, cy = rng.uniform(center_box[0], center_box[2]), rng.uniform(center_box[1], center_box[3])
         pts = shapes.place(cat, (cx, cy), rng.uniform(*radius_range), rng.uniform(0, 2 * np.pi),
                            float(np.exp(rng.uniform(-0.3, 0.3))))
@@ -166,7 +167,7 @@ def _sample_instance(rng: np.random.Generator, categories: int, radius_range: tu
 
 
 def _place_items(rng: np.random.Generator, params: dict[str, Any], width: int, height: int,
-                 categories: int, min_px: float, ground: float, top: _Item | None) -> list[_Item]:
+                 categories: list[int], min_px: float, ground: float, top: _Item | None) -> list[_Item]:
     """Crowd cluster (maybe) at the bottom, then regular instances; `top` stays above all of them."""
     frame = box(0, 0, width, height)
     side = min(width, height)
@@ -192,7 +193,7 @@ def _place_items(rng: np.random.Generator, params: dict[str, Any], width: int, h
 
     if rng.random() < params["crowd_prob"]:
         lo, hi = params["crowd_members"]
-        cat = int(rng.integers(categories))
+        cat = categories[int(rng.integers(len(categories)))]
         cx, cy = rng.uniform(0.15, 0.85) * width, rng.uniform(max(ground, 0.15), 0.85) * height
         spread = 0.12 * side
         members, geoms = [], []
@@ -268,9 +269,13 @@ def generate_scene(rng: np.random.Generator, width: int, height: int, params: di
 
     kind: "objects" (VOC / COCO), "main" (ImageFolder: one large central object of category `label`
     on top of smaller clutter instances), "street" (Cityscapes: street-like stuff regions, objects
-    from the first 8 categories standing on the lower half).
+    from the first 8 categories standing on the lower half). Objects and main scenes draw from
+    params["categories"]; categories and `label` are indices into shapes.CATEGORIES.
     """
-    categories = len(shapes.CATEGORIES) if kind != "street" else len(shapes.CITYSCAPES_THING_CLASSES)
+    if kind == "street":
+        categories = list(range(len(shapes.CITYSCAPES_THING_CLASSES)))
+    else:
+        categories = shapes.category_ids(params["categories"])
     min_px = params["min_visible_px"] if kind != "street" else max(params["min_visible_px"], 120)
     side = min(width, height)
     frame = box(0, 0, width, height)
@@ -302,13 +307,13 @@ def generate_scene(rng: np.random.Generator, width: int, height: int, params: di
         stuff_map = np.asarray(smap_img)
         img = np.empty((3, height, width), np.float32)
         for i, region in enumerate(stuff):
-            _paint(rng, img, stuff_map, i, region.polygon)
+            _paint(rng, img, stuff_map, i, region.polygon, params["solid_prob"])
     else:
         canvas = _smooth_field(rng, width, height)
         lo, hi = params["clutter"]
         _clutter(rng, canvas, int(rng.integers(lo, hi + 1)))
         field_chw = np.asarray(canvas).transpose(2, 0, 1)
-        img = 0.65 * field_chw.astype(np.float32) + 0.35 * texture(rng, height, width)
+        img = 0.65 * field_chw.astype(np.float32) + 0.35 * texture(rng, height, width, params["solid_prob"])
 
     # instances, bottom first
     id_img = Image.new("L", (width, height), 0)
@@ -320,7 +325,7 @@ def generate_scene(rng: np.random.Generator, width: int, height: int, params: di
         draw.polygon([tuple(p) for p in inst.polygon.tolist()], fill=k)
     id_map = np.asarray(id_img)
     for k, inst in enumerate(instances, start=1):
-        _paint(rng, img, id_map, k, inst.polygon)
+        _paint(rng, img, id_map, k, inst.polygon, params["solid_prob"])
         inst.mask = id_map == k
     for item in items:
         for inst in item.members:
@@ -333,7 +338,8 @@ def generate_scene(rng: np.random.Generator, width: int, height: int, params: di
     return Scene(image=image, instances=instances, label=label, stuff=stuff, stuff_map=stuff_map)
 
 
-def _paint(rng: np.random.Generator, img: np.ndarray, id_map: np.ndarray, k: int, pts: np.ndarray) -> None:
+def _paint(rng: np.random.Generator, img: np.ndarray, id_map: np.ndarray, k: int, pts: np.ndarray,
+           solid_prob: float) -> None:
     h, w = id_map.shape
     x0, y0 = max(int(pts[:, 0].min()), 0), max(int(pts[:, 1].min()), 0)
     x1, y1 = min(int(pts[:, 0].max()) + 1, w), min(int(pts[:, 1].max()) + 1, h)
@@ -341,4 +347,4 @@ def _paint(rng: np.random.Generator, img: np.ndarray, id_map: np.ndarray, k: int
         return
     sel = id_map[y0:y1, x0:x1] == k
     region = img[:, y0:y1, x0:x1]
-    region[:, sel] = texture(rng, y1 - y0, x1 - x0)[:, sel]
+    region[:, sel] = texture(rng, y1 - y0, x1 - x0, solid_prob)[:, sel]

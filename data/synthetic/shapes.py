@@ -53,6 +53,14 @@ CITYSCAPES_THING_CLASSES = ["person", "rider", "car", "truck", "bus", "train", "
 CITYSCAPES_CATEGORY_TO_CLASS = dict(zip(CATEGORIES[:8], CITYSCAPES_THING_CLASSES))
 
 
+def category_ids(names: list[str]) -> list[int]:
+    """Indices into CATEGORIES of a preset's category names (its `categories` subset), in its order."""
+    unknown = [n for n in names if n not in _OUTLINES]
+    if unknown or len(set(names)) != len(names) or len(names) < 2:
+        raise ValueError(f"synthetic categories {names}: give at least 2 distinct names from {CATEGORIES}")
+    return [CATEGORIES.index(n) for n in names]
+
+
 def outline(category: int) -> np.ndarray:
     """Unit outline of a category: (N, 2) float array of x, y vertices, counter-clockwise or not."""
     return _OUTLINES[CATEGORIES[category]]

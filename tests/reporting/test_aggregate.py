@@ -202,3 +202,15 @@ def test_one_label_under_two_configs_is_two_rows(tmp_path):
     assert len(moco) == 2 and all("[protocol " in r.label for r in moco)
     means = sorted(r.cells["bbox/AP50"].mean for r in moco)
     assert means == [pytest.approx(70.0), pytest.approx(statistics.mean(_expected("moco-v2-200ep", "AP50")))]
+
+
+def test_per_category_metrics_are_summarised_not_listed(tmp_path):
+    classes = ["disc", "square", "triangle", "star"]
+    per_class = {f"AP-{c}": 10.0 + i for i, c in enumerate(classes)}
+    trials = {("random", "random"): [{"bbox": {**det(60, 33, 33)["bbox"], **per_class, "odd": 1.0}}]}
+    write_voc(tmp_path, trials=trials)
+    [t] = _tables(tmp_path, reference=False)
+    notes = " ".join(t.notes)
+    assert "per-category AP of 4 categories (bbox) is in the result records" in notes
+    assert not any(f"AP-{c}" in notes for c in classes)           # a count, not 4 names
+    assert "metrics not shown in this table: bbox/odd" in notes    # other metrics are still named

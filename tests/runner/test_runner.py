@@ -16,6 +16,7 @@ from mocobench.common.logs import cli_logging
 from mocobench.detection import engine
 from mocobench.detection.benchmarks import BENCHMARKS
 from mocobench.runner import RunnerError
+from mocobench.runner.cli import DEMO_TRIALS
 from mocobench.runner.plan import init_config
 from mocobench.runner.scaling import apply_scaling_rule
 from mocobench.runner.weights import resolve_init
@@ -105,7 +106,7 @@ def test_cli_input_errors(capsys, tmp_path):
     assert "--amp needs CUDA" in capsys.readouterr().err
 
 
-def _run(layout, tmp_path, bench, *weights, extra=()):
+def _run(layout, tmp_path, bench, *weights, extra=("--trials", "1")):
     argv = ["run", bench, "--data", "synthetic", "--synthetic-root", str(layout.root.parent),
             "--synthetic-preset", "tiny",
             "--num-gpus", "0", "--results", str(tmp_path / "results"), "--output-dir", str(tmp_path / "out"),
@@ -196,3 +197,6 @@ def test_skip_missing_baselines_in_dry_run(synthetic_layout, tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and out.count("SKIPPED") == 2 and "dry run: voc0712-det-c4-synthetic / random trial 0" in out
     assert not records.find_records(tmp_path / "results")
+    # without --trials, the built-in data gets DEMO_TRIALS trials (a std in every demo cell), seeds 1000, 1001
+    planned = [line for line in out.splitlines() if "dry run:" in line]
+    assert len(planned) == DEMO_TRIALS == 2 and "trial 1 seed 1001" in planned[1]

@@ -1,0 +1,156 @@
+"""Sabotage check: can the demo tables see a broken transfer?
+
+Takes the MoCo demo checkpoint, shuffles the values of every backbone tensor of its query encoder
+(each tensor keeps its shape, dtype and value histogram; BN statistics included), and fine-tunes from it
+through the same runner, converter, Detectron2 models and evaluators as `make demo`, with the demo's
+trial count and seeds. A pipeline that really transfers the pretrained weights must then fall to the
+random-init level; a pipeline that ignored them (wrong key names, skipped tensors) would not notice.
+
+    python -m mocobench.benchmarks.perf.sabotage                       # after `make demo`
+    python -m mocobench.benchmarks.perf.sabotage --checkpoint output/pretrain/moco_v2_demo --trials 2
+
+Its records go to a separate results folder (default output/sabotage/results), so the demo tables stay
+as they were; the comparison with the demo's own random-init and MoCo records (from --results) is
+printed as a Markdown table and written to output/sabotage/summary.json. Exit status 0 when, on every
+benchmark, the shuffled checkpoint's box AP50 is within the transfer threshold (5 points) of random init
+and closer to random init than to the intact MoCo checkpoint; 1 otherwise. Recorded results:
+benchmarks/perf/RESULTS.md, section "Sabotage check".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from mocobench.common.atomic import write_text
+from mocobench.common.hashing import sha256_file
+from mocobench.pretrain.checkpoint import latest_checkpoint, load, save_atomic
+from mocobench.records import load_records
+
+BENCHMARKS = ("voc-det", "coco-mask")        # the demo's two benchmarks (make voc-det coco-mask)
+RECORD_NAMES = {"voc-det": "voc0712-det-c4-synthetic", "coco-mask": "coco-mask-fpn-1x-synthetic"}
+METRIC = "bbox/AP50"
+THRESHOLD = 5.0                               # points of AP50: the demo's transfer threshold
+LABEL = "moco-shuffled"
+
+
+def shuffled_checkpoint(source: Path, out_dir: Path, seed: int) -> tuple[Path, int]:
+    """A copy of `source` whose query-encoder backbone tensors have their values permuted (fc/MLP head,
+    key encoder and queue are left as they are: the converter drops them). Cached by source hash."""
+    sha = sha256_file(source)
+    target = out_dir / f"{source.name.split('.')[0]}-shuffled-{sha[:12]}-seed{seed}.pth.tar"
+    ckpt = load(source)
+    prefix = "module.encoder_q."
+    keys = [k for k in ckpt["state_dict"] if k.startswith(prefix) and not k[len(prefix):].startswith("fc.")]
+    if not keys:
+        raise SystemExit(f"{source}: no query-encoder tensors ({prefix}*): not a MoCo checkpoint of ours")
+    if target.exists():
+        return target, len(keys)
+    gen = torch.Generator().manual_seed(seed)
+    changed = 0
+    for k in keys:
+        t = ckpt["state_dict"][k]
+        flat = t.reshape(-1)
+        shuffled = flat[torch.randperm(flat.numel(), generator=gen)].reshape(t.shape).clone()
+        changed += int(not torch.equal(shuffled, t))
+        ckpt["state_dict"][k] = shuffled
+    ckpt["sabotage"] = {"source": str(source), "source_sha256": sha, "shuffled_tensors": len(keys), "seed": seed}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_atomic(ckpt, target)
+    print(f"[sabotage] {len(keys)} backbone tensors shuffled ({changed} changed; the rest hold one value, "
+          f"e.g. num_batches_tracked) -> {target}", flush=True)
+    return target, len(keys)
+
+
+def _stats(values: list[float]) -> dict[str, float | int | None]:
+    return {"mean": statistics.fmean(values) if values else None,
+            "std": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
+
+
+def summarise(demo_results: Path, sabotage_results: Path, source_sha: str) -> dict:
+    demo = load_records(demo_results) if demo_results.is_dir() else []
+    ours = load_records(sabotage_results)
+    summary = {}
+    for bench in BENCHMARKS:
+        name = RECORD_NAMES[bench]
+
+        def ap50(records, pick):
+            return [r["metrics"]["bbox"]["AP50"] for r in records if r["benchmark"] == name and pick(r)]
+
+        rows = {
+            "random": ap50(demo, lambda r: r["init"]["kind"] == "random"),
+            "moco": ap50(demo, lambda r: r["init"]["weights_sha256"] == source_sha),
+            LABEL: ap50(ours, lambda r: r["init"]["label"] == LABEL),
+        }
+        stats = {label: _stats(v) for label, v in rows.items()}
+        ok = None
+        if all(s["n"] for s in stats.values()):
+            r, m, s = (stats[k]["mean"] for k in ("random", "moco", LABEL))
+            ok = (s - r) < THRESHOLD and abs(s - r) < abs(s - m)
+        summary[name] = {"metric": METRIC, "rows": stats, "values": rows, "falls_to_random": ok}
+    return summary
+
+
+def markdown(summary: dict) -> str:
+    lines = ["| benchmark | random init | MoCo demo | MoCo, backbone shuffled | falls to random level |",
+             "|---|---|---|---|---|"]
+    for name, s in summary.items():
+        def cell(label):
+            st = s["rows"][label]
+            if not st["n"]:
+                return "no records"
+            std = f" ± {st['std']:.1f}" if st["std"] is not None else ""
+            return f"{st['mean']:.1f}{std} (n={st['n']})"
+        verdict = {True: "yes", False: "**no**", None: "n/a"}[s["falls_to_random"]]
+        lines.append(f"| {name} ({s['metric']}) | {cell('random')} | {cell('moco')} | {cell(LABEL)} | {verdict} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default="output/pretrain/moco_v2_demo",
+                   help="the MoCo checkpoint, or a pretraining folder (its latest checkpoint)")
+    p.add_argument("--results", default="results", help="the demo's results folder (random and MoCo records)")
+    p.add_argument("--out", default="output/sabotage", help="shuffled checkpoint, its records and the summary")
+    p.add_argument("--trials", type=int, default=2, help="trials per benchmark (the demo's DET_TRIALS)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
+    p.add_argument("--synthetic-root", default="output/synthetic")
+    args = p.parse_args(argv)
+
+    source = Path(args.checkpoint)
+    if source.is_dir():
+        found = latest_checkpoint(source)
+        if found is None:
+            raise SystemExit(f"{source} holds no checkpoint_NNNN.pth.tar: run `make pretrain` (or make demo) first")
+        source = found
+    out = Path(args.out)
+    target, n = shuffled_checkpoint(source, out, args.seed)
+    for bench in BENCHMARKS:
+        cmd = [sys.executable, "-m", "mocobench", "run", bench, "--weights", str(target), "--label", LABEL,
+               "--kind", "moco", "--trials", str(args.trials), "--data", "synthetic",
+               "--synthetic-root", args.synthetic_root, "--results", str(out / "results"),
+               "--output-dir", str(out / "benchmarks")]
+        print("[sabotage] " + " ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    summary = summarise(Path(args.results), out / "results", sha256_file(source))
+    doc = {"checkpoint": str(source), "shuffled_checkpoint": str(target), "shuffled_tensors": n,
+           "trials": args.trials, "benchmarks": summary}
+    write_text(out / "summary.json", json.dumps(doc, indent=1))
+    print(markdown(summary))
+    verdicts = [s["falls_to_random"] for s in summary.values()]
+    if None in verdicts:
+        print("[sabotage] some rows have no records: run `make demo` first (random and MoCo rows come from "
+              f"{args.results})")
+        return 1
+    print(f"[sabotage] {'PASS' if all(verdicts) else 'FAIL'}: the shuffled checkpoint "
+          f"{'falls' if all(verdicts) else 'does not fall'} to random-init level on every benchmark")
+    return 0 if all(verdicts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

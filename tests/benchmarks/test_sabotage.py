@@ -1,0 +1,56 @@
+"""The sabotage check's checkpoint surgery and verdict (the fine-tuning it drives is the runner's, tested there)."""
+from __future__ import annotations
+
+import torch
+
+from mocobench.benchmarks.perf import sabotage
+from mocobench.pretrain.checkpoint import load
+from mocobench.records import write_record
+from tests.helpers.checkpoints import randomised_resnet, wrap
+from tests.helpers.records import det, make_record
+
+
+def test_every_backbone_tensor_is_a_permutation_of_itself(tmp_path):
+    ckpt = wrap("moco", randomised_resnet(18, seed=3))
+    ckpt["epoch"] = 1
+    source = tmp_path / "checkpoint_0000.pth.tar"
+    torch.save(ckpt, source)
+    target, n = sabotage.shuffled_checkpoint(source, tmp_path / "out", seed=0)
+    before, after = ckpt["state_dict"], load(target)["state_dict"]
+    backbone = [k for k in before if k.startswith("module.encoder_q.") and ".fc." not in k]
+    assert n == len(backbone) > 100
+    changed = 0
+    for k in backbone:
+        assert after[k].shape == before[k].shape and after[k].dtype == before[k].dtype
+        assert torch.equal(after[k].reshape(-1).sort().values, before[k].reshape(-1).sort().values)  # same values
+        changed += not torch.equal(after[k], before[k])
+    # every tensor with more than one distinct value is moved (only num_batches_tracked scalars stay)
+    assert changed == sum(before[k].unique().numel() > 1 for k in backbone)
+    untouched = [k for k in before if k not in backbone]
+    assert all(torch.equal(after[k], before[k]) for k in untouched)  # head, key encoder, queue
+    # a second call reuses the file rather than writing another one
+    assert sabotage.shuffled_checkpoint(source, tmp_path / "out", seed=0)[0] == target
+    assert len(list((tmp_path / "out").iterdir())) == 1
+
+
+def _records(results, label, kind, values, sha=None):
+    for bench in sabotage.RECORD_NAMES.values():
+        for t, v in enumerate(values):
+            write_record(make_record(bench, label, kind, t, det(v, v / 2, v / 3), weights_sha256=sha), results)
+
+
+def test_verdict_needs_the_shuffled_row_at_random_level(tmp_path):
+    _records(tmp_path / "demo", "random", "random", [4.0, 5.0])
+    _records(tmp_path / "demo", "moco_v2_demo-ep8", "moco", [14.0, 15.0], sha="a" * 64)
+    _records(tmp_path / "demo", "moco_v2_demo-ep4", "moco", [30.0, 31.0], sha="b" * 64)  # another checkpoint
+    _records(tmp_path / "low", sabotage.LABEL, "moco", [4.5, 5.5], sha="c" * 64)
+    _records(tmp_path / "high", sabotage.LABEL, "moco", [10.5, 11.5], sha="c" * 64)
+    low = sabotage.summarise(tmp_path / "demo", tmp_path / "low", "a" * 64)
+    for s in low.values():
+        assert s["rows"]["moco"]["mean"] == 14.5 and s["rows"]["random"]["n"] == 2  # only the given checkpoint
+        assert s["falls_to_random"] is True
+    high = sabotage.summarise(tmp_path / "demo", tmp_path / "high", "a" * 64)
+    assert all(s["falls_to_random"] is False for s in high.values())   # closer to MoCo than to random
+    assert "**no**" in sabotage.markdown(high) and "yes" in sabotage.markdown(low)
+    none = sabotage.summarise(tmp_path / "nothing", tmp_path / "low", "a" * 64)
+    assert all(s["falls_to_random"] is None for s in none.values())
