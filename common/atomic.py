@@ -15,10 +15,12 @@ from typing import IO, Iterator
 
 @contextmanager
 def atomic_write(path: str | os.PathLike, *, overwrite: bool, mode: str = "wb",
-                 encoding: str | None = None) -> Iterator[IO]:
+                 encoding: str | None = None, durable: bool = True) -> Iterator[IO]:
     """Yield a file to write; on success it appears at path in one step.
 
     overwrite=False: raises FileExistsError (and leaves the existing file untouched) if path exists.
+    durable=False skips the fsync: for the many files of a folder that is itself published in one step
+    (the synthetic data set, renamed into place with its manifest last).
     On any error the temp file is removed and path is unchanged."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,7 +29,8 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool, mode: str = "wb",
         with os.fdopen(fd, mode, encoding=encoding) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         if overwrite:
             os.replace(tmp, path)
         else:
@@ -50,8 +53,8 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         os.close(fd)
 
 
-def write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> Path:
+def write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True, durable: bool = True) -> Path:
     """Write a whole text file atomically (UTF-8); overwrite=False refuses (FileExistsError) to replace one."""
-    with atomic_write(path, overwrite=overwrite, mode="w", encoding="utf-8") as f:
+    with atomic_write(path, overwrite=overwrite, mode="w", encoding="utf-8", durable=durable) as f:
         f.write(text)
     return Path(path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mocobench.common.atomic import atomic_write
+from mocobench.common.atomic import write_text
 from mocobench.reporting.aggregate import MARK_THRESHOLD, PAPER_SOURCE, Cell, Row, Table
 
 MISSING = "—"
@@ -212,12 +212,6 @@ def render_html(tables: list[Table]) -> str:
 
 # ----------------------------------------------------------------------------------------------- writing
 RENDERERS = {"md": render_markdown, "csv": render_csv, "tex": render_latex, "html": render_html}
-
-
-def write_text(path: Path, text: str) -> None:
-    """Replace a derived file atomically (a reader never sees half a table)."""
-    with atomic_write(path, overwrite=True, mode="w", encoding="utf-8") as f:
-        f.write(text)
 
 
 def write_tables(tables: list[Table], out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mocobench.common.atomic import write_text
 from mocobench.common.provenance import collect as collect_provenance
 from mocobench.data.synthetic import PRESETS
 from mocobench.data.synthetic.layout import WRITERS
@@ -57,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         doc = {"benchmark": "synthetic_speed", "size": args.size, "images_per_layout": args.images,
                "images_per_s_per_core": rates, "goal": GOAL_PER_CORE, "provenance": collect_provenance()}
-        with open(args.out, "x") as f:
-            json.dump(doc, f, indent=1)
+        write_text(args.out, json.dumps(doc, indent=1), overwrite=False)
     return 0
 
 

@@ -18,6 +18,8 @@ import numpy as np
 from cityscapesscripts.helpers.labels import labels as cs_labels
 from cityscapesscripts.helpers.labels import name2label
 
+from mocobench.common.atomic import write_text
+
 from . import shapes
 from .scene import generate_scene
 from .streams import image_rng, save_png
@@ -65,7 +67,7 @@ def write_item(layout: str, root: Path, params: dict[str, Any], seed: int, task:
     # 16-bit like the real instanceIds files (max id 33999 fits)
     save_png(gt_dir / f"{name}_gtFine_instanceIds.png", instance_ids.astype(np.uint16))
     doc = {"imgHeight": h, "imgWidth": w, "objects": objects}
-    (gt_dir / f"{name}_gtFine_polygons.json").write_text(json.dumps(doc))
+    write_text(gt_dir / f"{name}_gtFine_polygons.json", json.dumps(doc), overwrite=False, durable=False)
 
 
 def finish(layout: str, root: Path, params: dict[str, Any], records: list[Any]) -> None:

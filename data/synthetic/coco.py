@@ -15,6 +15,8 @@ import numpy as np
 import pycocotools.mask as mask_util
 from shapely.geometry import Polygon
 
+from mocobench.common.atomic import write_text
+
 from . import shapes
 from .scene import generate_scene
 from .streams import image_rng, save_jpeg
@@ -85,4 +87,4 @@ def finish(layout: str, root: Path, params: dict[str, Any], records: list[Any]) 
                 annotations.append({"id": len(annotations) + 1, **ann})
         doc = {"info": {"description": "moco-transfer-bench synthetic scenes", "version": "1.0"},
                "licenses": [], "images": images, "annotations": annotations, "categories": categories}
-        (root / "annotations" / f"instances_{split}.json").write_text(json.dumps(doc))
+        write_text(root / "annotations" / f"instances_{split}.json", json.dumps(doc), overwrite=False, durable=False)

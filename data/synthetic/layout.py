@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from tqdm import tqdm
 
+from mocobench.common.atomic import write_text
 from mocobench.common.hashing import canonical_hash
 
 from . import cityscapes, coco, imagefolder, shapes, voc
@@ -146,7 +147,7 @@ def ensure_synthetic(root: str | os.PathLike = "output/synthetic", preset: str =
                     "params": params, "classes": list(params["categories"]),
                     "cityscapes_classes": list(shapes.CITYSCAPES_THING_CLASSES),
                     "seconds": round(time.time() - start, 2)}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
+        write_text(tmp / MANIFEST, json.dumps(manifest, indent=1), overwrite=False)
         try:
             os.rename(tmp, final)
         except OSError:

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mocobench.common.atomic import atomic_write
+
 
 def image_rng(seed: int, layout: str, split: str, index: int) -> np.random.Generator:
     tag = zlib.crc32(f"{layout}/{split}".encode())
@@ -18,10 +20,10 @@ def image_rng(seed: int, layout: str, split: str, index: int) -> np.random.Gener
 
 
 def save_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path, format="JPEG", quality=int(quality))
+    with atomic_write(path, overwrite=False, durable=False) as f:
+        Image.fromarray(image).save(f, format="JPEG", quality=int(quality))
 
 
 def save_png(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(array).save(path, format="PNG", compress_level=1)
+    with atomic_write(path, overwrite=False, durable=False) as f:
+        Image.fromarray(array).save(f, format="PNG", compress_level=1)

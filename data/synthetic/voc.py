@@ -11,6 +11,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from mocobench.common.atomic import atomic_write, write_text
+
 from . import shapes
 from .scene import Scene, generate_scene
 from .streams import image_rng, save_jpeg
@@ -63,7 +65,8 @@ def write_item(layout: str, root: Path, params: dict[str, Any], seed: int, task:
     fid = file_id(year, split, index, params, layout)
     save_jpeg(root / "JPEGImages" / f"{fid}.jpg", scene.image, params["jpeg_quality"])
     (root / "Annotations").mkdir(parents=True, exist_ok=True)
-    annotation_xml(scene, folder, fid).write(root / "Annotations" / f"{fid}.xml", encoding="utf-8")
+    with atomic_write(root / "Annotations" / f"{fid}.xml", overwrite=False, durable=False) as f:
+        annotation_xml(scene, folder, fid).write(f, encoding="utf-8")
     return split, fid
 
 
@@ -72,4 +75,4 @@ def finish(layout: str, root: Path, params: dict[str, Any], records: list[tuple[
     main.mkdir(parents=True, exist_ok=True)
     for split in params["counts"][layout]:
         ids = [fid for s, fid in records if s == split]
-        (main / f"{split}.txt").write_text("".join(f"{fid}\n" for fid in ids))
+        write_text(main / f"{split}.txt", "".join(f"{fid}\n" for fid in ids), overwrite=False, durable=False)
