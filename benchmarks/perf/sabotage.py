@@ -1,19 +1,21 @@
 """Sabotage check: can the demo tables see a broken transfer?
 
-Takes the MoCo demo checkpoint, shuffles the values of every backbone tensor of its query encoder
-(each tensor keeps its shape, dtype and value histogram; BN statistics included), and fine-tunes from it
+Takes the MoCo demo checkpoint (or the supervised one: --checkpoint output/pretrain/supervised_demo),
+shuffles the values of every backbone tensor of its query encoder (supervised: of the network; each
+tensor keeps its shape, dtype and value histogram; BN statistics included), and fine-tunes from it
 through the same runner, converter, Detectron2 models and evaluators as `make demo`, with the demo's
 trial count and seeds. A pipeline that really transfers the pretrained weights must then fall to the
 random-init level; a pipeline that ignored them (wrong key names, skipped tensors) would not notice.
 
     python -m mocobench.benchmarks.perf.sabotage                       # after `make demo`
-    python -m mocobench.benchmarks.perf.sabotage --checkpoint output/pretrain/moco_v2_demo --trials 2
+    python -m mocobench.benchmarks.perf.sabotage --checkpoint output/pretrain/supervised_demo
 
 Its records go to a separate results folder (default output/sabotage/results), so the demo tables stay
 as they were; the comparison with the demo's own random-init and MoCo records (from --results) is
-printed as a Markdown table and written to output/sabotage/summary.json. Exit status 0 when, on every
+printed as a Markdown table and written to OUT/<kind>/summary.json. Exit status 0 when, on every
 benchmark, the shuffled checkpoint's box AP50 is within the transfer threshold (5 points) of random init
-and closer to random init than to the intact MoCo checkpoint; 1 otherwise. Recorded results:
+and closer to random init than to the intact checkpoint; 1 otherwise. The check only has teeth where the
+intact checkpoint transfers, i.e. beats random init clearly. Recorded results:
 benchmarks/perf/RESULTS.md, section "Sabotage check".
 """
 from __future__ import annotations
@@ -36,21 +38,28 @@ BENCHMARKS = ("voc-det", "coco-mask")        # the demo's two benchmarks (make v
 RECORD_NAMES = {"voc-det": "voc0712-det-c4-synthetic", "coco-mask": "coco-mask-fpn-1x-synthetic"}
 METRIC = "bbox/AP50"
 THRESHOLD = 5.0                               # points of AP50: the demo's transfer threshold
-LABEL = "moco-shuffled"
+LABEL = "shuffled"                            # the row of the shuffled checkpoint ("intact": the original)
 
 
-def shuffled_checkpoint(source: Path, out_dir: Path, seed: int) -> tuple[Path, int]:
-    """A copy of `source` whose query-encoder backbone tensors have their values permuted (fc/MLP head,
-    key encoder and queue are left as they are: the converter drops them). Cached by source hash."""
+def backbone_keys(state_dict: dict) -> tuple[list[str], str]:
+    """The keys the converter turns into the Detectron2 backbone, and the checkpoint's kind."""
+    for prefix, kind in (("module.encoder_q.", "moco"), ("module.", "supervised")):
+        keys = [k for k in state_dict if k.startswith(prefix) and not k[len(prefix):].startswith("fc.")
+                and not k.startswith(("module.encoder_k.", "module.queue"))]
+        if keys:
+            return keys, kind
+    raise SystemExit("no module.encoder_q.* (MoCo) nor module.* (supervised) tensors: not a checkpoint of ours")
+
+
+def shuffled_checkpoint(source: Path, out_dir: Path, seed: int) -> tuple[Path, int, str]:
+    """A copy of `source` whose backbone tensors have their values permuted (fc/MLP head, key encoder
+    and queue are left as they are: the converter drops them). Cached by source hash."""
     sha = sha256_file(source)
     target = out_dir / f"{source.name.split('.')[0]}-shuffled-{sha[:12]}-seed{seed}.pth.tar"
     ckpt = load(source)
-    prefix = "module.encoder_q."
-    keys = [k for k in ckpt["state_dict"] if k.startswith(prefix) and not k[len(prefix):].startswith("fc.")]
-    if not keys:
-        raise SystemExit(f"{source}: no query-encoder tensors ({prefix}*): not a MoCo checkpoint of ours")
+    keys, kind = backbone_keys(ckpt["state_dict"])
     if target.exists():
-        return target, len(keys)
+        return target, len(keys), kind
     gen = torch.Generator().manual_seed(seed)
     changed = 0
     for k in keys:
@@ -64,7 +73,7 @@ def shuffled_checkpoint(source: Path, out_dir: Path, seed: int) -> tuple[Path, i
     save_atomic(ckpt, target)
     print(f"[sabotage] {len(keys)} backbone tensors shuffled ({changed} changed; the rest hold one value, "
           f"e.g. num_batches_tracked) -> {target}", flush=True)
-    return target, len(keys)
+    return target, len(keys), kind
 
 
 def _stats(values: list[float]) -> dict[str, float | int | None]:
@@ -84,20 +93,20 @@ def summarise(demo_results: Path, sabotage_results: Path, source_sha: str) -> di
 
         rows = {
             "random": ap50(demo, lambda r: r["init"]["kind"] == "random"),
-            "moco": ap50(demo, lambda r: r["init"]["weights_sha256"] == source_sha),
+            "intact": ap50(demo, lambda r: r["init"]["weights_sha256"] == source_sha),
             LABEL: ap50(ours, lambda r: r["init"]["label"] == LABEL),
         }
         stats = {label: _stats(v) for label, v in rows.items()}
         ok = None
         if all(s["n"] for s in stats.values()):
-            r, m, s = (stats[k]["mean"] for k in ("random", "moco", LABEL))
+            r, m, s = (stats[k]["mean"] for k in ("random", "intact", LABEL))
             ok = (s - r) < THRESHOLD and abs(s - r) < abs(s - m)
         summary[name] = {"metric": METRIC, "rows": stats, "values": rows, "falls_to_random": ok}
     return summary
 
 
 def markdown(summary: dict) -> str:
-    lines = ["| benchmark | random init | MoCo demo | MoCo, backbone shuffled | falls to random level |",
+    lines = ["| benchmark | random init | intact checkpoint | backbone shuffled | falls to random level |",
              "|---|---|---|---|---|"]
     for name, s in summary.items():
         def cell(label):
@@ -107,16 +116,17 @@ def markdown(summary: dict) -> str:
             std = f" ± {st['std']:.1f}" if st["std"] is not None else ""
             return f"{st['mean']:.1f}{std} (n={st['n']})"
         verdict = {True: "yes", False: "**no**", None: "n/a"}[s["falls_to_random"]]
-        lines.append(f"| {name} ({s['metric']}) | {cell('random')} | {cell('moco')} | {cell(LABEL)} | {verdict} |")
+        lines.append(f"| {name} ({s['metric']}) | {cell('random')} | {cell('intact')} | {cell(LABEL)} | {verdict} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="output/pretrain/moco_v2_demo",
-                   help="the MoCo checkpoint, or a pretraining folder (its latest checkpoint)")
+                   help="a MoCo or supervised checkpoint of ours, or a pretraining folder (its latest checkpoint)")
     p.add_argument("--results", default="results", help="the demo's results folder (random and MoCo records)")
-    p.add_argument("--out", default="output/sabotage", help="shuffled checkpoint, its records and the summary")
+    p.add_argument("--out", default="output/sabotage",
+                   help="OUT/<kind>/: shuffled checkpoint, its records and the summary")
     p.add_argument("--trials", type=int, default=2, help="trials per benchmark (the demo's DET_TRIALS)")
     p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
     p.add_argument("--synthetic-root", default="output/synthetic")
@@ -128,23 +138,24 @@ def main(argv: list[str] | None = None) -> int:
         if found is None:
             raise SystemExit(f"{source} holds no checkpoint_NNNN.pth.tar: run `make pretrain` (or make demo) first")
         source = found
-    out = Path(args.out)
-    target, n = shuffled_checkpoint(source, out, args.seed)
+    kind = backbone_keys(load(source)["state_dict"])[1]
+    out = Path(args.out) / kind
+    target, n, _ = shuffled_checkpoint(source, out, args.seed)
     for bench in BENCHMARKS:
         cmd = [sys.executable, "-m", "mocobench", "run", bench, "--weights", str(target), "--label", LABEL,
-               "--kind", "moco", "--trials", str(args.trials), "--data", "synthetic",
+               "--kind", kind, "--trials", str(args.trials), "--data", "synthetic",
                "--synthetic-root", args.synthetic_root, "--results", str(out / "results"),
                "--output-dir", str(out / "benchmarks")]
         print("[sabotage] " + " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
     summary = summarise(Path(args.results), out / "results", sha256_file(source))
-    doc = {"checkpoint": str(source), "shuffled_checkpoint": str(target), "shuffled_tensors": n,
+    doc = {"checkpoint": str(source), "kind": kind, "shuffled_checkpoint": str(target), "shuffled_tensors": n,
            "trials": args.trials, "benchmarks": summary}
     write_text(out / "summary.json", json.dumps(doc, indent=1))
     print(markdown(summary))
     verdicts = [s["falls_to_random"] for s in summary.values()]
     if None in verdicts:
-        print("[sabotage] some rows have no records: run `make demo` first (random and MoCo rows come from "
+        print("[sabotage] some rows have no records: run `make demo` first (random and intact rows come from "
               f"{args.results})")
         return 1
     print(f"[sabotage] {'PASS' if all(verdicts) else 'FAIL'}: the shuffled checkpoint "

@@ -15,7 +15,8 @@ def test_every_backbone_tensor_is_a_permutation_of_itself(tmp_path):
     ckpt["epoch"] = 1
     source = tmp_path / "checkpoint_0000.pth.tar"
     torch.save(ckpt, source)
-    target, n = sabotage.shuffled_checkpoint(source, tmp_path / "out", seed=0)
+    target, n, kind = sabotage.shuffled_checkpoint(source, tmp_path / "out", seed=0)
+    assert kind == "moco"
     before, after = ckpt["state_dict"], load(target)["state_dict"]
     backbone = [k for k in before if k.startswith("module.encoder_q.") and ".fc." not in k]
     assert n == len(backbone) > 100
@@ -33,6 +34,17 @@ def test_every_backbone_tensor_is_a_permutation_of_itself(tmp_path):
     assert len(list((tmp_path / "out").iterdir())) == 1
 
 
+def test_supervised_checkpoints_are_shuffled_too(tmp_path):
+    ckpt = {"epoch": 1, "state_dict": {f"module.{k}": v for k, v in randomised_resnet(18, seed=4).items()}}
+    ckpt["state_dict"]["module.fc.weight"] = torch.ones(6, 512)
+    torch.save(ckpt, tmp_path / "checkpoint_0000.pth.tar")
+    target, n, kind = sabotage.shuffled_checkpoint(tmp_path / "checkpoint_0000.pth.tar", tmp_path / "out", seed=1)
+    after = load(target)["state_dict"]
+    assert kind == "supervised" and n == sum(not k.startswith("module.fc.") for k in ckpt["state_dict"])
+    assert torch.equal(after["module.fc.weight"], ckpt["state_dict"]["module.fc.weight"])
+    assert not torch.equal(after["module.conv1.weight"], ckpt["state_dict"]["module.conv1.weight"])
+
+
 def _records(results, label, kind, values, sha=None):
     for bench in sabotage.RECORD_NAMES.values():
         for t, v in enumerate(values):
@@ -47,7 +59,7 @@ def test_verdict_needs_the_shuffled_row_at_random_level(tmp_path):
     _records(tmp_path / "high", sabotage.LABEL, "moco", [10.5, 11.5], sha="c" * 64)
     low = sabotage.summarise(tmp_path / "demo", tmp_path / "low", "a" * 64)
     for s in low.values():
-        assert s["rows"]["moco"]["mean"] == 14.5 and s["rows"]["random"]["n"] == 2  # only the given checkpoint
+        assert s["rows"]["intact"]["mean"] == 14.5 and s["rows"]["random"]["n"] == 2  # only the given checkpoint
         assert s["falls_to_random"] is True
     high = sabotage.summarise(tmp_path / "demo", tmp_path / "high", "a" * 64)
     assert all(s["falls_to_random"] is False for s in high.values())   # closer to MoCo than to random
