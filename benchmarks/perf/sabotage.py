@@ -12,11 +12,12 @@ random-init level; a pipeline that ignored them (wrong key names, skipped tensor
 
 Its records go to a separate results folder (default output/sabotage/results), so the demo tables stay
 as they were; the comparison with the demo's own random-init and MoCo records (from --results) is
-printed as a Markdown table and written to OUT/<kind>/summary.json. Exit status 0 when, on every
-benchmark, the shuffled checkpoint's box AP50 is within the transfer threshold (5 points) of random init
-and closer to random init than to the intact checkpoint; 1 otherwise. The check only has teeth where the
-intact checkpoint transfers, i.e. beats random init clearly. Recorded results:
-benchmarks/perf/RESULTS.md, section "Sabotage check".
+printed as a Markdown table and written to OUT/<kind>/summary.json. A benchmark is decisive where the
+intact checkpoint transfers (beats random init by at least the transfer threshold, 5 box AP50); there the
+check passes when the shuffled checkpoint's AP50 is less than 5 above random init and closer to random
+init than to the intact checkpoint. Elsewhere it is inconclusive: there is no transfer to break. Exit
+status 0 when every decisive benchmark passes and there is one; 1 when one fails; 3 when none is decisive.
+Recorded results: benchmarks/perf/RESULTS.md, section "Sabotage check".
 """
 from __future__ import annotations
 
@@ -97,11 +98,13 @@ def summarise(demo_results: Path, sabotage_results: Path, source_sha: str) -> di
             LABEL: ap50(ours, lambda r: r["init"]["label"] == LABEL),
         }
         stats = {label: _stats(v) for label, v in rows.items()}
-        ok = None
+        ok, decisive = None, False
         if all(s["n"] for s in stats.values()):
             r, m, s = (stats[k]["mean"] for k in ("random", "intact", LABEL))
-            ok = (s - r) < THRESHOLD and abs(s - r) < abs(s - m)
-        summary[name] = {"metric": METRIC, "rows": stats, "values": rows, "falls_to_random": ok}
+            decisive = (m - r) >= THRESHOLD    # the intact checkpoint transfers: a broken one must not
+            ok = (s - r) < THRESHOLD and abs(s - r) < abs(s - m) if decisive else None
+        summary[name] = {"metric": METRIC, "rows": stats, "values": rows, "decisive": decisive,
+                         "falls_to_random": ok}
     return summary
 
 
@@ -115,7 +118,9 @@ def markdown(summary: dict) -> str:
                 return "no records"
             std = f" ± {st['std']:.1f}" if st["std"] is not None else ""
             return f"{st['mean']:.1f}{std} (n={st['n']})"
-        verdict = {True: "yes", False: "**no**", None: "n/a"}[s["falls_to_random"]]
+        verdict = {True: "yes", False: "**no**"}.get(s["falls_to_random"],
+                                                       "inconclusive: the intact checkpoint does not transfer"
+                                                       if s["rows"]["intact"]["n"] else "n/a: no records")
         lines.append(f"| {name} ({s['metric']}) | {cell('random')} | {cell('intact')} | {cell(LABEL)} | {verdict} |")
     return "\n".join(lines)
 
@@ -153,13 +158,17 @@ def main(argv: list[str] | None = None) -> int:
            "trials": args.trials, "benchmarks": summary}
     write_text(out / "summary.json", json.dumps(doc, indent=1))
     print(markdown(summary))
-    verdicts = [s["falls_to_random"] for s in summary.values()]
-    if None in verdicts:
+    if any(not all(r["n"] for r in s["rows"].values()) for s in summary.values()):
         print("[sabotage] some rows have no records: run `make demo` first (random and intact rows come from "
               f"{args.results})")
         return 1
-    print(f"[sabotage] {'PASS' if all(verdicts) else 'FAIL'}: the shuffled checkpoint "
-          f"{'falls' if all(verdicts) else 'does not fall'} to random-init level on every benchmark")
+    verdicts = [s["falls_to_random"] for s in summary.values() if s["decisive"]]
+    if not verdicts:
+        print(f"[sabotage] INCONCLUSIVE: the intact checkpoint beats random init by less than {THRESHOLD} AP50 "
+              "everywhere, so there is no transfer for the shuffled one to lose")
+        return 3
+    print(f"[sabotage] {'PASS' if all(verdicts) else 'FAIL'}: on the {len(verdicts)} benchmark(s) where the intact "
+          f"checkpoint transfers, the shuffled one {'falls' if all(verdicts) else 'does not fall'} to random init")
     return 0 if all(verdicts) else 1
 
 

@@ -60,9 +60,15 @@ def test_verdict_needs_the_shuffled_row_at_random_level(tmp_path):
     low = sabotage.summarise(tmp_path / "demo", tmp_path / "low", "a" * 64)
     for s in low.values():
         assert s["rows"]["intact"]["mean"] == 14.5 and s["rows"]["random"]["n"] == 2  # only the given checkpoint
-        assert s["falls_to_random"] is True
+        assert s["decisive"] and s["falls_to_random"] is True
     high = sabotage.summarise(tmp_path / "demo", tmp_path / "high", "a" * 64)
     assert all(s["falls_to_random"] is False for s in high.values())   # closer to MoCo than to random
     assert "**no**" in sabotage.markdown(high) and "yes" in sabotage.markdown(low)
     none = sabotage.summarise(tmp_path / "nothing", tmp_path / "low", "a" * 64)
     assert all(s["falls_to_random"] is None for s in none.values())
+    # an intact checkpoint at the random level (7.0 vs 4.5) has no transfer to break: inconclusive, not a pass
+    _records(tmp_path / "flat", "random", "random", [4.0, 5.0])
+    _records(tmp_path / "flat", "moco_v2_demo-ep4", "moco", [6.5, 7.5], sha="d" * 64)
+    flat = sabotage.summarise(tmp_path / "flat", tmp_path / "high", "d" * 64)
+    assert all(not s["decisive"] and s["falls_to_random"] is None for s in flat.values())
+    assert "inconclusive" in sabotage.markdown(flat)
