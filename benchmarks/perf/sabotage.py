@@ -52,13 +52,14 @@ def backbone_keys(state_dict: dict) -> tuple[list[str], str]:
     raise SystemExit("no module.encoder_q.* (MoCo) nor module.* (supervised) tensors: not a checkpoint of ours")
 
 
-def shuffled_checkpoint(source: Path, out_dir: Path, seed: int) -> tuple[Path, int, str]:
-    """A copy of `source` whose backbone tensors have their values permuted (fc/MLP head, key encoder
-    and queue are left as they are: the converter drops them). Cached by source hash."""
+def shuffled_checkpoint(source: Path, out_root: Path, seed: int) -> tuple[Path, int, str]:
+    """A copy of `source` in out_root/<kind>/ whose backbone tensors have their values permuted (fc/MLP
+    head, key encoder and queue are left as they are: the converter drops them). Cached by source hash."""
     sha = sha256_file(source)
-    target = out_dir / f"{source.name.split('.')[0]}-shuffled-{sha[:12]}-seed{seed}.pth.tar"
     ckpt = load(source)
     keys, kind = backbone_keys(ckpt["state_dict"])
+    out_dir = out_root / kind
+    target = out_dir / f"{source.name.split('.')[0]}-shuffled-{sha[:12]}-seed{seed}.pth.tar"
     if target.exists():
         return target, len(keys), kind
     gen = torch.Generator().manual_seed(seed)
@@ -143,9 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         if found is None:
             raise SystemExit(f"{source} holds no checkpoint_NNNN.pth.tar: run `make pretrain` (or make demo) first")
         source = found
-    kind = backbone_keys(load(source)["state_dict"])[1]
-    out = Path(args.out) / kind
-    target, n, _ = shuffled_checkpoint(source, out, args.seed)
+    target, n, kind = shuffled_checkpoint(source, Path(args.out), args.seed)
+    out = target.parent
     for bench in BENCHMARKS:
         cmd = [sys.executable, "-m", "mocobench", "run", bench, "--weights", str(target), "--label", LABEL,
                "--kind", kind, "--trials", str(args.trials), "--data", "synthetic",

@@ -103,6 +103,7 @@ def tasks(layout: str, params: Mapping[str, Any]) -> list[tuple[str, int]]:
 
 
 def _check_params(params: Mapping[str, Any]) -> None:
+    shapes.category_ids(params["categories"])  # a bad category list fails here, before any image is drawn
     for layout in WRITERS:
         counts = params["counts"].get(layout)
         if not isinstance(counts, Mapping) or not counts:
