@@ -5,6 +5,7 @@
   torchrun --nproc_per_node 8 -m mocobench.pretrain train --config moco_v2 data.path=...   # DDP, one node
   python -m mocobench.pretrain knn --checkpoint CKPT --train DIR --val DIR
   python -m mocobench.pretrain lincls --checkpoint CKPT --train DIR --val DIR
+  python -m mocobench.pretrain upgrade OLD NEW    # a checkpoint of ours with numpy RNG state -> plain format
 """
 from __future__ import annotations
 
@@ -61,6 +62,13 @@ def _lincls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upgrade(args: argparse.Namespace) -> int:
+    from mocobench.pretrain.checkpoint import upgrade_legacy
+
+    print(f"wrote {upgrade_legacy(args.old, args.new)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mocobench.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,6 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["knn"].add_argument("--t", type=float, default=0.1)
     sub.choices["knn"].add_argument("--limit", type=int, default=None,
                                     help="at most N bank and N query images, evenly spread (quick checks)")
+    up = sub.add_parser("upgrade", help="rewrite an old checkpoint of ours (numpy RNG state) in the plain format",
+                        description="Checkpoints written before the RNG state was stored as tensors hold numpy "
+                                    "objects that weights-only loading refuses. This rewrites one (that you trust: "
+                                    "numpy's array reconstructors are allowed for it, nothing else) so that "
+                                    "torch.load(NEW, weights_only=True) reads it.")
+    up.add_argument("old")
+    up.add_argument("new", help="written atomically; never replaces an existing file")
+    up.set_defaults(func=_upgrade)
     lc = sub.choices["lincls"]
     lc.add_argument("--epochs", type=int, default=100)
     lc.add_argument("--lr", type=float, default=30.0)

@@ -10,8 +10,12 @@ The one reader of checkpoints (`read_checkpoint`: tensors and plain data only, n
 """
 from __future__ import annotations
 
+import importlib
+import json
 import os
+import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,31 +57,97 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _safe_globals() -> list:
-    """Plain-data types that training checkpoints carry besides tensors (numpy RNG states and arrays,
-    torch version strings), allowed on top of torch's weights_only set. Nothing executable."""
-    from torch.torch_version import TorchVersion
+# numpy's array reconstructors and torch's version string: the only non-plain objects in checkpoints this
+# suite wrote before its RNG state became tensors. Allowed by `upgrade_legacy` alone, a command the user
+# runs on a file they trust.
+_LEGACY_NUMPY = ("torch.torch_version.TorchVersion", "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.ndarray",
+                 "numpy.dtype", "numpy.dtypes.UInt32DType", "numpy.core.multiarray.scalar",
+                 "numpy._core.multiarray.scalar")
+UPGRADE_HINT = "python -m mocobench.pretrain upgrade OLD NEW"
 
-    dtypes = [getattr(np.dtypes, n) for n in dir(np.dtypes) if n.endswith("DType")]
-    return [np._core.multiarray._reconstruct, np._core.multiarray.scalar, np.ndarray, np.dtype, TorchVersion, *dtypes]
+
+def plain(obj: Any) -> Any:
+    """obj as JSON-plain data (dicts, lists, str, numbers, None): e.g. provenance with torch's version type."""
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _refusal(path: Path, error: Exception) -> CheckpointError:
+    """Why a file cannot be read with weights_only=True, in words (no traceback)."""
+    try:
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # not a zip checkpoint (legacy or truncated): fall back on torch's message
+        needed = re.findall(r"GLOBAL ([\w.]+)", str(error))
+    if needed and all(n in _LEGACY_NUMPY for n in needed):
+        return CheckpointError(
+            f"{path}: holds numpy objects or version strings ({', '.join(sorted(set(needed)))}), which weights-only loading refuses. "
+            f"Checkpoints written by mocobench before its RNG state was stored as tensors look like this. If you "
+            f"wrote this file yourself (you trust it), convert it once with `{UPGRADE_HINT}` and use NEW.")
+    what = ", ".join(sorted(set(needed))) if needed else str(error).splitlines()[0]
+    return CheckpointError(
+        f"{path}: refused: loading it would need {what}, which is not a tensor or plain data. This suite loads "
+        f"checkpoints with torch.load(weights_only=True) only, so that a downloaded file cannot run code "
+        f"(README, 'Loading policy'). Re-save the weights as a plain state_dict of tensors.")
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """torch.load on CPU (tensors and plain data only, no arbitrary code), with errors that say what is wrong."""
+    """torch.load(weights_only=True) on CPU (tensors and plain data only, never code, no extra allowlist),
+    with errors that say what is wrong."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file. Pass a checkpoint (.pth/.pth.tar/.pt).")
     try:
-        with torch.serialization.safe_globals(_safe_globals()):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, not a torch file, pickled code objects, ...
-        raise CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}). Is the file truncated (an "
-                              f"interrupted copy or download) or not a torch.save file?") from None
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:  # weights-only refusal: something that is not a tensor or plain data
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise _refusal(path, e) from None
+        raise _unreadable(path, e) from None
+    except Exception as e:  # truncated zip, not a torch file, ...
+        raise _unreadable(path, e) from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: holds a {type(obj).__name__}, expected a dict (a state_dict or a "
                               f"checkpoint with a 'state_dict' entry).")
     return obj
+
+
+def _unreadable(path: Path, e: Exception) -> CheckpointError:
+    return CheckpointError(f"{path}: cannot be read as a PyTorch checkpoint ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0] if str(e) else ''}). Is the file truncated (an "
+                           f"interrupted copy or download) or not a torch.save file?")
+
+
+def upgrade_legacy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Rewrite a checkpoint of ours from before the plain RNG format (numpy RNG state) into the current one.
+
+    Allows numpy's array reconstructors and nothing else (refused when the file needs anything more);
+    run it only on files you trust. dst is written atomically and never replaces a file."""
+    src = Path(src)
+    if not src.is_file():
+        raise CheckpointError(f"{src}: no such file")
+    try:
+        needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(src))
+    except Exception as e:
+        raise _unreadable(src, e) from None
+    if not needed <= set(_LEGACY_NUMPY):
+        raise CheckpointError(f"{src}: needs {sorted(needed - set(_LEGACY_NUMPY))}, more than an old mocobench "
+                              f"checkpoint does; not upgraded")
+    from torch.torch_version import TorchVersion
+
+    allowed = [np.ndarray, np.dtype, np.dtypes.UInt32DType, TorchVersion]
+    for mod in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        m = importlib.import_module(mod)
+        allowed += [(m._reconstruct, f"{mod}._reconstruct"), (m.scalar, f"{mod}.scalar")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # numpy.core is numpy._core's old name
+        with torch.serialization.safe_globals(allowed):
+            ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    state = (ckpt.get("rng") or {}).get("numpy")
+    if isinstance(state, tuple):
+        kind, key, pos, has_gauss, cached = state
+        ckpt["rng"]["numpy"] = {"kind": str(kind), "key": torch.from_numpy(np.asarray(key, dtype=np.int64)),
+                                "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    if "provenance" in ckpt:
+        ckpt["provenance"] = plain(ckpt["provenance"])
+    return save_atomic(ckpt, dst)
 
 
 def load(path: str | Path) -> dict:

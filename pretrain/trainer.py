@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from mocobench.common import provenance
 from mocobench.common.atomic import write_text
 from mocobench.pretrain import checkpoint as ckpt_lib
+from mocobench.pretrain import rng
 from mocobench.pretrain.config import ConfigError, config_diff, dump
 from mocobench.pretrain.data import build_training_dataset, knn_paths
 from mocobench.pretrain.distributed import (
@@ -156,12 +156,7 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.exchange.load_state_dict(ckpt["exchange"])
-        rng = ckpt["rng"]
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if rng.get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state(rng["cuda"], self.env.device)
+        rng.restore(ckpt["rng"], self.env.device)
         self.start_epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
         if self.env.is_main:
             trim_after(self.out, self.step)  # lines an interrupted run wrote after this checkpoint
@@ -176,9 +171,8 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(), "config": self.cfg, "step": self.step,
                 "scaler": self.scaler.state_dict(), "exchange": self.exchange.state_dict(),
                 "sampler": {"seed": self.sampler.seed, "epoch": finished_epochs},
-                "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                        "cuda": torch.cuda.get_rng_state(self.env.device) if self.env.device.type == "cuda" else None},
-                "provenance": provenance.collect() | {"world_size": self.env.world_size}}
+                "rng": rng.capture(self.env.device),
+                "provenance": ckpt_lib.plain(provenance.collect() | {"world_size": self.env.world_size})}
         return ckpt_lib.save_atomic(ckpt, path)
 
     # ---------------------------------------------------------------- logging

@@ -30,8 +30,8 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "world size 2" in proc.stdout and "final checkpoint" in proc.stdout
 
-    a = torch.load(single, weights_only=False)
-    b = torch.load(ddp_out / "checkpoint_0000.pth.tar", weights_only=False)
+    a = torch.load(single, weights_only=True)
+    b = torch.load(ddp_out / "checkpoint_0000.pth.tar", weights_only=True)
     assert b["provenance"]["world_size"] == 2 and a["provenance"]["world_size"] == 1
     sa, sb = a["state_dict"], b["state_dict"]
     assert sa.keys() == sb.keys()

@@ -16,29 +16,13 @@ from mocobench.pretrain.lincls import LinclsSettings, backbone_changes, linear_e
 from mocobench.pretrain.trainer import RunError, Trainer
 from tests.helpers.pretrain import make_imagefolder, tiny_config
 
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pt_data")
-    make_imagefolder(root / "train", per_class=8)
-    make_imagefolder(root / "val", per_class=4, seed=1)
-    return root
-
-
-@pytest.fixture(scope="module")
-def finished_run(data, tmp_path_factory):
-    """One uninterrupted 2-epoch deterministic run (the reference for the resume test)."""
-    out = tmp_path_factory.mktemp("run") / "full"
-    cfg = tiny_config(data / "train", out, "train.deterministic=true")
-    trainer = Trainer(cfg)
-    final = trainer.train()
-    return cfg, out, final, trainer
+# fixtures `data` and `finished_run`: tests/pretrain/conftest.py
 
 
 def test_checkpoint_has_official_moco_format(finished_run):
     cfg, out, final, _ = finished_run
     assert final == out / "checkpoint_0001.pth.tar" and (out / "checkpoint_0000.pth.tar").is_file()
-    ckpt = torch.load(final, map_location="cpu", weights_only=False)
+    ckpt = torch.load(final, map_location="cpu", weights_only=True)
     assert {"epoch", "arch", "state_dict", "optimizer", "config"} <= set(ckpt)
     assert ckpt["epoch"] == 2 and ckpt["arch"] == "resnet18"
     assert ckpt["config"]["stem"] == "small" and ckpt["config"]["mode"] == "moco"
@@ -68,8 +52,8 @@ def test_interrupted_then_resumed_equals_uninterrupted(finished_run, data, tmp_p
     resumed = Trainer(cfg2, resume="auto")
     assert resumed.start_epoch == 1 and resumed.step == 2
     final2 = resumed.train()
-    a = torch.load(final, weights_only=False)["state_dict"]
-    b = torch.load(final2, weights_only=False)["state_dict"]
+    a = torch.load(final, weights_only=True)["state_dict"]
+    b = torch.load(final2, weights_only=True)["state_dict"]
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(b[k], a[k], rtol=0, atol=0, msg=k)
@@ -121,7 +105,7 @@ def test_unreadable_images_are_skipped_then_refused(tmp_path, caplog):
 def test_supervised_mode_saves_imagenet_style_checkpoint(data, tmp_path):
     cfg = tiny_config(data / "train", tmp_path / "sup", "mode=supervised", "optim.epochs=1")
     final = Trainer(cfg).train()
-    ckpt = torch.load(final, weights_only=False)
+    ckpt = torch.load(final, weights_only=True)
     assert {"epoch", "arch", "state_dict", "optimizer", "config"} <= set(ckpt)
     net = torchvision.models.resnet18(num_classes=2)
     net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
