@@ -60,7 +60,8 @@ def latest_checkpoint(output_dir: str | Path) -> Path | None:
 # numpy's array reconstructors and torch's version string: the only non-plain objects in checkpoints this
 # suite wrote before its RNG state became tensors. Allowed by `upgrade_legacy` alone, a command the user
 # runs on a file they trust.
-_LEGACY_NUMPY = ("torch.torch_version.TorchVersion", "numpy.core.multiarray._reconstruct", "numpy._core.multiarray._reconstruct", "numpy.ndarray",
+_LEGACY_NUMPY = ("torch.torch_version.TorchVersion", "numpy.core.multiarray._reconstruct",
+                 "numpy._core.multiarray._reconstruct", "numpy.ndarray",
                  "numpy.dtype", "numpy.dtypes.UInt32DType", "numpy.core.multiarray.scalar",
                  "numpy._core.multiarray.scalar")
 UPGRADE_HINT = "python -m mocobench.pretrain upgrade OLD NEW"
@@ -79,7 +80,8 @@ def _refusal(path: Path, error: Exception) -> CheckpointError:
         needed = re.findall(r"GLOBAL ([\w.]+)", str(error))
     if needed and all(n in _LEGACY_NUMPY for n in needed):
         return CheckpointError(
-            f"{path}: holds numpy objects or version strings ({', '.join(sorted(set(needed)))}), which weights-only loading refuses. "
+            f"{path}: holds numpy objects or version strings ({', '.join(sorted(set(needed)))}), "
+            f"which weights-only loading refuses. "
             f"Checkpoints written by mocobench before its RNG state was stored as tensors look like this. If you "
             f"wrote this file yourself (you trust it), convert it once with `{UPGRADE_HINT}` and use NEW.")
     what = ", ".join(sorted(set(needed))) if needed else str(error).splitlines()[0]
