@@ -18,6 +18,11 @@ from mocobench.data.datasets import SYNTHETIC_TWINS
 from mocobench.detection import CONFIG_DIR
 
 INIT_DELTAS = {"msra": "init/msra-caffe.yaml", "random": "init/random.yaml"}
+# Synchronised BN of the backbone (and FPN): the official MoCo detection configs use naiveSyncBN ("SyncBN
+# seems to cause larger variance"), our default; SyncBN (the paper's wording) is the named variant.
+# The norm is part of every record's protocol, so tables never average or mix the two.
+DEFAULT_NORM = "naiveSyncBN"
+NORMS = ("naiveSyncBN", "SyncBN")
 
 
 def merge_overlay(cfg, path: str | Path) -> None:
@@ -42,11 +47,20 @@ def load_protocol(bench: Benchmark):
 
 
 def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, random_init: bool = False,
-                 depth: int | None = None, synthetic: bool = False, opts: list[str] | None = None):
+                 depth: int | None = None, synthetic: bool = False, opts: list[str] | None = None,
+                 norm: str | None = None):
     """The benchmark's config with the init delta, the synthetic demo delta and --opts merged, in that order,
     and MODEL.WEIGHTS set. Datasets, NUM_CLASSES, device, seed and scaling are set later by the runner.
-    depth: the ResNet depth of the weights when known; a mismatch with the config is refused."""
+    depth: the ResNet depth of the weights when known; a mismatch with the config is refused.
+    norm: a NORMS variant for the backbone (and FPN) norm; None keeps the config's (DEFAULT_NORM)."""
     cfg = load_protocol(bench)
+    if norm is not None:
+        if norm not in NORMS:
+            raise ConfigError(f"--norm {norm!r}: choose one of {NORMS} (default {DEFAULT_NORM}, as the official "
+                              f"MoCo detection configs)")
+        cfg.MODEL.RESNETS.NORM = norm
+        if "fpn" in cfg.MODEL.BACKBONE.NAME:
+            cfg.MODEL.FPN.NORM = norm
     if msra:
         merge_overlay(cfg, CONFIG_DIR / INIT_DELTAS["msra"])
     if random_init:

@@ -21,6 +21,7 @@ from mocobench.common.errors import UsageError
 from mocobench.common.logs import cli_logging
 from mocobench.data.datasets import register_builtin
 from mocobench.detection.benchmarks import ALIASES, BENCHMARKS, resolve_benchmark
+from mocobench.detection.config import DEFAULT_NORM, NORMS
 from mocobench.pretrain.checkpoint import latest_checkpoint
 from mocobench.records import INIT_KINDS
 from mocobench.runner import RunnerError
@@ -75,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="most images one GPU takes (protocol: 8 GPUs x 2). With fewer GPUs the batch, lr and "
                              "schedule are scaled (recorded); e.g. 1 GPU with --ims-per-gpu 8 gives the official "
                              "advice (batch 8, lr 0.01, 2x iterations)")
+    parser.add_argument("--norm", choices=NORMS, default=None,
+                        help=f"backbone (and FPN) norm; default {DEFAULT_NORM}, as the official MoCo detection "
+                             f"configs. SyncBN is the named variant (the paper's wording); recorded in the protocol, "
+                             f"so the two are never averaged or tabulated together")
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only); recorded in the protocol")
     parser.add_argument("--results", default="results", help="folder of the result records")
     parser.add_argument("--output-dir", default="output/benchmarks",

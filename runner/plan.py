@@ -30,14 +30,15 @@ class TrialPlan:
     record_path: Path
 
 
-def init_config(bench: Benchmark, init: Init, *, synthetic: bool, opts: list[str] | None = None):
+def init_config(bench: Benchmark, init: Init, *, synthetic: bool, opts: list[str] | None = None,
+                norm: str | None = None):
     """The benchmark's config for this initialisation (weights, init delta, demo delta, --opts)."""
     return build_config(bench, weights=init.pkl, msra=init.msra, random_init=init.kind == "random",
-                        depth=init.depth, synthetic=synthetic, opts=opts)
+                        depth=init.depth, synthetic=synthetic, opts=opts, norm=norm)
 
 
 def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: bool, num_devices: int) -> TrialPlan:
-    cfg = init_config(bench, init, synthetic=synthetic, opts=args.opts)
+    cfg = init_config(bench, init, synthetic=synthetic, opts=args.opts, norm=getattr(args, "norm", None))
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes_of((*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST))
     cfg.MODEL.DEVICE = "cuda" if args.num_gpus > 0 else "cpu"
     cfg.SOLVER.AMP.ENABLED = bool(args.amp)
@@ -48,6 +49,7 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
     protocol = {"benchmark": name, "config_hash": config_hash(cfg), "max_iter": cfg.SOLVER.MAX_ITER,
                 "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH, "base_lr": cfg.SOLVER.BASE_LR,
                 "scaling": asdict(scaling), "amp": bool(args.amp), "depth": cfg.MODEL.RESNETS.DEPTH,
+                "norm": cfg.MODEL.RESNETS.NORM,
                 "train_datasets": list(cfg.DATASETS.TRAIN), "test_datasets": list(cfg.DATASETS.TEST),
                 "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES, "builtin_synthetic": synthetic,
                 "weights_sha256": init.weights_sha256}

@@ -30,7 +30,7 @@ def _cfg(name: str, init_kind="moco", msra=False, synthetic=False):
 def test_protocol_settings(name):
     cfg = _cfg(name)
     assert cfg.MODEL.BACKBONE.FREEZE_AT == 0 and cfg.TEST.PRECISE_BN.ENABLED
-    assert cfg.MODEL.RESNETS.NORM == "SyncBN" and cfg.MODEL.RESNETS.DEPTH == 50
+    assert cfg.MODEL.RESNETS.NORM == "naiveSyncBN" and cfg.MODEL.RESNETS.DEPTH == 50
     assert cfg.MODEL.RESNETS.STRIDE_IN_1X1 is False and cfg.INPUT.FORMAT == "RGB"
     assert list(cfg.MODEL.PIXEL_MEAN) == RGB_MEAN and list(cfg.MODEL.PIXEL_STD) == RGB_STD
     assert cfg.SOLVER.IMS_PER_BATCH == 16 and cfg.SOLVER.BASE_LR == 0.02
@@ -42,7 +42,7 @@ def test_protocol_settings(name):
     if "c4" in name:
         assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeadsExtraNorm"
     else:
-        assert cfg.MODEL.FPN.NORM == "SyncBN" and cfg.MODEL.ROI_HEADS.NAME == "StandardROIHeads"
+        assert cfg.MODEL.FPN.NORM == "naiveSyncBN" and cfg.MODEL.ROI_HEADS.NAME == "StandardROIHeads"
         assert cfg.MODEL.ROI_BOX_HEAD.NUM_CONV == 0 and cfg.MODEL.ROI_BOX_HEAD.NUM_FC == 2  # standard heads
     if name.startswith("voc"):
         assert not cfg.MODEL.MASK_ON and cfg.DATASETS.TEST == ("voc_2007_test",)
@@ -57,7 +57,7 @@ def test_init_variants():
     assert msra.INPUT.FORMAT == "BGR" and list(msra.MODEL.PIXEL_STD) == [1.0, 1.0, 1.0]
     assert list(msra.MODEL.PIXEL_MEAN) == RGB_MEAN[::-1] and msra.MODEL.RESNETS.STRIDE_IN_1X1
     rnd = _cfg("coco-mask-fpn-1x", init_kind="random")
-    assert rnd.MODEL.WEIGHTS == "" and rnd.MODEL.RESNETS.NORM == "SyncBN" and rnd.MODEL.BACKBONE.FREEZE_AT == 0
+    assert rnd.MODEL.WEIGHTS == "" and rnd.MODEL.RESNETS.NORM == "naiveSyncBN" and rnd.MODEL.BACKBONE.FREEZE_AT == 0
     sup = _cfg("coco-mask-fpn-1x", init_kind="supervised")
     assert sup.dump() == _cfg("coco-mask-fpn-1x").dump()  # torchvision-format supervised: same settings as MoCo
 
@@ -111,7 +111,7 @@ def test_every_config_file_loads_on_its_own(path):
 
     cfg = get_cfg()
     cfg.merge_from_file(str(CONFIG_DIR / path))
-    assert cfg.MODEL.RESNETS.NORM == "SyncBN" and cfg.MODEL.BACKBONE.FREEZE_AT == 0
+    assert cfg.MODEL.RESNETS.NORM == "naiveSyncBN" and cfg.MODEL.BACKBONE.FREEZE_AT == 0
     if not path.startswith("Base-"):
         assert cfg.DATASETS.TRAIN and cfg.DATASETS.TEST
 
@@ -123,4 +123,4 @@ def test_overlays_apply_only_their_own_keys():
     coco_c4 = _cfg("coco-mask-c4-1x", synthetic=True)
     assert coco_c4.MODEL.MASK_ON and coco_c4.SOLVER.MAX_ITER == voc0712.SOLVER.MAX_ITER  # the demo's schedule
     msra = _cfg("coco-mask-fpn-1x", init_kind="supervised", msra=True)
-    assert msra.MODEL.FPN.NORM == "SyncBN" and msra.MODEL.MASK_ON and msra.INPUT.FORMAT == "BGR"
+    assert msra.MODEL.FPN.NORM == "naiveSyncBN" and msra.MODEL.MASK_ON and msra.INPUT.FORMAT == "BGR"

@@ -200,3 +200,26 @@ def test_skip_missing_baselines_in_dry_run(synthetic_layout, tmp_path, capsys):
     # without --trials, the built-in data gets DEMO_TRIALS trials (a std in every demo cell), seeds 1000, 1001
     planned = [line for line in out.splitlines() if "dry run:" in line]
     assert len(planned) == DEMO_TRIALS == 2 and "trial 1 seed 1001" in planned[1]
+
+
+def test_norm_default_is_official_and_variant_is_recorded(synthetic_layout, tmp_path):
+    """naiveSyncBN (the official configs' norm) by default; SyncBN only as the named variant, which
+    changes the protocol (hash, record folder), so tables never average or mix the two."""
+    from argparse import Namespace
+
+    from mocobench.runner.plan import plan_trial
+
+    args = Namespace(opts=[], num_gpus=0, amp=False, ims_per_gpu=2, seed=0, output_dir=str(tmp_path / "o"),
+                     results=str(tmp_path / "r"), norm=None)
+    init = resolve_init("random", cache_dir=tmp_path)
+    plans = {}
+    for norm in (None, "SyncBN"):
+        args.norm = norm
+        plans[norm] = plan_trial(BENCHMARKS["coco-mask-fpn-1x"], init, 0, args=args, synthetic=True, num_devices=1)
+    default, variant = plans[None], plans["SyncBN"]
+    assert default.protocol["norm"] == "naiveSyncBN" == default.cfg.MODEL.FPN.NORM
+    assert variant.protocol["norm"] == "SyncBN" == variant.cfg.MODEL.FPN.NORM == variant.cfg.MODEL.RESNETS.NORM
+    assert default.record_path.parent != variant.record_path.parent
+    args.norm = "GN"
+    with pytest.raises(ConfigError, match="choose one of"):
+        plan_trial(BENCHMARKS["voc0712-det-c4"], init, 0, args=args, synthetic=True, num_devices=1)
