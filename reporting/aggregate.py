@@ -29,6 +29,7 @@ from mocobench.common.benchmark import TASK_COLUMNS, Benchmark
 from mocobench.common.hashing import canonical_hash
 from mocobench.detection.benchmarks import BENCHMARKS as DETECTION
 from mocobench.records import SYNTHETIC_SUFFIX
+from mocobench.reporting import deviations
 from mocobench.segmentation.benchmarks import BENCHMARKS as SEGMENTATION
 
 PAPER_SOURCE = "reported (paper)"
@@ -289,8 +290,7 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column]) -> tu
     return rows, notes
 
 
-def _reference_rows(spec: dict[str, Any], columns: list[Column], protocol: dict[str, Any]
-                    ) -> tuple[list[Row], list[str]]:
+def _reference_rows(spec: dict[str, Any], columns: list[Column]) -> tuple[list[Row], list[str]]:
     rows = []
     for entry in spec.get("rows") or []:
         row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE,
@@ -302,16 +302,28 @@ def _reference_rows(spec: dict[str, Any], columns: list[Column], protocol: dict[
     rows.sort(key=lambda r: KIND_ORDER[r.kind])  # stable: the paper's order within a kind
     _, notes = _apply_deltas(rows, "the reported rows")
     if any(r.unverified for r in rows):
-        notes.append("† reported number not yet verified against the paper (read from secondary notes)")
+        notes.append("† reported number not verified against the paper")
     missing = [c.header for c in columns if all(r.cells[c.key].mean is None for r in rows)]
     if missing:
         notes.append(f"the paper's {', '.join(missing)} are not in reference.yaml: shown as missing")
-    paper = spec.get("paper_protocol") or {}
-    diffs = [f"{k}={protocol[k]!r} (paper: {v!r})" for k, v in paper.items() if k in protocol and protocol[k] != v]
-    if diffs:
-        notes.append("these records' protocol differs from the paper's: " + ", ".join(diffs)
-                     + "; compare with the reported rows accordingly")
     return rows, notes
+
+
+def _table_deviations(recs: list[dict[str, Any]], bench: Benchmark | None
+                      ) -> tuple[list[deviations.Deviation], int]:
+    """The union of the records' deviations from the paper's config, and how many records have unknown ones."""
+    if bench is None:
+        return [], 0
+    found: dict[tuple[str, str], deviations.Deviation] = {}
+    unknown = 0
+    for r in recs:
+        devs = deviations.deviations(r, bench)
+        if devs is None:
+            unknown += 1
+            continue
+        for d in devs:
+            found.setdefault((d.key, repr(d.ours)), d)
+    return sorted(found.values(), key=lambda d: d.key), unknown
 
 
 def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | None = None,
@@ -369,14 +381,31 @@ def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | Non
             baseline, delta_notes = _apply_deltas(rows, "these records")
             notes += row_notes + delta_notes
             notes += _unshown_metrics_notes([k for k in present if k not in {c.key for c in columns}])
+            devs, unknown = _table_deviations(recs, BENCHMARKS.get(base_benchmark(bench)))
+            if devs:
+                notes.append(f"differs from the paper's config in {len(devs)} key(s): {deviations.summary(devs)}")
+                ran = deviations.what_ran(devs)
+                if ran and not synthetic:
+                    title += f" [{ran}]"
+            if unknown:
+                notes.append(f"{unknown} record(s) hold no readable resolved config: their deviations from the "
+                             f"paper's config are unknown")
             ref_rows: list[Row] = []
             ref_spec = reference["benchmarks"].get(spec.get("reference") or base_benchmark(bench))
             if ref_spec and synthetic:
                 notes.append("synthetic built-in data: the paper's reported numbers are not shown, they are "
                              "not comparable")
+            elif ref_spec and (devs or unknown):
+                notes.append("the paper's reported numbers are not shown: this protocol differs from the paper's "
+                             "in more than the documented fewer-GPU scaling, so they are not comparable")
             elif ref_spec:
-                ref_rows, ref_notes = _reference_rows(ref_spec, columns, protocol)
+                ref_rows, ref_notes = _reference_rows(ref_spec, columns)
                 notes += ref_notes
+                scaling = protocol.get("scaling")
+                if isinstance(scaling, dict) and scaling.get("applied"):
+                    notes.append(f"fewer-GPU scaling rule applied (the only difference from the paper's config): "
+                                 f"{scaling.get('reference')} -> {scaling.get('result')}; BN batches differ, "
+                                 f"compare with the reported rows accordingly")
             tables.append(Table(table_id=table_id, benchmark=bench, title=title, protocol_hash=h,
                                 protocol=protocol, synthetic=synthetic, columns=columns, rows=rows,
                                 reference=ref_rows, baseline=baseline, notes=notes))

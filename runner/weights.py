@@ -30,7 +30,8 @@ class Init:
 
     def record_field(self) -> dict[str, Any]:
         return {"label": self.label, "kind": self.kind, "weights": self.weights,
-                "weights_sha256": self.weights_sha256, "pretrain": self.pretrain, "detectron2_weights": self.pkl}
+                "weights_sha256": self.weights_sha256, "pretrain": self.pretrain, "detectron2_weights": self.pkl,
+                "msra": self.msra}
 
 
 def _label(text: str) -> str:

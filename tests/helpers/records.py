@@ -14,9 +14,37 @@ PAPER_VOC = {"config_hash": "cfg-voc0712", "max_iter": 24000, "ims_per_batch": 1
              "test": ["voc_2007_test"], "builtin_synthetic": False}
 
 
+def resolved_config(benchmark: str, protocol: dict[str, Any], opts: list[str] | tuple[str, ...] = (),
+                    msra: bool = False) -> str:
+    """The resolved config YAML a runner record of this benchmark and protocol holds: the registry's config
+    (the demo delta when synthetic), its schedule/batch/lr, the scaling rule when the protocol says it was
+    applied, then opts (KEY VALUE ...). A placeholder for benchmarks without a config."""
+    from mocobench.detection.benchmarks import BENCHMARKS
+    from mocobench.detection.config import build_config
+    from mocobench.records import SYNTHETIC_SUFFIX
+    from mocobench.runner.scaling import apply_scaling_rule
+
+    synthetic = benchmark.endswith(SYNTHETIC_SUFFIX) or bool(protocol.get("builtin_synthetic"))
+    bench = BENCHMARKS.get(benchmark.removesuffix(SYNTHETIC_SUFFIX))
+    if bench is None or not bench.config:
+        return "# resolved config\n"
+    cfg = build_config(bench, weights=None, msra=msra, synthetic=synthetic)
+    scaling = protocol.get("scaling")
+    if isinstance(scaling, dict) and scaling.get("applied"):
+        apply_scaling_rule(cfg, num_devices=scaling["num_devices"], ims_per_device=scaling["ims_per_device"],
+                           reference_gpus=8)
+    else:
+        for key, field in (("MAX_ITER", "max_iter"), ("IMS_PER_BATCH", "ims_per_batch"), ("BASE_LR", "base_lr")):
+            if field in protocol:
+                setattr(cfg.SOLVER, key, protocol[field])
+    cfg.merge_from_list(list(opts))
+    return cfg.dump()
+
+
 def make_record(benchmark: str, label: str, kind: str, trial: int, metrics: dict[str, dict[str, float]],
                 protocol: dict[str, Any] | None = None, pretrain: dict[str, Any] | None = None,
-                task: str = "detection", weights_sha256: str | None = None) -> dict[str, Any]:
+                task: str = "detection", weights_sha256: str | None = None, config: str | None = None,
+                msra: bool = False) -> dict[str, Any]:
     protocol = copy.deepcopy(PAPER_VOC if protocol is None else protocol)
     # As the runner does: the init's weights hash is part of the protocol (None for random init).
     if weights_sha256 is None and kind != "random":
@@ -24,9 +52,10 @@ def make_record(benchmark: str, label: str, kind: str, trial: int, metrics: dict
     protocol.setdefault("weights_sha256", weights_sha256)
     return {"schema": SCHEMA_VERSION, "benchmark": benchmark, "task": task,
             "init": {"label": label, "kind": kind, "weights": None, "weights_sha256": weights_sha256,
-                     "pretrain": pretrain or {"run": None, "epoch": None}},
+                     "pretrain": pretrain or {"run": None, "epoch": None}, "msra": msra},
             "protocol": protocol, "protocol_hash": canonical_hash(protocol), "trial": trial, "seed": 1000 + trial,
-            "metrics": metrics, "config": "# resolved config\n", "provenance": {"git_sha": "test"}}
+            "metrics": metrics,
+            "config": resolved_config(benchmark, protocol, msra=msra) if config is None else config, "provenance": {"git_sha": "test"}}
 
 
 def det(ap50: float, ap: float, ap75: float) -> dict[str, dict[str, float]]:

@@ -125,7 +125,7 @@ def test_html_parses_back_with_values_and_colours(tables):
     assert all(r["class"] == "paper" and r["cells"][0]["text"].split("†")[0].endswith("reported (paper)")
                for r in paper)
     assert any(r["cells"][0]["text"] == "MoCo IG-1B — reported (paper)†" for r in paper)
-    assert any("not yet verified" in n for n in parser.notes)
+    assert any("not verified against the paper" in n for n in parser.notes)
 
 
 def _tex_environments_balanced(tex: str) -> None:
