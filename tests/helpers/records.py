@@ -55,7 +55,8 @@ def make_record(benchmark: str, label: str, kind: str, trial: int, metrics: dict
                      "pretrain": pretrain or {"run": None, "epoch": None}, "msra": msra},
             "protocol": protocol, "protocol_hash": canonical_hash(protocol), "trial": trial, "seed": 1000 + trial,
             "metrics": metrics,
-            "config": resolved_config(benchmark, protocol, msra=msra) if config is None else config, "provenance": {"git_sha": "test"}}
+            "config": resolved_config(benchmark, protocol, msra=msra) if config is None else config,
+            "provenance": {"git_sha": "test"}}
 
 
 def det(ap50: float, ap: float, ap75: float) -> dict[str, dict[str, float]]:

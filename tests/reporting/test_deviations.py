@@ -79,7 +79,8 @@ def test_long_deviation_lists_are_summarised_and_unknown_configs_said(tmp_path):
     note = next(n for n in t.notes if "differs from the paper's config" in n)
     count = int(note.split(" in ")[1].split(" key")[0])
     assert count > 10 and f"and {count - 6} more" in note and len(note) < 800
-    assert note.split(": ", 1)[1].startswith("SOLVER.MAX_ITER 110 (paper 24000), SOLVER.IMS_PER_BATCH 8 (paper 16)")
+    assert note.split(": ", 1)[1].startswith(
+        "MODEL.RESNETS.DEPTH 18 (paper 50), SOLVER.MAX_ITER 110 (paper 24000), SOLVER.IMS_PER_BATCH 8 (paper 16)")
     assert "DATASETS.TRAIN (synth_voc_2007_trainval" in note
     write_record(make_record("voc0712-det-c4", "sup", "supervised", 0,
                              {"bbox": {"AP50": 1.0, "AP": 1.0, "AP75": 1.0}}, config="not: [yaml"), tmp_path / "u")
