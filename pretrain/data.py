@@ -1,7 +1,10 @@
 """Datasets and augmentations: labelled ImageFolder, a flat folder of images, the built-in synthetic set.
 
-Unreadable images are reported with their path and replaced by the next readable one, up to
-`max_bad` per dataset object (per loader process), then a clear error stops the run.
+Unreadable images are replaced by the next readable one, up to `max_bad` per dataset object (per
+loader process), then a clear error stops the run. Reporting them: by default the dataset logs each
+path once per dataset object; with `report_skips=True` (pretraining) it stays silent and each sample
+carries the paths it skipped, so that the training process reports each once per run, whatever the
+number of epochs and loader workers (Trainer: a warning and a "skipped" line in log.jsonl).
 """
 from __future__ import annotations
 
@@ -64,7 +67,7 @@ class ImageList(Dataset):
     """(path, label) samples -> (transform(image), label); unreadable images reported and skipped."""
 
     def __init__(self, samples: list[tuple[Path, int]], transform: Callable, *, classes: list[str] | None = None,
-                 max_bad: int = 20) -> None:
+                 max_bad: int = 20, report_skips: bool = False) -> None:
         if not samples:
             raise DataError("the dataset is empty")
         self.samples = samples
@@ -72,6 +75,7 @@ class ImageList(Dataset):
         self.classes = classes or []
         self.max_bad = max_bad
         self.bad: set[str] = set()
+        self.report_skips = report_skips  # samples are (x, label, "skipped paths, newline-separated")
         # seed: per-sample augmentation seeds (seed, epoch, index), independent of loader processes and ranks
         self.seed: int | None = None
         self.epoch = 0
@@ -80,24 +84,29 @@ class ImageList(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int):
+        skipped: list[str] = []
         for attempt in range(len(self.samples)):
             path, label = self.samples[(index + attempt) % len(self.samples)]
             try:
                 with Image.open(path) as im:
                     image = im.convert("RGB")
             except (OSError, ValueError) as e:
+                skipped.append(f"{path} ({type(e).__name__}: {e})")
                 if str(path) not in self.bad:
                     self.bad.add(str(path))
-                    log.warning("skipping unreadable image %s (%s)", path, e)
-                if len(self.bad) > self.max_bad:
+                    if not self.report_skips:
+                        log.warning("skipping unreadable image %s (%s)", path, e)
+                if len(self.bad) > self.max_bad and not self.report_skips:  # else: the trainer counts
                     raise DataError(f"more than {self.max_bad} unreadable images (last: {path}); fix or remove "
                                     f"them, or raise data.max_bad_images") from e
                 continue
             if self.seed is None:
-                return self.transform(image), label
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFF_FFFF_FFFF)
-                return self.transform(image), label
+                x = self.transform(image)
+            else:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFF_FFFF_FFFF)
+                    x = self.transform(image)
+            return (x, label, "\n".join(skipped)) if self.report_skips else (x, label)
         raise DataError("no readable image in the dataset")
 
 
@@ -170,7 +179,7 @@ def build_training_dataset(cfg: dict) -> ImageList:
         transform: Callable = TwoCrops(moco_augmentation(d["aug"], d["image_size"], d["min_scale"]))
     else:
         transform = supervised_augmentation(d["image_size"], d["min_scale"])
-    return ImageList(samples, transform, classes=classes, max_bad=d["max_bad_images"])
+    return ImageList(samples, transform, classes=classes, max_bad=d["max_bad_images"], report_skips=True)
 
 
 def knn_paths(cfg: dict) -> tuple[Path, Path]:

@@ -2,7 +2,9 @@
 (`append_entry`, `trim_after`) and read by the reporting (`read_log`).
 
 Each line has "epoch", "step", "loss", "lr" and sometimes "knn_top1". pretrain/ also writes "kind":
-"step" lines (loss over the last logging window) and "epoch" lines (the epoch's mean loss, kNN), whose
+"step" lines (loss over the last logging window), "skipped" lines (an unreadable training image, once
+per run: "path", "reason", "epoch", "step"; `skipped_images` reads them) and "epoch" lines (the epoch's
+mean loss, kNN), whose
 "epoch" is the 0-based index of the epoch just finished; `finished_epochs` puts those on the axis of
 checkpoint epochs (checkpoint N = N finished epochs), the axis of the transfer-vs-epoch plots.
 """
@@ -44,6 +46,15 @@ def trim_after(run_dir: str | os.PathLike, step: int) -> None:
     write_text(path, "".join(ln + "\n" for ln in keep))
 
 
+def skipped_images(run_dir: str | os.PathLike) -> list[str]:
+    """Paths of the unreadable images the run reported (its "skipped" lines), in order."""
+    path = log_path(run_dir)
+    if not path.is_file():
+        return []
+    entries = (json.loads(ln) for ln in path.read_text().splitlines() if ln.strip())
+    return [e["path"] for e in entries if e.get("kind") == "skipped"]
+
+
 def read_log(run_dir: str | os.PathLike) -> pd.DataFrame:
     """The log sorted by step; columns epoch, step, loss, lr, knn_top1 (NaN where absent), kind, finished_epochs."""
     path = log_path(run_dir)
@@ -61,6 +72,8 @@ def read_log(run_dir: str | os.PathLike) -> pd.DataFrame:
                 raise LogError(f"{path}:{lineno}: not a JSON object ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise LogError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+            if obj.get("kind") == "skipped":
+                continue  # an unreadable image, not a measurement
             needed = REQUIRED if "knn_top1" not in obj else ("epoch", "step")
             missing = [k for k in needed if k not in obj]
             if missing:

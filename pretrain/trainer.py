@@ -25,7 +25,7 @@ from mocobench.common.atomic import write_text
 from mocobench.pretrain import checkpoint as ckpt_lib
 from mocobench.pretrain import rng
 from mocobench.pretrain.config import ConfigError, config_diff, dump
-from mocobench.pretrain.data import build_training_dataset, knn_paths
+from mocobench.pretrain.data import DataError, build_training_dataset, knn_paths
 from mocobench.pretrain.distributed import (
     DistEnv,
     DistributedExchange,
@@ -36,7 +36,7 @@ from mocobench.pretrain.distributed import (
 )
 from mocobench.pretrain.encoders import build_resnet
 from mocobench.pretrain.knn import knn_top1
-from mocobench.pretrain.log import append_entry, trim_after
+from mocobench.pretrain.log import append_entry, skipped_images, trim_after
 from mocobench.pretrain.moco import MoCo, Supervised
 from mocobench.pretrain.optimizer import build_optimizer
 from mocobench.pretrain.sampler import GlobalBatchSampler
@@ -120,6 +120,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=t["amp"] == "fp16")
         self.start_epoch, self.step = 0, 0
         self.history: list[dict[str, Any]] = []  # what was logged, also kept in memory (tests, callers)
+        self.skipped: set[str] = set()  # unreadable training images reported so far in this run
         self.writer = None
         if self.resume_from is not None:
             self._load(self.resume_from)
@@ -160,6 +161,7 @@ class Trainer:
         self.start_epoch, self.step = int(ckpt["epoch"]), int(ckpt["step"])
         if self.env.is_main:
             trim_after(self.out, self.step)  # lines an interrupted run wrote after this checkpoint
+        self.skipped = set(skipped_images(self.out))  # reported before the interruption: not again
         self._info(f"resumed from {path} (epoch {self.start_epoch}, step {self.step})")
 
     def _state_dict(self) -> dict[str, torch.Tensor]:
@@ -189,6 +191,24 @@ class Trainer:
             for key, value in entry.items():
                 if key not in ("epoch", "step", "kind") and isinstance(value, (int, float)):
                     self.writer.add_scalar(f"{entry['kind']}/{key}", value, entry["step"])
+
+    def _report_skipped(self, skipped: list[str], epoch: int) -> None:
+        """Unreadable images the loader replaced in this batch: each reported once per run (warning and a
+        "skipped" line in log.jsonl), however many epochs and loader workers meet it."""
+        for text in (t for item in skipped if item for t in item.split("\n")):
+            path, _, reason = text.partition(" (")
+            if path in self.skipped:
+                continue
+            self.skipped.add(path)
+            if self.env.is_main:
+                log.warning("skipping unreadable image %s (%s; listed in %s)", path, reason.rstrip(")"),
+                            self.out / "log.jsonl")
+                append_entry(self.out, {"kind": "skipped", "path": path, "reason": reason.rstrip(")"),
+                                        "epoch": epoch, "step": self.step})
+        limit = self.cfg["data"]["max_bad_images"]
+        if len(self.skipped) > limit:
+            raise DataError(f"more than {limit} unreadable images (listed in {self.out / 'log.jsonl'}); fix or "
+                            f"remove them, or raise data.max_bad_images")
 
     # ---------------------------------------------------------------- the step
     def run_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
@@ -269,8 +289,9 @@ class Trainer:
             bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{o['epochs']}",
                        disable=not (self.env.is_main and t["progress"]), dynamic_ncols=True)
             tick, window = time.perf_counter(), 0
-            for batch in bar:
-                losses.append(self.run_step(batch))
+            for images, targets, skipped in bar:
+                self._report_skipped(skipped, epoch)
+                losses.append(self.run_step((images, targets)))
                 window += 1
                 if self.step % t["log_every"] == 0 or window == self.steps_per_epoch:
                     now = time.perf_counter()

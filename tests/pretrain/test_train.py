@@ -177,3 +177,38 @@ def test_flat_folder_source_reads_nested_images(tmp_path):
     cfg = load_config("demo", ["data.source=flat", f"data.path={tmp_path / 'flat'}"])
     samples, classes = training_samples(cfg)
     assert len(samples) == 4 and classes == [] and {label for _, label in samples} == {-1}
+
+
+def test_unreadable_training_image_reported_once_per_run_and_listed_in_log(tmp_path, capfd):
+    """One broken image, 3 epochs, 2 loader workers (each meets it in its own process), then a resumed
+    run: one warning and one "skipped" line in log.jsonl, not one per epoch, worker or attempt."""
+    import logging
+
+    from mocobench.pretrain.log import read_log, skipped_images
+
+    root = make_imagefolder(tmp_path / "d", per_class=8)
+    broken = root / "c1" / "3.png"
+    broken.write_bytes(b"not an image")
+    handler = logging.StreamHandler()  # to fd 2, inherited by the forked loader workers
+    logging.getLogger("mocobench").addHandler(handler)
+    try:
+        out = tmp_path / "run"
+        cfg = tiny_config(root, out, "optim.epochs=3", "data.workers=2")
+        Trainer(cfg).train(stop_after_epoch=2)
+        Trainer(cfg, resume="auto").train()
+    finally:
+        logging.getLogger("mocobench").removeHandler(handler)
+    err = capfd.readouterr().err
+    assert err.count("skipping unreadable image") == 1 and str(broken) in err, err
+    assert skipped_images(out) == [str(broken)]
+    entry = next(json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines() if "skipped" in ln)
+    assert entry["kind"] == "skipped" and "UnidentifiedImageError" in entry["reason"]
+    assert len(read_log(out)) > 0  # the reporting's reader takes the log with its skipped line
+
+
+def test_too_many_unreadable_training_images_stop_the_run(tmp_path):
+    root = make_imagefolder(tmp_path / "d", per_class=8)
+    for i in range(3):
+        (root / "c0" / f"{i}.png").write_bytes(b"")
+    with pytest.raises(DataError, match="more than 2 unreadable images.*log.jsonl"):
+        Trainer(tiny_config(root, tmp_path / "run", "data.max_bad_images=2", "optim.epochs=1")).train()
