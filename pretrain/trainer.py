@@ -124,6 +124,8 @@ class Trainer:
         self.writer = None
         if self.resume_from is not None:
             self._load(self.resume_from)
+        elif self.env.is_main:
+            trim_after(self.out, 0)  # a run killed before its first checkpoint: start its log afresh
 
     # ---------------------------------------------------------------- output directory and resume
     def _check_output_dir(self, resume: str | None) -> Path | None:
