@@ -22,7 +22,8 @@ Schema (version 1); writers fill every key, readers rely on them:
       "metrics": {"bbox": {"AP": .., "AP50": .., "AP75": ..}, "segm": {...}, "sem_seg": {"mIoU": ..}},
       "config": "resolved config (YAML text)",
       "provenance": {"git_sha", "versions", "device", "num_gpus", "num_machines",
-                     "wall_time_s", "started", "finished"}
+                     "wall_time_s" (attempts that ended), "attempts", "killed_attempts" (ended by a kill,
+                     their time unknown), "started", "finished"}
     }
 """
 from __future__ import annotations

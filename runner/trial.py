@@ -39,18 +39,22 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
     started = provenance.now_iso()
     t0 = time.perf_counter()
     ok = False
+    # a "start" line first: an attempt killed outright (SIGKILL, power loss) still counts as one
+    append_line(attempts_file, json.dumps({"event": "start", "started": started, "resumed": resuming}))
     try:
         launch(train_and_evaluate, max(args.num_gpus, 1), num_machines=args.num_machines,
                machine_rank=args.machine_rank, dist_url=args.dist_url, args=(cfg_yaml, data))
         ok = True
-    finally:  # interrupted attempts count too: wall time is the sum over attempts
-        append_line(attempts_file, json.dumps({"started": started, "seconds": time.perf_counter() - t0,
+    finally:  # interrupted attempts count too: wall time is the sum over the attempts that ended
+        append_line(attempts_file, json.dumps({"event": "end", "started": started, "seconds": time.perf_counter() - t0,
                                                "resumed": resuming, "completed": ok}))
     if args.machine_rank != 0:
         return None  # the record is written on the first machine
     if not metrics_file.exists():
         raise RunnerError(f"training ended without metrics ({metrics_file}); see {plan.output_dir}/log.txt")
-    attempts = [json.loads(line) for line in attempts_file.read_text().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in attempts_file.read_text().splitlines() if line.strip()]
+    attempts = [a for a in lines if a.get("event") != "start"]  # ended ones (older files: every line)
+    started_count = sum(a.get("event") == "start" for a in lines) + sum("event" not in a for a in lines)
     prov = provenance.collect()
     record = Record(
         schema=SCHEMA_VERSION, benchmark=plan.benchmark, task=plan.bench.task, init=plan.init.record_field(),
@@ -59,7 +63,8 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
         provenance={"git_sha": prov["git_sha"], "versions": prov["versions"], "device": prov["device"],
                     "num_gpus": args.num_gpus, "num_machines": args.num_machines,
                     "wall_time_s": round(sum(a["seconds"] for a in attempts), 1),
-                    "attempts": len(attempts), "started": attempts[0]["started"],
+                    "attempts": started_count, "killed_attempts": started_count - len(attempts),
+                    "started": lines[0]["started"],
                     "finished": provenance.now_iso(), "output_dir": str(plan.output_dir)},
     )
     path = write_record(record, args.results)
