@@ -73,7 +73,11 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
         cfg.DATASETS.TRAIN = tuple(SYNTHETIC_TWINS[d] for d in cfg.DATASETS.TRAIN)
         cfg.DATASETS.TEST = tuple(SYNTHETIC_TWINS[d] for d in cfg.DATASETS.TEST)
     if opts:
-        cfg.merge_from_list(opts)
+        try:
+            cfg.merge_from_list(opts)
+        except (KeyError, AssertionError, ValueError) as e:  # unknown key, type change, odd count
+            raise ConfigError(f"--opts {' '.join(map(str, opts))}: {e}. Keys and types are Detectron2's "
+                              f"(detectron2/config/defaults.py), e.g. --opts SOLVER.MAX_ITER 100") from None
     cfg.MODEL.WEIGHTS = weights or ""
     if depth is not None and depth != cfg.MODEL.RESNETS.DEPTH:
         hint = "MODEL.RESNETS.DEPTH {0}".format(depth) + (" MODEL.RESNETS.RES2_OUT_CHANNELS 64" if depth < 50 else "")

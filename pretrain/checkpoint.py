@@ -84,7 +84,13 @@ def _refusal(path: Path, error: Exception) -> CheckpointError:
             f"which weights-only loading refuses. "
             f"Checkpoints written by mocobench before its RNG state was stored as tensors look like this. If you "
             f"wrote this file yourself (you trust it), convert it once with `{UPGRADE_HINT}` and use NEW.")
-    what = ", ".join(sorted(set(needed))) if needed else str(error).splitlines()[0]
+    if not needed:  # e.g. a plain pickle (a Detectron2 .pkl): torch names the opcode it stops at
+        detail = str(error).split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
+        return CheckpointError(
+            f"{path}: refused by weights-only loading ({detail}): it is not a torch.save checkpoint of tensors and "
+            f"plain data (a Detectron2 .pkl goes to `python -m mocobench run --weights`, not here). This suite "
+            f"never loads checkpoints with weights_only=False (README, 'Loading policy').")
+    what = ", ".join(sorted(set(needed)))
     return CheckpointError(
         f"{path}: refused: loading it would need {what}, which is not a tensor or plain data. This suite loads "
         f"checkpoints with torch.load(weights_only=True) only, so that a downloaded file cannot run code "

@@ -46,7 +46,10 @@ def model_from_checkpoint(ckpt: dict, num_classes: int, arch: str | None = None,
     arch = arch or ck_arch
     if arch is None:
         raise ckpt_lib.CheckpointError(f"{source} does not say its arch: pass --arch")
-    model = build_resnet(arch, num_classes=num_classes, stem=cfg.get("stem", "standard"))
+    try:
+        model = build_resnet(arch, num_classes=num_classes, stem=cfg.get("stem", "standard"))
+    except ValueError as e:  # an arch or stem name this suite does not build
+        raise ckpt_lib.CheckpointError(f"{source}: {e} (pass --arch with the checkpoint's ResNet)") from None
     ckpt_lib.load_backbone(model, ckpt, source)
     torch.nn.init.normal_(model.fc.weight, mean=0.0, std=0.01)
     torch.nn.init.zeros_(model.fc.bias)

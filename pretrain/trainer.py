@@ -95,8 +95,11 @@ class Trainer:
 
         self.dataset = build_training_dataset(cfg)
         self.dataset.seed = t["seed"]
-        self.sampler = GlobalBatchSampler(len(self.dataset), global_batch=o["batch_size"], rank=self.env.rank,
-                                          world_size=self.env.world_size, seed=t["seed"])
+        try:
+            self.sampler = GlobalBatchSampler(len(self.dataset), global_batch=o["batch_size"], rank=self.env.rank,
+                                              world_size=self.env.world_size, seed=t["seed"])
+        except ValueError as e:  # fewer images than one global batch, or a batch the processes cannot split
+            raise ConfigError(str(e)) from None
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=cfg["data"]["workers"],
                                  pin_memory=self.env.device.type == "cuda")
         self.steps_per_epoch = len(self.sampler)
