@@ -55,12 +55,11 @@ class Trainer(DefaultTrainer):
 def check_weights_loaded(model, pkl: str) -> None:
     """Every tensor of one of our converted pickles must sit, unchanged, in exactly one model tensor
     (Detectron2's name-matching heuristics would otherwise skip it with a log line only)."""
-    import pickle
-
     import numpy as np
 
-    with open(pkl, "rb") as f:
-        payload = pickle.load(f, encoding="latin1")
+    from mocobench.common import safe_pickle
+
+    payload = safe_pickle.load(pkl)
     if not str(payload.get("__author__", "")).startswith("moco-transfer-bench"):
         return  # someone else's pickle (e.g. MSRA caffe names): Detectron2's own checks only
     if hasattr(model, "module"):

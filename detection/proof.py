@@ -7,7 +7,6 @@ normalise it (RGB, PIXEL_MEAN/PIXEL_STD) on the Detectron2 side and as torchvisi
 from __future__ import annotations
 
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -15,6 +14,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from mocobench.common import safe_pickle
 from mocobench.common.errors import UsageError
 
 # ImageNet normalisation as torchvision defines it (fractions of 1, RGB): the independent side of
@@ -86,8 +86,7 @@ def verify(pkl_path: str | os.PathLike, torchvision_state: Mapping[str, torch.Te
 
     d2 = build_detectron2_resnet(depth).eval()
     DetectionCheckpointer(d2).load(str(pkl_path))
-    with open(pkl_path, "rb") as f:
-        saved = pickle.load(f)["model"]
+    saved = safe_pickle.load(pkl_path)["model"]
     loaded = d2.state_dict()
     not_loaded = [k for k in loaded if not k.endswith("num_batches_tracked") and k not in saved]
     if not_loaded:

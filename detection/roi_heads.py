@@ -1,7 +1,7 @@
 """Res5ROIHeadsExtraNorm: the C4 ROI head of the MoCo detection protocol.
 
 Detectron2's Res5ROIHeads runs the backbone's res5 stage on every ROI. The MoCo protocol adds one
-normalisation layer (cfg.MODEL.RESNETS.NORM, SyncBN in our configs) after res5: in the backbone-only
+normalisation layer (cfg.MODEL.RESNETS.NORM, naiveSyncBN by default) after res5: in the backbone-only
 pretrained ResNet nothing normalises res5's output, and fine-tuning with BN everywhere needs it.
 
 Two differences from Detectron2's own head, both through the registry (nothing patched):

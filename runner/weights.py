@@ -3,11 +3,11 @@ its proof and cached, or a pretraining run's latest checkpoint), with what the r
 from __future__ import annotations
 
 import logging
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mocobench.common import safe_pickle
 from mocobench.common.hashing import sha256_file
 from mocobench.common.naming import safe_name
 from mocobench.pretrain.checkpoint import CheckpointError, latest_checkpoint, read_checkpoint
@@ -65,7 +65,8 @@ def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: 
         run_dir, path = path, _latest(path)
         log.info("%s: latest checkpoint %s", run_dir, path.name)
     sha = sha256_file(path)
-    if path.suffix == ".pkl":
+    if path.suffix == ".pkl":  # Detectron2 loads it with plain pickle: first make sure that runs no code
+        safe_pickle.check(path)
         return Init(_label(label or path.stem), kind or ("supervised" if msra else "other"), str(path), sha,
                     str(path), msra=msra, depth=_pkl_depth(path))
     try:
@@ -93,8 +94,7 @@ def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: 
 
 def _pkl_source(pkl: Path) -> dict[str, Any]:
     """The "source" entry our converter writes into its pickles ({} for other pickles)."""
-    with open(pkl, "rb") as f:
-        payload = pickle.load(f, encoding="latin1")
+    payload = safe_pickle.load(pkl)
     return payload.get("source") or {} if isinstance(payload, dict) else {}
 
 

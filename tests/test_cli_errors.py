@@ -108,3 +108,34 @@ def test_synthetic_bad_parameter(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "unknown synthetic parameter 'counts.no_such'" in err and "Traceback" not in err
+
+
+def test_weight_pickle_that_runs_code_is_refused_before_detectron2_sees_it(files, tmp_path, capsys):
+    """`run --weights X.pkl`: Detectron2 reads .pkl files with plain pickle, so the runner reads it first
+    without running code (numpy arrays and plain data only) and refuses anything else."""
+    import os
+
+    import numpy as np
+
+    from mocobench.common import safe_pickle
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pkl"
+    with open(evil, "wb") as f:
+        pickle.dump({"model": {"stem.conv1.weight": np.zeros(2)}, "x": Payload()}, f)
+    base = ["run", "voc-det", "--data", "synthetic", "--dry-run", "--synthetic-preset", "tiny", "--synthetic-root",
+            str(tmp_path / "syn"), "--output-dir", str(tmp_path / "out")]
+    _check(mocobench_main([*base, "--weights", str(evil)]), capsys, "refused: unpickling it would call")
+    assert not marker.exists()
+    # weight pickles as Detectron2 and our converter write them (numpy arrays, Python 2 or 3 protocols) load
+    for protocol in (2, 4):
+        ok = tmp_path / f"ok{protocol}.pkl"
+        with open(ok, "wb") as f:
+            pickle.dump({"model": {"w": np.arange(3.0, dtype=np.float32)}, "__author__": "x",
+                         "b": b"bytes"}, f, protocol=protocol)
+        assert safe_pickle.load(ok)["model"]["w"].tolist() == [0.0, 1.0, 2.0]
