@@ -92,9 +92,9 @@ def test_train_with_fewer_images_than_one_batch(files, tmp_path, capsys):
     _check(rc, capsys, "fewer than one global batch of 64")
 
 
-def test_runner_bad_inputs(files, tmp_path, capsys):
+def test_runner_bad_inputs(files, synthetic_layout, tmp_path, capsys):
     base = ["run", "voc-det", "--data", "synthetic", "--dry-run", "--synthetic-preset", "tiny", "--synthetic-root",
-            str(tmp_path / "syn"), "--output-dir", str(tmp_path / "out")]
+            str(synthetic_layout.root.parent), "--output-dir", str(tmp_path / "out")]
     _check(mocobench_main([*base, "--weights", "random", "--opts", "MODEL.NO_SUCH_KEY", "1"]), capsys,
            "Non-existent key: MODEL.NO_SUCH_KEY")
     for name in ("truncated.pth", "text.pth", "tensor.pth"):
@@ -110,7 +110,7 @@ def test_synthetic_bad_parameter(tmp_path, capsys):
     assert "unknown synthetic parameter 'counts.no_such'" in err and "Traceback" not in err
 
 
-def test_weight_pickle_that_runs_code_is_refused_before_detectron2_sees_it(files, tmp_path, capsys):
+def test_weight_pickle_that_runs_code_is_refused_before_detectron2_sees_it(synthetic_layout, tmp_path, capsys):
     """`run --weights X.pkl`: Detectron2 reads .pkl files with plain pickle, so the runner reads it first
     without running code (numpy arrays and plain data only) and refuses anything else."""
     import os
@@ -129,7 +129,7 @@ def test_weight_pickle_that_runs_code_is_refused_before_detectron2_sees_it(files
     with open(evil, "wb") as f:
         pickle.dump({"model": {"stem.conv1.weight": np.zeros(2)}, "x": Payload()}, f)
     base = ["run", "voc-det", "--data", "synthetic", "--dry-run", "--synthetic-preset", "tiny", "--synthetic-root",
-            str(tmp_path / "syn"), "--output-dir", str(tmp_path / "out")]
+            str(synthetic_layout.root.parent), "--output-dir", str(tmp_path / "out")]
     _check(mocobench_main([*base, "--weights", str(evil)]), capsys, "refused: unpickling it would call")
     assert not marker.exists()
     # weight pickles as Detectron2 and our converter write them (numpy arrays, Python 2 or 3 protocols) load
