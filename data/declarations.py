@@ -72,12 +72,6 @@ def resolve_dataset(dataset: str, train: str | None, test: str | None, results: 
             log.warning(f"[data] dataset {name!r}: its annotation files changed since it was declared "
                         f"({declared[:12]} -> {ds.annotations_sha256[:12]}); records carry the new hash and "
                         f"tables keep the two versions apart")
-    else:
-        text = yaml.safe_dump({"name": name, "train": tr.text(), "test": te.text(), "format": ds.format,
-                               "classes": list(ds.classes), "annotations_sha256": ds.annotations_sha256},
-                              sort_keys=False)
-        write_text(stored, text, overwrite=False)
-        log.info(f"[data] declared dataset {name!r} in {stored}; name it again with --dataset {name}")
     log.info(f"[data] dataset {name!r}: {ds.format}, {len(ds.classes)} classes {list(ds.classes)}, "
              f"{ds.train_images} annotated train / {ds.test_images} test images, masks: {ds.has_masks}, "
              f"annotations {ds.annotations_sha256[:12]}")
