@@ -69,10 +69,10 @@ def resolve_dataset(dataset: str, train: str | None, test: str | None, results: 
     if stored.exists():
         declared = (yaml.safe_load(stored.read_text()) or {}).get("annotations_sha256")
         if declared and declared != ds.annotations_sha256:
-            log.warning(f"[data] dataset {name!r}: its annotation files changed since it was declared "
+            log.warning(f"dataset {name!r}: its annotation files changed since it was declared "
                         f"({declared[:12]} -> {ds.annotations_sha256[:12]}); records carry the new hash and "
                         f"tables keep the two versions apart")
-    log.info(f"[data] dataset {name!r}: {ds.format}, {len(ds.classes)} classes {list(ds.classes)}, "
+    log.info(f"dataset {name!r}: {ds.format}, {len(ds.classes)} classes {list(ds.classes)}, "
              f"{ds.train_images} annotated train / {ds.test_images} test images, masks: {ds.has_masks}, "
              f"annotations {ds.annotations_sha256[:12]}")
     return ds
@@ -90,5 +90,5 @@ def declare(ds: UserDataset, results: str | Path) -> Path | None:
         write_text(path, text, overwrite=False)
     except FileExistsError:
         return None
-    log.info(f"[data] declared dataset {ds.name!r} in {path}; name it again with --dataset {ds.name}")
+    log.info(f"declared dataset {ds.name!r} in {path}; name it again with --dataset {ds.name}")
     return path
