@@ -349,9 +349,10 @@ def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | Non
             synthetic = is_synthetic(bench, protocol)
             sub = frame.iloc[idx].reset_index(drop=True)
             present = sorted(c for c in sub.columns if "/" in c and sub[c].notna().any())
-            columns = _columns_for(bench, recs[0]["task"], present, layout)
-            spec = (layout["benchmarks"].get(base_benchmark(bench))
-                    or layout["benchmarks"].get(protocol.get("generic_benchmark")) or {})
+            generic = protocol.get("generic_benchmark")  # a user's data set: its generic benchmark's layout
+            columns = _columns_for(generic if generic in layout["benchmarks"] else bench, recs[0]["task"], present,
+                                   layout)
+            spec = layout["benchmarks"].get(base_benchmark(bench)) or layout["benchmarks"].get(generic) or {}
             title = str(spec.get("title") or bench)
             if isinstance(protocol.get("dataset"), dict):  # a user's data set: name it and its version
                 title = _user_title(title, protocol)

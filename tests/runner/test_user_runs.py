@@ -75,6 +75,7 @@ def test_coco_mask_fpn_metrics_match_pycocotools_records_and_tables(layout, tmp_
     assert table.title.startswith("shapes3, Mask R-CNN R50-FPN") and "(coco, 3 classes" in table.title
     assert f"annotations {sha[:8]}" in table.title
     assert [r.label for r in table.rows] == ["random", "moco"] and not table.reference
+    assert [c.header for c in table.columns] == ["APbb", "AP50bb", "AP75bb", "APmk", "AP50mk", "AP75mk"]
     for row in table.rows:
         assert row.cells["segm/AP"].mean == pytest.approx(recs[row.label]["metrics"]["segm"]["AP"])
     # another version of the annotations never shares a table with this one
