@@ -23,6 +23,7 @@ help:
 	@echo "make convert IN= OUT=     checkpoint -> Detectron2 pickle, with the forward-pass proof"
 	@echo "make voc-det | coco-mask  detection benchmarks (real data under DETECTRON2_DATASETS, else built-in)"
 	@echo "make tables               paper-style tables and plots from results/records"
+	@echo "make transfer DATASET=    your own COCO/VOC data set: random / supervised / MoCo, then the tables"
 
 # The user's day on the built-in data (or on real data: DATA=..., DETECTRON2_DATASETS=...).
 demo: install
@@ -123,3 +124,18 @@ voc-det coco-mask: install
 convert: install
 	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make convert IN=checkpoint OUT=weights.pkl"; exit 2; }
 	$(PY) -m mocobench.detection.convert $(IN) $(OUT)
+
+# ---- your own data set (data/custom.py; README "Your own data set") ---------------------------------
+# make transfer DATASET=widgets TRAIN=coco:ann/train.json:images TEST=coco:ann/val.json:images
+#   declares the data set (results/datasets/widgets.yaml), fine-tunes USER_BENCH (det-fpn | det-c4 | mask-fpn |
+#   mask-c4) from DET_WEIGHTS (MoCo), SUP_WEIGHTS (supervised) and random init, then prints the tables.
+#   Later runs name it alone: make transfer DATASET=widgets. TRAIN/TEST may be voc:VOC_ROOT:SPLIT;
+#   DATASET=file.yaml declares it from a file. Extra runner options: DET_ARGS="--epochs 24 --num-gpus 8 ..."
+USER_BENCH ?= det-fpn
+.PHONY: transfer
+transfer: install
+	@test -n "$(DATASET)" || { echo "usage: make transfer DATASET=name TRAIN=coco:ANN.json:IMAGE_DIR TEST=coco:... (or voc:VOC_ROOT:SPLIT)"; exit 2; }
+	$(PY) -m mocobench run $(USER_BENCH) --dataset $(DATASET) $(if $(TRAIN),--train $(TRAIN)) $(if $(TEST),--test $(TEST)) \
+	  --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
+	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(DET_ARGS)
+	$(MAKE) tables

@@ -30,6 +30,8 @@ class Benchmark:
     reference_gpus: int = 8        # the protocol's GPU count (its batch is for that many)
     columns: dict[str, str] = field(default_factory=dict)  # metric key -> header; default: TASK_COLUMNS[task]
     reference: str | None = None   # key of the paper's numbers in reporting/reference.yaml; default: name
+    epochs: float | None = None    # generic benchmark for a user's data set (--dataset): default schedule in
+                                   # epochs, converted to iterations from its size; None: the config's iterations
 
     @property
     def table_columns(self) -> dict[str, str]:

@@ -23,6 +23,7 @@ from detectron2.data.datasets.pascal_voc import register_pascal_voc
 from detectron2.utils.file_io import PathManager
 from PIL import Image
 
+from mocobench.data.custom import UserDataset, register_user_dataset
 from mocobench.data.synthetic import SyntheticLayout, ensure_synthetic
 
 PREFIX = "synth_"
@@ -92,10 +93,13 @@ def register_synthetic(layout: SyntheticLayout, replace: bool = False) -> list[s
 
 
 def register_builtin(data: dict) -> None:
-    """Register the built-in synthetic data sets a run uses, in this process (spawned workers start bare).
-    data: {"synthetic": bool, "root": folder, "preset": name}; nothing to do for real data."""
+    """Register the data sets a run uses that Detectron2 does not know, in this process (spawned workers
+    start bare). data: {"synthetic": bool, "root": folder, "preset": name, "user": UserDataset.to_dict() or
+    absent}; nothing to do for Detectron2's builtin real data."""
     if data.get("synthetic"):
         register_synthetic(ensure_synthetic(data["root"], preset=data["preset"]))
+    if data.get("user"):
+        register_user_dataset(UserDataset.from_dict(data["user"]))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,6 +20,21 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("coco-mask-c4-2x", "instance_seg", f"{_COCO} R50-C4, 2x schedule",
               "coco_mask_rcnn_R50_C4_2x.yaml", "demo/synthetic-c4.yaml"),
 )}
+# ---- generic benchmarks for a user's own data set (--dataset NAME; data/custom.py) ----
+# The protocol's fine-tuning settings on any COCO- or VOC-format data set; the schedule is given in epochs
+# (default 12, about COCO's 1x: 90k x 16 images / 118k) and converted to iterations from its size.
+_USER = "Your data set, {} R50-{}, the protocol's fine-tuning settings"
+USER_EPOCHS = 12.0
+BENCHMARKS.update({b.name: b for b in (
+    Benchmark("det-fpn", "detection", _USER.format("Faster R-CNN", "FPN"), "user/faster_rcnn_R50_FPN.yaml",
+              epochs=USER_EPOCHS),
+    Benchmark("det-c4", "detection", _USER.format("Faster R-CNN", "C4"), "user/faster_rcnn_R50_C4.yaml",
+              epochs=USER_EPOCHS),
+    Benchmark("mask-fpn", "instance_seg", _USER.format("Mask R-CNN", "FPN"), "user/mask_rcnn_R50_FPN.yaml",
+              epochs=USER_EPOCHS),
+    Benchmark("mask-c4", "instance_seg", _USER.format("Mask R-CNN", "C4"), "user/mask_rcnn_R50_C4.yaml",
+              epochs=USER_EPOCHS),
+)})
 ALIASES = {"voc-det": "voc0712-det-c4", "coco-mask": "coco-mask-fpn-1x"}
 
 

@@ -1,5 +1,6 @@
 """A benchmark's resolved Detectron2 config: the protocol file, the init delta (MSRA caffe weights or
-random init), the built-in data's demo delta, then --opts, merged in that order.
+random init), the built-in data's demo delta or a user's data set, then --opts, merged in that order; for
+a user's data set the schedule is then converted from epochs (apply_epoch_schedule).
 
 Every file in configs/ loads on its own in Detectron2's tools (`train_net.py --config-file`): the
 overlays (init/, demo/) name through `_BASE_` the protocol they were written against. The runner
@@ -7,6 +8,7 @@ applies only an overlay's own keys (`merge_overlay`), so one overlay serves ever
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
@@ -14,6 +16,7 @@ import yaml
 from mocobench.common.benchmark import Benchmark
 from mocobench.common.config import ConfigError
 from mocobench.common.hashing import canonical_hash
+from mocobench.data.custom import UserDataset
 from mocobench.data.datasets import SYNTHETIC_TWINS
 from mocobench.detection import CONFIG_DIR
 
@@ -23,6 +26,10 @@ INIT_DELTAS = {"msra": "init/msra-caffe.yaml", "random": "init/random.yaml"}
 # The norm is part of every record's protocol, so tables never average or mix the two.
 DEFAULT_NORM = "naiveSyncBN"
 NORMS = ("naiveSyncBN", "SyncBN")
+# A user data set's schedule, as fractions of MAX_ITER: lr steps of COCO's 1x (60k and 80k of 90k);
+# warmup at most a tenth of the schedule.
+STEP_FRACTIONS = (2 / 3, 8 / 9)
+MAX_WARMUP_FRACTION = 0.1
 
 
 def merge_overlay(cfg, path: str | Path) -> None:
@@ -48,11 +55,14 @@ def load_protocol(bench: Benchmark):
 
 def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, random_init: bool = False,
                  depth: int | None = None, synthetic: bool = False, opts: list[str] | None = None,
-                 norm: str | None = None):
+                 norm: str | None = None, dataset: UserDataset | None = None, epochs: float | None = None):
     """The benchmark's config with the init delta, the synthetic demo delta and --opts merged, in that order,
-    and MODEL.WEIGHTS set. Datasets, NUM_CLASSES, device, seed and scaling are set later by the runner.
+    and MODEL.WEIGHTS set. NUM_CLASSES, device, seed and scaling are set later by the runner.
     depth: the ResNet depth of the weights when known; a mismatch with the config is refused.
-    norm: a NORMS variant for the backbone (and FPN) norm; None keeps the config's (DEFAULT_NORM)."""
+    norm: a NORMS variant for the backbone (and FPN) norm; None keeps the config's (DEFAULT_NORM).
+    dataset: a user's data set for a generic benchmark (bench.epochs set): its registered names go into
+    DATASETS and, unless --opts set SOLVER.MAX_ITER, the schedule is `epochs` (default bench.epochs)
+    converted to iterations from its annotated train images at the batch after --opts."""
     cfg = load_protocol(bench)
     if norm is not None:
         if norm not in NORMS:
@@ -72,12 +82,26 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
             raise ConfigError(f"no synthetic twin for datasets {missing}")
         cfg.DATASETS.TRAIN = tuple(SYNTHETIC_TWINS[d] for d in cfg.DATASETS.TRAIN)
         cfg.DATASETS.TEST = tuple(SYNTHETIC_TWINS[d] for d in cfg.DATASETS.TEST)
+    if (dataset is None) != (bench.epochs is None):
+        raise ConfigError(f"benchmark {bench.name}: " + ("it runs on a user's data set: give --dataset NAME"
+                                                           if dataset is None else
+                                                           "it has its own data sets; --dataset is for the "
+                                                           "generic benchmarks (det-fpn, det-c4, mask-fpn, mask-c4)"))
+    if dataset is not None:
+        cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (dataset.dataset_name("train"),), (dataset.dataset_name("test"),)
     if opts:
         try:
             cfg.merge_from_list(opts)
         except (KeyError, AssertionError, ValueError) as e:  # unknown key, type change, odd count
             raise ConfigError(f"--opts {' '.join(map(str, opts))}: {e}. Keys and types are Detectron2's "
                               f"(detectron2/config/defaults.py), e.g. --opts SOLVER.MAX_ITER 100") from None
+    if dataset is not None:
+        if cfg.MODEL.MASK_ON and not dataset.has_masks:
+            why = "VOC: boxes only" if dataset.format == "voc" else "an annotation without segmentation"
+            raise ConfigError(f"{bench.name} is Mask R-CNN but dataset {dataset.name!r} has no masks ({why}); "
+                              f"run the box-only variant ({bench.name.replace('mask-', 'det-')})")
+        if "SOLVER.MAX_ITER" not in (opts or [])[::2]:
+            apply_epoch_schedule(cfg, bench.epochs if epochs is None else epochs, dataset.train_images)
     cfg.MODEL.WEIGHTS = weights or ""
     if depth is not None and depth != cfg.MODEL.RESNETS.DEPTH:
         hint = "MODEL.RESNETS.DEPTH {0}".format(depth) + (" MODEL.RESNETS.RES2_OUT_CHANNELS 64" if depth < 50 else "")
@@ -87,6 +111,18 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
     if cfg.MODEL.RESNETS.NORM == "FrozenBN" and random_init:
         raise ConfigError("random init with FrozenBN diverges; keep (Sync)BN or GN")
     return cfg
+
+
+def apply_epoch_schedule(cfg, epochs: float, train_images: int) -> None:
+    """MAX_ITER = ceil(epochs x train_images / IMS_PER_BATCH); lr steps at STEP_FRACTIONS of it; warmup the
+    config's, but at most MAX_WARMUP_FRACTION of it. Run before the scaling rule, which keeps the epochs
+    (fewer images per batch -> proportionally more iterations)."""
+    if not epochs > 0:
+        raise ConfigError(f"--epochs must be > 0, got {epochs}")
+    max_iter = max(1, math.ceil(epochs * train_images / cfg.SOLVER.IMS_PER_BATCH))
+    cfg.SOLVER.MAX_ITER = max_iter
+    cfg.SOLVER.STEPS = tuple(int(max_iter * f) for f in STEP_FRACTIONS)
+    cfg.SOLVER.WARMUP_ITERS = min(cfg.SOLVER.WARMUP_ITERS, int(max_iter * MAX_WARMUP_FRACTION))
 
 
 def num_classes_of(dataset_names) -> int:

@@ -326,6 +326,15 @@ def _table_deviations(recs: list[dict[str, Any]], bench: Benchmark | None
     return sorted(found.values(), key=lambda d: d.key), unknown
 
 
+def _user_title(title: str, protocol: dict[str, Any]) -> str:
+    ds = protocol["dataset"]
+    sched = f"{protocol['epochs']:g} epochs = " if protocol.get("epochs") else ""
+    return (f"{title.replace('Your data set', str(ds.get('name')))} ({ds.get('format')}, "
+            f"{len(ds.get('classes') or [])} classes, {ds.get('train_images')} train / {ds.get('test_images')} test "
+            f"images, annotations {str(ds.get('annotations_sha256'))[:8]}; {sched}{protocol.get('max_iter')} "
+            f"iterations of {protocol.get('ims_per_batch')} images)")
+
+
 def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | None = None,
                  reference: dict[str, Any] | None = None) -> list[Table]:
     """All tables for these records (as from records.load_records), in the layout's benchmark order."""
@@ -352,9 +361,13 @@ def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | Non
             synthetic = is_synthetic(bench, protocol)
             sub = frame.iloc[idx].reset_index(drop=True)
             present = sorted(c for c in sub.columns if "/" in c and sub[c].notna().any())
-            columns = _columns_for(bench, recs[0]["task"], present, layout)
-            spec = layout["benchmarks"].get(base_benchmark(bench)) or {}
+            generic = protocol.get("generic_benchmark")  # a user's data set: its generic benchmark's layout
+            columns = _columns_for(generic if generic in layout["benchmarks"] else bench, recs[0]["task"], present,
+                                   layout)
+            spec = layout["benchmarks"].get(base_benchmark(bench)) or layout["benchmarks"].get(generic) or {}
             title = str(spec.get("title") or bench)
+            if isinstance(protocol.get("dataset"), dict):  # a user's data set: name it and its version
+                title = _user_title(title, protocol)
             notes: list[str] = []
             table_id = bench
             if len(protocols) > 1:

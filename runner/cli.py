@@ -20,6 +20,7 @@ from mocobench.common.config import split_overrides
 from mocobench.common.errors import UsageError
 from mocobench.common.logs import cli_logging
 from mocobench.data.datasets import register_builtin
+from mocobench.data.declarations import declare, resolve_dataset
 from mocobench.detection.benchmarks import ALIASES, BENCHMARKS, resolve_benchmark
 from mocobench.detection.config import DEFAULT_NORM, NORMS
 from mocobench.pretrain.checkpoint import latest_checkpoint
@@ -64,6 +65,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{DEMO_TRIALS} on the built-in data (the demo shows a std)")
     parser.add_argument("--first-trial", type=int, default=0, help="index of the first trial (to add trials)")
     parser.add_argument("--seed", type=int, default=1000, help="seed of trial 0")
+    user = parser.add_argument_group("your own data set (generic benchmarks det-fpn, det-c4, mask-fpn, mask-c4)")
+    user.add_argument("--dataset", metavar="NAME|FILE.yaml",
+                      help="the data set's name (declared once with --train/--test, stored as "
+                           "RESULTS/datasets/NAME.yaml, then named alone) or a YAML file with name, train, test")
+    user.add_argument("--train", metavar="SPEC", help="coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT")
+    user.add_argument("--test", metavar="SPEC", help="the evaluation split, in the same format as --train")
+    user.add_argument("--epochs", type=float, default=None,
+                      help="schedule in epochs over the annotated train images (default 12, about COCO's 1x); "
+                           "MAX_ITER = ceil(epochs x images / 16) before the scaling rule")
     parser.add_argument("--data", choices=["auto", "real", "synthetic"], default="auto",
                         help="auto: the real datasets when present under DETECTRON2_DATASETS, else built-in data")
     parser.add_argument("--synthetic-root", default="output/synthetic")
@@ -119,10 +129,25 @@ def _main(args: argparse.Namespace) -> int:
     if (args.trials is not None and args.trials < 1) or args.first_trial < 0:
         raise RunnerError("--trials must be >= 1 and --first-trial >= 0")
     bench = resolve_benchmark(args.benchmark)
-    synthetic = data_mode(bench, args.data)
+    dataset = None
+    if bench.epochs is not None:  # a generic benchmark: the user's data set, checked (and declared) first
+        if not args.dataset:
+            raise RunnerError(f"{bench.name} runs on your own data set: give --dataset NAME --train SPEC --test "
+                              f"SPEC (SPEC: coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT), or "
+                              f"--dataset NAME once declared")
+        if args.data == "synthetic":
+            raise RunnerError(f"{bench.name} runs on --dataset; --data synthetic is for the paper's benchmarks")
+        dataset = resolve_dataset(args.dataset, args.train, args.test, args.results)
+        synthetic = False
+    elif args.dataset or args.train or args.test or args.epochs is not None:
+        raise RunnerError(f"--dataset/--train/--test/--epochs are for the generic benchmarks (det-fpn, det-c4, "
+                          f"mask-fpn, mask-c4); {bench.name} has its own data sets")
+    else:
+        synthetic = data_mode(bench, args.data)
     if args.trials is None:
         args.trials = DEMO_TRIALS if synthetic else 1
-    data = {"synthetic": synthetic, "root": args.synthetic_root, "preset": args.synthetic_preset}
+    data = {"synthetic": synthetic, "root": args.synthetic_root, "preset": args.synthetic_preset,
+            "user": dataset.to_dict() if dataset else None}
     if synthetic:
         print(BANNER.format(what=f"preset {args.synthetic_preset!r} in {args.synthetic_root}"), flush=True)
     register_builtin(data)
@@ -140,22 +165,25 @@ def _main(args: argparse.Namespace) -> int:
     labels = [i.label for i in inits]
     if len(set(labels)) != len(labels):
         raise RunnerError(f"two initialisations share a label: {labels}; pass them in separate runs with --label")
+    plans = [plan_trial(bench, init, trial, args=args, synthetic=synthetic, num_devices=num_devices, dataset=dataset)
+             for init in inits for trial in range(args.first_trial, args.first_trial + args.trials)]
+    if dataset is not None and not args.dry_run:
+        declare(dataset, args.results)  # every check passed and every trial is planned
     written = []
-    for init in inits:
-        for trial in range(args.first_trial, args.first_trial + args.trials):
-            plan = plan_trial(bench, init, trial, args=args, synthetic=synthetic, num_devices=num_devices)
-            sc = plan.protocol["scaling"]
-            if sc["applied"]:
-                log.info(f"scaling rule applied ({num_devices} devices < {sc['reference']['gpus']}): "
-                         f"{sc['reference']} -> {sc['result']}")
-            if args.dry_run:
-                log.info(f"dry run: {plan.benchmark} / {init.label} trial {trial} seed {plan.seed} -> "
-                         f"{plan.record_path} (max_iter {plan.cfg.SOLVER.MAX_ITER}, "
-                         f"batch {plan.cfg.SOLVER.IMS_PER_BATCH})")
-                continue
-            path = run_trial(plan, args=args, data=data)
-            if path:
-                written.append(path)
+    for plan in plans:
+        init, trial = plan.init, plan.trial
+        sc = plan.protocol["scaling"]
+        if sc["applied"]:
+            log.info(f"scaling rule applied ({num_devices} devices < {sc['reference']['gpus']}): "
+                     f"{sc['reference']} -> {sc['result']}")
+        if args.dry_run:
+            log.info(f"dry run: {plan.benchmark} / {init.label} trial {trial} seed {plan.seed} -> "
+                     f"{plan.record_path} (max_iter {plan.cfg.SOLVER.MAX_ITER}, "
+                     f"batch {plan.cfg.SOLVER.IMS_PER_BATCH})")
+            continue
+        path = run_trial(plan, args=args, data=data)
+        if path:
+            written.append(path)
     if synthetic:
         print(BANNER.format(what="the numbers above come from it"), flush=True)
     log.info(f"{len(written)} record(s) written under {args.results}")

@@ -8,6 +8,7 @@ from typing import Any
 
 from mocobench.common.benchmark import Benchmark
 from mocobench.common.hashing import canonical_hash
+from mocobench.data.custom import UserDataset
 from mocobench.detection.config import build_config, config_hash, load_protocol, num_classes_of
 from mocobench.records import record_path
 from mocobench.runner import RunnerError
@@ -31,14 +32,21 @@ class TrialPlan:
 
 
 def init_config(bench: Benchmark, init: Init, *, synthetic: bool, opts: list[str] | None = None,
-                norm: str | None = None):
-    """The benchmark's config for this initialisation (weights, init delta, demo delta, --opts)."""
+                norm: str | None = None, dataset: UserDataset | None = None, epochs: float | None = None):
+    """The benchmark's config for this initialisation (weights, init delta, demo delta or user data set,
+    --opts, epoch schedule, norm variant)."""
     return build_config(bench, weights=init.pkl, msra=init.msra, random_init=init.kind == "random",
-                        depth=init.depth, synthetic=synthetic, opts=opts, norm=norm)
+                        depth=init.depth, synthetic=synthetic, opts=opts, norm=norm, dataset=dataset, epochs=epochs)
 
 
-def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: bool, num_devices: int) -> TrialPlan:
-    cfg = init_config(bench, init, synthetic=synthetic, opts=args.opts, norm=getattr(args, "norm", None))
+def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: bool, num_devices: int,
+               dataset: UserDataset | None = None) -> TrialPlan:
+    """dataset: a user's data set (generic benchmarks): the record's benchmark is <bench>-<dataset name> and
+    its protocol carries the data set (name, format, hash of the annotation files, classes, sizes) and the
+    epochs, so that two versions of one data set never share a table."""
+    epochs = getattr(args, "epochs", None)
+    cfg = init_config(bench, init, synthetic=synthetic, opts=args.opts, norm=getattr(args, "norm", None),
+                      dataset=dataset, epochs=epochs)
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes_of((*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST))
     cfg.MODEL.DEVICE = "cuda" if args.num_gpus > 0 else "cpu"
     cfg.SOLVER.AMP.ENABLED = bool(args.amp)
@@ -46,13 +54,19 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
     scaling = apply_scaling_rule(cfg, num_devices=num_devices, ims_per_device=args.ims_per_gpu,
                                  reference_gpus=reference)
     name = bench.name + (SYNTHETIC_SUFFIX if synthetic else "")
+    user: dict[str, Any] = {}
+    if dataset is not None:
+        name = f"{bench.name}-{dataset.name}"
+        from_epochs = "SOLVER.MAX_ITER" not in args.opts[::2]
+        user = {"generic_benchmark": bench.name, "dataset": dataset.record_field(),
+                "epochs": (bench.epochs if epochs is None else epochs) if from_epochs else None}
     protocol = {"benchmark": name, "config_hash": config_hash(cfg), "max_iter": cfg.SOLVER.MAX_ITER,
                 "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH, "base_lr": cfg.SOLVER.BASE_LR,
                 "scaling": asdict(scaling), "amp": bool(args.amp), "depth": cfg.MODEL.RESNETS.DEPTH,
                 "norm": cfg.MODEL.RESNETS.NORM,
                 "train_datasets": list(cfg.DATASETS.TRAIN), "test_datasets": list(cfg.DATASETS.TEST),
                 "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES, "builtin_synthetic": synthetic,
-                "weights_sha256": init.weights_sha256}
+                "weights_sha256": init.weights_sha256, **user}
     phash = canonical_hash(protocol)
     seed = args.seed + trial
     out = Path(args.output_dir) / name / init.label / phash[:12] / f"trial{trial:02d}"
