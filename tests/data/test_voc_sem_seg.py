@@ -8,8 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mocobench.data.datasets import (DatasetLayoutError, load_voc_sem_seg, real_dataset_available,
-                                     real_dataset_files)
+from mocobench.data.datasets import DatasetLayoutError, load_voc_sem_seg, real_dataset_available, real_dataset_files
 from mocobench.data.synthetic import CATEGORIES
 from mocobench.data.synthetic.scene import generate_scene
 from mocobench.data.synthetic.streams import image_rng
