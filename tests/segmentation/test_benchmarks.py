@@ -44,7 +44,8 @@ def test_cityscapes_mask_rcnn_trial_in_its_own_folder(synthetic_layout, tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("bench,name,classes", [("voc-seg", "voc-seg-fcn", 11), ("cityscapes-seg", "cityscapes-seg-fcn", 19)])
+@pytest.mark.parametrize("bench,name,classes", [("voc-seg", "voc-seg-fcn", 11),
+                                                ("cityscapes-seg", "cityscapes-seg-fcn", 19)])
 def test_semantic_segmentation_trials_records_and_tables(synthetic_layout, tmp_path, bench, name, classes):
     ckpt = tmp_path / "moco.pth.tar"
     torch.save(wrap("moco", randomised_resnet(18)), ckpt)
