@@ -25,8 +25,8 @@ class Benchmark:
     name: str
     task: str                      # detection | instance_seg | sem_seg (records' "task")
     title: str                     # the table's title
-    config: str | None = None      # config file of the protocol (None: not runnable yet)
-    demo_delta: str | None = None  # config delta used on the built-in synthetic data
+    config: str | None = None      # config file of the protocol, relative to detection/configs or absolute
+    demo_delta: str | None = None  # config delta used on the built-in synthetic data (same rule)
     reference_gpus: int = 8        # the protocol's GPU count (its batch is for that many)
     columns: dict[str, str] = field(default_factory=dict)  # metric key -> header; default: TASK_COLUMNS[task]
     reference: str | None = None   # key of the paper's numbers in reporting/reference.yaml; default: name

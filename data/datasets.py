@@ -30,14 +30,19 @@ PREFIX = "synth_"
 # Real data set (detectron2's builtin name) -> its twin in the built-in synthetic data.
 SYNTHETIC_TWINS = {"voc_2007_trainval": "synth_voc_2007_trainval", "voc_2012_trainval": "synth_voc_2012_trainval",
                    "voc_2007_test": "synth_voc_2007_test", "coco_2017_train": "synth_coco_train",
-                   "coco_2017_val": "synth_coco_val"}
+                   "coco_2017_val": "synth_coco_val",
+                   **{f"cityscapes_fine_{t}_{s}": f"synth_cityscapes_fine_{t}_{s}"
+                      for t in ("instance_seg", "sem_seg") for s in ("train", "val")},
+                   "voc_2012_sem_seg_train_aug": "synth_voc_2012_sem_seg_train_aug",
+                   "voc_2012_sem_seg_val": "synth_voc_2012_sem_seg_val"}
 
 
 def synthetic_names() -> list[str]:
     return [f"{PREFIX}voc_2007_trainval", f"{PREFIX}voc_2007_test", f"{PREFIX}voc_2012_trainval",
             f"{PREFIX}coco_train", f"{PREFIX}coco_val",
             f"{PREFIX}cityscapes_fine_instance_seg_train", f"{PREFIX}cityscapes_fine_instance_seg_val",
-            f"{PREFIX}cityscapes_fine_sem_seg_train", f"{PREFIX}cityscapes_fine_sem_seg_val"]
+            f"{PREFIX}cityscapes_fine_sem_seg_train", f"{PREFIX}cityscapes_fine_sem_seg_val",
+            f"{PREFIX}voc_2012_sem_seg_train_aug", f"{PREFIX}voc_2012_sem_seg_val"]
 
 
 def register_synthetic(layout: SyntheticLayout, replace: bool = False) -> list[str]:
@@ -89,6 +94,9 @@ def register_synthetic(layout: SyntheticLayout, replace: bool = False) -> list[s
         DatasetCatalog.register(sem, lambda x=image_dir, y=gt_dir: load_cityscapes_semantic(x, y))
         MetadataCatalog.get(sem).set(image_dir=image_dir, gt_dir=gt_dir, evaluator_type="cityscapes_sem_seg",
                                      ignore_label=255, synthetic_root=tag, **cs_meta)
+    for split in VOC_SEG_SPLITS:
+        register_voc_sem_seg(f"{PREFIX}voc_2012_sem_seg_{split}", layout.voc2012_seg, split, classes,
+                             synthetic_root=tag)
     return names
 
 
@@ -98,8 +106,72 @@ def register_builtin(data: dict) -> None:
     absent}; nothing to do for Detectron2's builtin real data."""
     if data.get("synthetic"):
         register_synthetic(ensure_synthetic(data["root"], preset=data["preset"]))
+    else:
+        register_real_voc_sem_seg()
     if data.get("user"):
         register_user_dataset(UserDataset.from_dict(data["user"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# PASCAL VOC semantic segmentation (detectron2 has no builtin names for it): train_aug and val 2012
+
+# split -> (ids file under ImageSets/Segmentation, label folder, label PNG mode(s) detectron2 reads right)
+VOC_SEG_SPLITS = {"train_aug": ("train_aug.txt", "SegmentationClassAug", ("L",)),
+                  "val": ("val.txt", "SegmentationClass", ("L", "P"))}
+
+
+class DatasetLayoutError(FileNotFoundError):
+    """A data set's files are missing or not in the layout the README documents."""
+
+
+def load_voc_sem_seg(year_dir: str | os.PathLike, split: str) -> list[dict]:
+    """Dataset dicts ({file_name, sem_seg_file_name, image_id}) of a VOC2012 segmentation split.
+
+    Every listed image needs JPEGImages/<id>.jpg and a label PNG of class indices (0 background,
+    1-20 the classes, 255 void). Training labels must be single-channel: detectron2's DatasetMapper
+    reads them with PIL convert("L"), which turns a palette PNG's indices into grey levels."""
+    ids_file, label_dir, modes = VOC_SEG_SPLITS[split]
+    d = Path(year_dir)
+    ids_path = d / "ImageSets" / "Segmentation" / ids_file
+    if not ids_path.is_file():
+        raise DatasetLayoutError(f"{ids_path} is missing: the VOC {split} split lists its image ids there (README, "
+                                 f"'Real datasets')")
+    ids = [line.split()[0] for line in ids_path.read_text().splitlines() if line.strip()]
+    dicts = [{"file_name": str(d / "JPEGImages" / f"{i}.jpg"), "sem_seg_file_name": str(d / label_dir / f"{i}.png"),
+              "image_id": i} for i in ids]
+    for key, what in (("file_name", "images"), ("sem_seg_file_name", "label PNGs")):
+        missing = [x[key] for x in dicts if not os.path.isfile(x[key])]
+        if missing:
+            raise DatasetLayoutError(f"VOC {split}: {len(missing)} of {len(ids)} {what} listed in {ids_path} are "
+                                     f"missing, e.g. {missing[:3]}")
+    if not dicts:
+        raise DatasetLayoutError(f"{ids_path} lists no image")
+    mode = Image.open(dicts[0]["sem_seg_file_name"]).mode
+    if mode not in modes:
+        raise DatasetLayoutError(f"{dicts[0]['sem_seg_file_name']} is a {mode!r} PNG; {label_dir} for {split} must "
+                                 f"hold {' or '.join(modes)} PNGs of class indices (SegmentationClassAug as DeepLab's "
+                                 f"SBD conversion writes it)")
+    return dicts
+
+
+def register_voc_sem_seg(name: str, year_dir: str | os.PathLike, split: str, classes, **meta) -> None:
+    """Register a VOC2012 segmentation split (stuff_classes = background + classes, void 255)."""
+    DatasetCatalog.register(name, lambda d=str(year_dir), s=split: load_voc_sem_seg(d, s))
+    MetadataCatalog.get(name).set(stuff_classes=["background", *classes], ignore_label=255, evaluator_type="sem_seg",
+                                  dirname=str(year_dir), split=split, **meta)
+
+
+def register_real_voc_sem_seg() -> list[str]:
+    """voc_2012_sem_seg_{train_aug,val} under $DETECTRON2_DATASETS/VOC2012 (registered once per process)."""
+    from detectron2.data.datasets.pascal_voc import CLASS_NAMES
+
+    names = []
+    for split in VOC_SEG_SPLITS:
+        name = f"voc_2012_sem_seg_{split}"
+        if name not in DatasetCatalog.list():
+            register_voc_sem_seg(name, datasets_root() / "VOC2012", split, CLASS_NAMES)
+        names.append(name)
+    return names
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,6 +183,7 @@ _COCO = {f"coco_{y}_{s}": (f"coco/{s}{y}", f"coco/annotations/instances_{s}{y}.j
          for y in (2014, 2017) for s in ("train", "val")}
 _CITYSCAPES = {f"cityscapes_fine_{task}_{s}": (f"cityscapes/leftImg8bit/{s}", f"cityscapes/gtFine/{s}", task)
                for task in ("instance_seg", "sem_seg") for s in ("train", "val", "test")}
+_VOC_SEG = {"voc_2012_sem_seg_train_aug": "train_aug", "voc_2012_sem_seg_val": "val"}
 
 
 def datasets_root() -> Path:
@@ -132,7 +205,11 @@ def real_dataset_files(name: str, root: str | os.PathLike | None = None) -> list
     if name in _CITYSCAPES:
         image_dir, gt_dir, _ = _CITYSCAPES[name]
         return [base / image_dir, base / gt_dir]
-    known = sorted([*_VOC, *_COCO, *_CITYSCAPES])
+    if name in _VOC_SEG:
+        ids_file, label_dir, _ = VOC_SEG_SPLITS[_VOC_SEG[name]]
+        d = base / "VOC2012"
+        return [d / "ImageSets" / "Segmentation" / ids_file, d / "JPEGImages", d / label_dir]
+    known = sorted([*_VOC, *_COCO, *_CITYSCAPES, *_VOC_SEG])
     raise KeyError(f"no file check for data set {name!r}; known: {', '.join(known)}")
 
 

@@ -134,6 +134,16 @@ def num_classes_of(dataset_names) -> int:
     return next(iter(counts.values()))
 
 
+def num_stuff_classes_of(dataset_names) -> int:
+    """The semantic segmentation class count (stuff_classes) the datasets agree on."""
+    from detectron2.data import MetadataCatalog
+
+    counts = {name: len(MetadataCatalog.get(name).get("stuff_classes", []) or []) for name in dataset_names}
+    if len(set(counts.values())) != 1 or 0 in counts.values():
+        raise ConfigError(f"datasets disagree on (or lack) stuff_classes: {counts}")
+    return next(iter(counts.values()))
+
+
 def config_hash(cfg) -> str:
     """Hash of the resolved config without what differs between trials of one protocol."""
     c = cfg.clone()

@@ -1,31 +1,63 @@
-"""The Detectron2 train/eval entry of one trial: `train_and_evaluate(cfg_yaml, data)`, run by
-detectron2.engine.launch in every process of a trial, with `Trainer` (Detectron2's DefaultTrainer plus
-our evaluators). Rank 0 writes OUTPUT_DIR/eval_results.json ({task: {metric: value or null}})."""
+"""The Detectron2 train/eval entry of one trial (every benchmark, detection and segmentation):
+`train_and_evaluate(cfg_yaml, data)`, run by detectron2.engine.launch in every process of a trial, with
+`Trainer` (Detectron2's DefaultTrainer plus our evaluators, and the segmentation recipe's augmentations
+for SemanticSegmentor models). Rank 0 writes OUTPUT_DIR/eval_results.json ({task: {metric: value or null}})."""
 from __future__ import annotations
 
 import json
 import logging
 import math
+import os
 from pathlib import Path
 from typing import Any
 
 from detectron2.config import CfgNode, get_cfg
-from detectron2.data import MetadataCatalog
+from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
 from detectron2.engine import DefaultTrainer
-from detectron2.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator
+from detectron2.evaluation import (
+    CityscapesInstanceEvaluator,
+    COCOEvaluator,
+    DatasetEvaluator,
+    PascalVOCDetectionEvaluator,
+    SemSegEvaluator,
+)
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
 
 from mocobench.common.atomic import atomic_write
 from mocobench.common.errors import UsageError
-from mocobench.data.datasets import register_builtin
+from mocobench.data.augmentation import sem_seg_train_augmentations
+from mocobench.data.datasets import read_label_png, register_builtin
 
 METRICS_FILE = "eval_results.json"
 
 
 class TrainingError(UsageError):
     """A trial cannot train or evaluate as configured (weights not loaded as written, no evaluator)."""
+
+
+class InFolder(DatasetEvaluator):
+    """Runs an evaluator's evaluate() with `folder` as the working directory (cityscapesscripts writes
+    files such as matches.json into the current directory): the trial's folder, never the user's."""
+
+    def __init__(self, evaluator: DatasetEvaluator, folder: str):
+        self.evaluator, self.folder = evaluator, folder
+
+    def reset(self):
+        self.evaluator.reset()
+
+    def process(self, inputs, outputs):
+        self.evaluator.process(inputs, outputs)
+
+    def evaluate(self):
+        os.makedirs(self.folder, exist_ok=True)
+        cwd = os.getcwd()
+        os.chdir(self.folder)
+        try:
+            return self.evaluator.evaluate()
+        finally:
+            os.chdir(cwd)
 
 
 def build_evaluator(cfg, dataset_name: str, output_folder: str):
@@ -35,7 +67,12 @@ def build_evaluator(cfg, dataset_name: str, output_folder: str):
     if kind == "coco":  # no compiled ops here: pycocotools' scorer (use_fast_impl=False)
         tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)  # explicit: also when nothing is predicted
         return COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder, use_fast_impl=False)
-    raise TrainingError(f"dataset {dataset_name} has evaluator_type {kind!r}; expected pascal_voc or coco")
+    if kind == "cityscapes_instance":  # mask AP / AP50 by cityscapesscripts, run in the trial's own folder
+        return InFolder(CityscapesInstanceEvaluator(dataset_name), str(Path(output_folder).resolve()))
+    if kind in ("sem_seg", "cityscapes_sem_seg"):  # mIoU; numpy 2 needs our label reader
+        return SemSegEvaluator(dataset_name, distributed=True, output_dir=None, sem_seg_loading_fn=read_label_png)
+    raise TrainingError(f"dataset {dataset_name} has evaluator_type {kind!r}; expected pascal_voc, coco, "
+                        f"cityscapes_instance, sem_seg or cityscapes_sem_seg")
 
 
 class Trainer(DefaultTrainer):
@@ -44,6 +81,13 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         return build_evaluator(cfg, dataset_name, output_folder or str(Path(cfg.OUTPUT_DIR) / "inference"))
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":  # random scale, crop, flip (data.augmentation)
+            mapper = DatasetMapper(cfg, is_train=True, augmentations=sem_seg_train_augmentations(cfg))
+            return build_detection_train_loader(cfg, mapper=mapper)
+        return super().build_train_loader(cfg)
 
     def train(self) -> dict[str, dict[str, Any]]:
         super().train()

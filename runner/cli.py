@@ -1,4 +1,4 @@
-"""`python -m mocobench run`: fine-tune and evaluate one detection benchmark for N trials.
+"""`python -m mocobench run`: fine-tune and evaluate one benchmark (detection or segmentation) for N trials.
 
     python -m mocobench run voc0712-det-c4 --weights output/pretrain/moco_v2_demo --trials 5
     python -m mocobench run voc-det --weights RUN_DIR --weights sup.pth --weights random   # make voc-det
@@ -21,11 +21,11 @@ from mocobench.common.errors import UsageError
 from mocobench.common.logs import cli_logging
 from mocobench.data.datasets import register_builtin
 from mocobench.data.declarations import declare, resolve_dataset
-from mocobench.detection.benchmarks import ALIASES, BENCHMARKS, resolve_benchmark
 from mocobench.detection.config import DEFAULT_NORM, NORMS
 from mocobench.pretrain.checkpoint import latest_checkpoint
 from mocobench.records import INIT_KINDS
 from mocobench.runner import RunnerError
+from mocobench.runner.benchmarks import ALIASES, BENCHMARKS, resolve_benchmark
 from mocobench.runner.plan import data_mode, plan_trial
 from mocobench.runner.trial import run_trial
 from mocobench.runner.weights import resolve_init

@@ -9,7 +9,7 @@ from typing import Any
 from mocobench.common.benchmark import Benchmark
 from mocobench.common.hashing import canonical_hash
 from mocobench.data.custom import UserDataset
-from mocobench.detection.config import build_config, config_hash, load_protocol, num_classes_of
+from mocobench.detection.config import build_config, config_hash, load_protocol, num_classes_of, num_stuff_classes_of
 from mocobench.records import record_path
 from mocobench.runner import RunnerError
 from mocobench.runner.scaling import apply_scaling_rule
@@ -47,7 +47,11 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
     epochs = getattr(args, "epochs", None)
     cfg = init_config(bench, init, synthetic=synthetic, opts=args.opts, norm=getattr(args, "norm", None),
                       dataset=dataset, epochs=epochs)
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes_of((*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST))
+    datasets = (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)
+    if bench.task == "sem_seg":
+        cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = num_classes = num_stuff_classes_of(datasets)
+    else:
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes = num_classes_of(datasets)
     cfg.MODEL.DEVICE = "cuda" if args.num_gpus > 0 else "cpu"
     cfg.SOLVER.AMP.ENABLED = bool(args.amp)
     reference = 1 if synthetic else bench.reference_gpus  # the demo schedule is written for one device
@@ -65,7 +69,7 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
                 "scaling": asdict(scaling), "amp": bool(args.amp), "depth": cfg.MODEL.RESNETS.DEPTH,
                 "norm": cfg.MODEL.RESNETS.NORM,
                 "train_datasets": list(cfg.DATASETS.TRAIN), "test_datasets": list(cfg.DATASETS.TEST),
-                "num_classes": cfg.MODEL.ROI_HEADS.NUM_CLASSES, "builtin_synthetic": synthetic,
+                "num_classes": num_classes, "builtin_synthetic": synthetic,
                 "weights_sha256": init.weights_sha256, **user}
     phash = canonical_hash(protocol)
     seed = args.seed + trial
@@ -79,12 +83,18 @@ def data_mode(bench: Benchmark, requested: str) -> bool:
     """True when the run uses the built-in synthetic data."""
     if requested == "synthetic":
         return True
-    from mocobench.data.datasets import real_dataset_available
+    from mocobench.data.datasets import datasets_root, real_dataset_available, real_dataset_files
 
     cfg = load_protocol(bench)
     names = [*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST]
     missing = [n for n in names if not real_dataset_available(n)]
-    if requested == "real" and missing:
-        raise RunnerError(f"--data real: datasets {missing} not found under DETECTRON2_DATASETS; see README "
-                          f"'Real datasets', or use --data synthetic")
+    parts = [p for n in names for p in real_dataset_files(n)]
+    absent = [str(p) for p in parts if not p.exists()]
+    if missing and (requested == "real" or len(absent) < len(parts)):  # asked for, or half there: say what is missing
+        how = ("--data real" if requested == "real" else
+               f"some files of {bench.name}'s real datasets are under {datasets_root()} but not all")
+        what = absent or ("files inside those folders (Cityscapes semantic segmentation needs the "
+                          "*_gtFine_labelTrainIds.png of cityscapesscripts' createTrainIdLabelImgs)")
+        raise RunnerError(f"{how}: datasets {missing} are incomplete; missing: {what}. See README "
+                          f"'Real datasets' for the layout, or use --data synthetic")
     return bool(missing)

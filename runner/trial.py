@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+import mocobench.segmentation  # noqa: F401  (registers the dilated ResNet and FCNHead in this process)
 from mocobench.common import provenance
 from mocobench.common.atomic import append_line, write_text
 from mocobench.common.hashing import canonical_hash
@@ -16,6 +17,12 @@ from mocobench.runner import RunnerError
 from mocobench.runner.plan import TrialPlan
 
 log = logging.getLogger(__name__)
+
+
+def run_in_process(cfg_yaml: str, data: dict) -> None:
+    """What every process of a trial runs. Spawned processes import this module to find it, and with it
+    both rooms' Detectron2 registrations (our ROI head, the dilated ResNet, FCNHead)."""
+    train_and_evaluate(cfg_yaml, data)
 
 
 def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
@@ -42,7 +49,7 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
     # a "start" line first: an attempt killed outright (SIGKILL, power loss) still counts as one
     append_line(attempts_file, json.dumps({"event": "start", "started": started, "resumed": resuming}))
     try:
-        launch(train_and_evaluate, max(args.num_gpus, 1), num_machines=args.num_machines,
+        launch(run_in_process, max(args.num_gpus, 1), num_machines=args.num_machines,
                machine_rank=args.machine_rank, dist_url=args.dist_url, args=(cfg_yaml, data))
         ok = True
     finally:  # interrupted attempts count too: wall time is the sum over the attempts that ended
@@ -76,6 +83,6 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
 
 
 def _summary(metrics: dict[str, dict[str, float | None]]) -> str:
-    return "; ".join(f"{task} " + " ".join(f"{k} {v:.1f}" for k in ("AP", "AP50", "AP75")
+    return "; ".join(f"{task} " + " ".join(f"{k} {v:.1f}" for k in ("AP", "AP50", "AP75", "mIoU")
                                              if (v := values.get(k)) is not None)
                      for task, values in metrics.items())

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from mocobench.common.atomic import write_text
 from mocobench.common.hashing import canonical_hash
 
-from . import cityscapes, coco, imagefolder, shapes, voc
+from . import cityscapes, coco, imagefolder, shapes, voc, voc_seg
 from .presets import GENERATOR_VERSION, resolve_params
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ WRITERS = {
     "imagefolder": (imagefolder, "imagefolder"),
     "voc2007": (voc, "VOCdevkit/VOC2007"),
     "voc2012": (voc, "VOCdevkit/VOC2012"),
+    "voc2012_seg": (voc_seg, "VOCdevkit/VOC2012"),  # semantic segmentation files in the same year folder
     "coco": (coco, "coco"),
     "cityscapes": (cityscapes, "cityscapes"),
 }
@@ -69,6 +70,10 @@ class SyntheticLayout:
     @property
     def voc2012(self) -> Path:
         return self.root / WRITERS["voc2012"][1]
+
+    @property
+    def voc2012_seg(self) -> Path:
+        return self.root / WRITERS["voc2012_seg"][1]
 
     @property
     def coco(self) -> Path:

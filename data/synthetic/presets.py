@@ -25,7 +25,8 @@ Keys of a preset:
                         max(this, 120): its evaluator ignores regions under 100 px)
     min_visible_frac    smallest visible fraction of an occluded instance
     jpeg_quality        JPEG quality of the written images
-    counts              images per layout and split
+    counts              images per layout and split (voc2012_seg: the VOC semantic segmentation
+                        splits train_aug and val)
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from mocobench.common.config import merge
 from .shapes import CATEGORIES
 
 # Bump whenever the generator's output for the same parameters changes (drawing, file formats).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: the VOC semantic segmentation layout (voc2012_seg)
 
 _COMMON: dict[str, Any] = {
     "categories": list(CATEGORIES),
@@ -66,6 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "imagefolder": {"train": 20, "val": 10},
             "voc2007": {"trainval": 6, "test": 6},
             "voc2012": {"trainval": 4},
+            "voc2012_seg": {"train_aug": 4, "val": 3},
             "coco": {"train": 6, "val": 6},
             "cityscapes": {"train": 3, "val": 3},
         },
@@ -80,6 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "imagefolder": {"train": 400, "val": 100},
             "voc2007": {"trainval": 120, "test": 60},
             "voc2012": {"trainval": 80},
+            "voc2012_seg": {"train_aug": 80, "val": 40},
             "coco": {"train": 160, "val": 60},
             "cityscapes": {"train": 30, "val": 15},
         },
@@ -107,6 +110,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "imagefolder": {"train": 2000, "val": 500},
             "voc2007": {"trainval": 600, "test": 120},
             "voc2012": {"trainval": 400},
+            "voc2012_seg": {"train_aug": 400, "val": 100},
             "coco": {"train": 800, "val": 120},
             "cityscapes": {"train": 100, "val": 50},
         },

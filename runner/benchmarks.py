@@ -1,0 +1,15 @@
+"""Every runnable benchmark: the detection and segmentation registries (each benchmark defined once, in
+its room's benchmarks.py), looked up by name or alias. The runner and the make targets use this."""
+from __future__ import annotations
+
+from mocobench.common.benchmark import Benchmark, lookup
+from mocobench.detection import benchmarks as detection
+from mocobench.segmentation import benchmarks as segmentation
+
+BENCHMARKS: dict[str, Benchmark] = {**detection.BENCHMARKS, **segmentation.BENCHMARKS}
+ALIASES: dict[str, str] = {**detection.ALIASES, **segmentation.ALIASES}
+
+
+def resolve_benchmark(name: str) -> Benchmark:
+    """A benchmark by name or alias; BenchmarkError names the known ones."""
+    return lookup(BENCHMARKS, ALIASES, name)
