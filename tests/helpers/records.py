@@ -19,9 +19,9 @@ def resolved_config(benchmark: str, protocol: dict[str, Any], opts: list[str] | 
     """The resolved config YAML a runner record of this benchmark and protocol holds: the registry's config
     (the demo delta when synthetic), its schedule/batch/lr, the scaling rule when the protocol says it was
     applied, then opts (KEY VALUE ...). A placeholder for benchmarks without a config."""
-    from mocobench.detection.benchmarks import BENCHMARKS
     from mocobench.detection.config import build_config
     from mocobench.records import SYNTHETIC_SUFFIX
+    from mocobench.runner.benchmarks import BENCHMARKS
     from mocobench.runner.scaling import apply_scaling_rule
 
     synthetic = benchmark.endswith(SYNTHETIC_SUFFIX) or bool(protocol.get("builtin_synthetic"))
