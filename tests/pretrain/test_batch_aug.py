@@ -216,3 +216,18 @@ def test_outputs_have_the_statistics_of_the_cpu_pipeline(version):
             setattr(prm, wrong, torch.zeros_like(getattr(prm, wrong)))
             zb = compare(a, output_statistics(aug.apply(batch, prm, index)))
             assert (zb >= Z).any(), f"a wrong pipeline ({wrong}) passed: z {zb.numpy().round(2)}"
+
+
+def test_trainer_trains_with_batched_augmentation(tmp_path):
+    """data.aug_device=gpu through the real trainer (CPU tensors): workers decode, the step augments two views."""
+    from mocobench.pretrain.trainer import Trainer
+    from tests.helpers.pretrain import make_imagefolder, tiny_config
+
+    make_imagefolder(tmp_path / "d", per_class=8)
+    trainer = Trainer(tiny_config(tmp_path / "d", tmp_path / "o", "data.aug_device=gpu", "optim.epochs=1"))
+    images, sizes, targets = next(iter(trainer.loader))
+    assert images.dtype == torch.uint8 and images.shape == (8, 3, 20, 20) and sizes.tolist() == [[20, 20]] * 8
+    views = trainer.augment_batch(images, sizes)
+    assert views.shape == (8, 2, 3, 16, 16) and not torch.equal(views[:, 0], views[:, 1])
+    final = trainer.train()
+    assert final.is_file() and all(math.isfinite(e["loss"]) for e in trainer.history)
