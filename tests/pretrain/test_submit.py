@@ -53,7 +53,11 @@ def test_submitted_training_runs_and_a_second_submission_resumes(tmp_path):
     assert ckpt_lib.latest_checkpoint(out).name == "checkpoint_0000.pth.tar"  # index = last finished epoch (0-based)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert log[-1]["kind"] == "epoch"
-    assert pretrain_main(args) == 0  # requeued: resumes, nothing left to do, nothing overwritten
-    assert len((out / "log.jsonl").read_text().splitlines()) == len(log)
+    ckpt_bytes = ckpt_lib.latest_checkpoint(out).read_bytes()
+    assert pretrain_main(args) == 0  # requeued: resumes, nothing left to do, the checkpoint untouched
+    assert ckpt_lib.latest_checkpoint(out).read_bytes() == ckpt_bytes
+    # (resuming trims the log's window line at the checkpoint's step, as any --resume auto does: log.trim_after)
+    after = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [e for e in after if e["kind"] == "epoch"] == [e for e in log if e["kind"] == "epoch"]
     logs = "".join(p.read_text() for p in (tmp_path / "slurm").glob("*_log.out"))
     assert "nothing to do" in logs or "final checkpoint" in logs
