@@ -37,6 +37,22 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace) -> int:
+    from mocobench.common.cluster import spec_from_args
+    from mocobench.pretrain.submit import submit_training
+
+    train_args = [a for a in args.train_args if a != "--"]
+    try:
+        spec = spec_from_args(args)
+        job = submit_training(train_args, spec, procs_per_node=args.procs_per_node)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if args.wait:
+        job.result()  # raises if the job failed; its log is in the submitit folder
+        print(f"job {job.job_id} finished")
+    return 0
+
+
 def _knn(args: argparse.Namespace) -> int:
     import torch
 
@@ -81,6 +97,19 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                     help="overrides as KEY VALUE pairs (last on the command line), e.g. --opts optim.epochs 10")
     tr.set_defaults(func=_train)
+    sm = sub.add_parser("submit", help="the same training through submitit (SLURM; requeued on preemption)",
+                        description="python -m mocobench.pretrain submit --nodes 4 --gpus-per-node 8 --partition P "
+                                    "--time 4320 -- --config moco_v2 data.path=/data/imagenet/train: one torchrun per "
+                                    "node (c10d rendezvous on the first), always --resume auto, so a requeued job "
+                                    "continues from the latest checkpoint. Everything after -- goes to `train`.")
+    from mocobench.common.cluster import add_cluster_arguments
+
+    add_cluster_arguments(sm)
+    sm.add_argument("--procs-per-node", type=int, default=None,
+                    help="training processes per node (default: --gpus-per-node; on CPU, e.g. 2 gloo processes)")
+    sm.add_argument("--wait", action="store_true", help="wait for the job and fail if it fails")
+    sm.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the arguments of `train`")
+    sm.set_defaults(func=_submit)
     for name, func, text in (("knn", _knn, "weighted kNN top-1 (k=200, T=0.1) of a checkpoint's backbone"),
                              ("lincls", _lincls, "linear evaluation with a frozen backbone (the paper's protocol)")):
         p = sub.add_parser(name, help=text, description=text)

@@ -18,7 +18,11 @@ BASE_CONFIG = CONFIG_DIR / "base.yaml"
 # keys that may differ between a run and its resume (they do not change what is trained)
 RESUME_FREE_KEYS = ("data.workers", "train.output_dir", "train.progress", "train.log_every",
                     "train.checkpoint_every", "knn.every", "knn.batch_size", "data.path", "knn.train_path",
-                    "knn.val_path", "knn.limit", "train.device", "train.threads")
+                    "knn.val_path", "knn.limit", "train.device", "train.threads", "data.prefetch", "optim.impl",
+                    "train.compile")
+# keys added after runs were already saved, with the value that reproduces what those runs did
+# (a config saved before a key existed compares as if it had this value)
+ADDED_KEYS = {"data.aug_device": "cpu"}
 
 __all__ = ["BASE_CONFIG", "CONFIG_DIR", "ConfigError", "RESUME_FREE_KEYS", "config_diff", "dump", "flatten",
            "load_config", "resolve_config_path", "validate"]
@@ -47,7 +51,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def validate(cfg: dict) -> None:
     from mocobench.pretrain.encoders import ARCHS, STEMS
-    from mocobench.pretrain.optimizer import OPTIMIZERS
+    from mocobench.pretrain.optimizer import IMPLS, OPTIMIZERS
 
     def choice(key: str, value: Any, options: tuple) -> None:
         if value not in options:
@@ -59,6 +63,8 @@ def validate(cfg: dict) -> None:
     choice("moco.momentum_schedule", cfg["moco"]["momentum_schedule"], ("constant", "cosine"))
     choice("data.source", cfg["data"]["source"], ("synthetic", "imagefolder", "flat"))
     choice("data.aug", cfg["data"]["aug"], ("v1", "v2"))
+    choice("data.aug_device", cfg["data"]["aug_device"], ("cpu", "gpu"))
+    choice("optim.impl", cfg["optim"]["impl"], IMPLS)
     choice("optim.schedule", cfg["optim"]["schedule"], ("cosine", "step"))
     choice("optim.optimizer", cfg["optim"]["optimizer"], OPTIMIZERS)
     choice("train.amp", cfg["train"]["amp"], ("none", "bf16", "fp16"))
@@ -83,7 +89,7 @@ def flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
 
 def config_diff(a: dict, b: dict, ignore: tuple[str, ...] = RESUME_FREE_KEYS) -> list[str]:
     """Keys whose values differ between two resolved configs, as 'key: a != b' lines."""
-    fa, fb = flatten(a), flatten(b)
+    fa, fb = ADDED_KEYS | flatten(a), ADDED_KEYS | flatten(b)
     return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb))
             if k not in ignore and fa.get(k) != fb.get(k)]
 

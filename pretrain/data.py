@@ -172,11 +172,39 @@ def training_samples(cfg: dict) -> tuple[list[tuple[Path, int]], list[str]]:
     return samples, classes
 
 
+def decoded_image(image: Image.Image) -> torch.Tensor:
+    """A PIL RGB image -> 3 x H x W uint8 tensor (what the workers hand over with data.aug_device=gpu)."""
+    return T.functional.pil_to_tensor(image)
+
+
+def pad_collate(batch: list[tuple]) -> tuple:
+    """Decoded images of different sizes -> (N x 3 x Hmax x Wmax uint8, image b in the top-left corner;
+    sizes N x 2 (h, w); labels N), plus the items' further fields (the skipped-files notes) as lists."""
+    images = [item[0] for item in batch]
+    sizes = torch.tensor([img.shape[1:] for img in images], dtype=torch.long)
+    out = torch.zeros(len(batch), 3, int(sizes[:, 0].max()), int(sizes[:, 1].max()), dtype=torch.uint8)
+    for b, img in enumerate(images):
+        out[b, :, :img.shape[1], :img.shape[2]] = img
+    extra = tuple([item[k] for item in batch] for k in range(2, len(batch[0])))
+    return (out, sizes, torch.tensor([item[1] for item in batch], dtype=torch.long), *extra)
+
+
+def batch_augmentation(cfg: dict):
+    """The on-device counterpart of the dataset's transform (data.aug_device=gpu)."""
+    from mocobench.pretrain.batch_aug import BatchAugment
+
+    d = cfg["data"]
+    return BatchAugment(version=d["aug"] if cfg["mode"] == "moco" else "supervised", size=d["image_size"],
+                        min_scale=d["min_scale"], mean=MEAN, std=STD)
+
+
 def build_training_dataset(cfg: dict) -> ImageList:
     samples, classes = training_samples(cfg)
     d = cfg["data"]
-    if cfg["mode"] == "moco":
-        transform: Callable = TwoCrops(moco_augmentation(d["aug"], d["image_size"], d["min_scale"]))
+    if d["aug_device"] == "gpu":  # workers decode only; pretrain/batch_aug.py augments on the device
+        transform: Callable = decoded_image
+    elif cfg["mode"] == "moco":
+        transform = TwoCrops(moco_augmentation(d["aug"], d["image_size"], d["min_scale"]))
     else:
         transform = supervised_augmentation(d["image_size"], d["min_scale"])
     return ImageList(samples, transform, classes=classes, max_bad=d["max_bad_images"], report_skips=True)

@@ -64,6 +64,10 @@ class MoCo(nn.Module):
     def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
         self.load_state_dict(state, strict=True)
 
+    def encoders(self) -> list[nn.Module]:
+        """The networks the images go through (what train.compile compiles)."""
+        return [self.encoder_q, self.encoder_k]
+
     @staticmethod
     def step_inputs(images: torch.Tensor, targets: torch.Tensor, *,
                     memory_format: torch.memory_format = torch.contiguous_format) -> tuple[torch.Tensor, ...]:
@@ -89,9 +93,11 @@ class MoCo(nn.Module):
         """Replace the oldest len(keys) entries of the queue by keys (global batch, rank order)."""
         n = keys.shape[0]
         self.check_batch(n)
-        ptr = int(self.queue_ptr)
-        self.queue[:, ptr:ptr + n] = keys.T.to(self.queue.dtype)
-        self.queue_ptr[0] = (ptr + n) % self.queue_size
+        # columns ptr .. ptr+n-1 (K divisible by n: never wraps inside a batch); index arithmetic stays on the
+        # device, so the step never waits for the GPU to read the pointer
+        cols = self.queue_ptr + torch.arange(n, device=self.queue.device)
+        self.queue.index_copy_(1, cols, keys.T.to(self.queue.dtype))
+        self.queue_ptr.add_(n).remainder_(self.queue_size)
 
     @torch.no_grad()
     def _keys(self, im_k: torch.Tensor) -> torch.Tensor:
@@ -133,6 +139,9 @@ class Supervised(nn.Module):
 
     def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
         self.encoder.load_state_dict(state, strict=True)
+
+    def encoders(self) -> list[nn.Module]:
+        return [self.encoder]
 
     @staticmethod
     def step_inputs(images: torch.Tensor, targets: torch.Tensor, *,

@@ -25,18 +25,18 @@ from mocobench.common.atomic import write_text
 from mocobench.pretrain import checkpoint as ckpt_lib
 from mocobench.pretrain import rng
 from mocobench.pretrain.config import ConfigError, config_diff, dump
-from mocobench.pretrain.data import DataError, build_training_dataset, knn_paths
+from mocobench.pretrain.data import DataError, batch_augmentation, build_training_dataset, knn_paths, pad_collate
 from mocobench.pretrain.distributed import (
     DistEnv,
     DistributedExchange,
     LocalExchange,
-    all_reduce_mean,
     barrier,
     init_distributed,
 )
 from mocobench.pretrain.encoders import build_resnet
 from mocobench.pretrain.knn import knn_top1
 from mocobench.pretrain.log import append_entry, skipped_images, trim_after
+from mocobench.pretrain.metrics import LossWindow, Reading
 from mocobench.pretrain.moco import MoCo, Supervised
 from mocobench.pretrain.optimizer import build_optimizer
 from mocobench.pretrain.sampler import GlobalBatchSampler
@@ -100,8 +100,15 @@ class Trainer:
                                               world_size=self.env.world_size, seed=t["seed"])
         except ValueError as e:  # fewer images than one global batch, or a batch the processes cannot split
             raise ConfigError(str(e)) from None
-        self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=cfg["data"]["workers"],
-                                 pin_memory=self.env.device.type == "cuda")
+        d = cfg["data"]
+        workers = d["workers"]
+        # data.aug_device=gpu: the workers decode, `self.augment` crops and colours the whole batch on the device
+        self.augment = batch_augmentation(cfg) if d["aug_device"] == "gpu" else None
+        self.aug_generator = torch.Generator(self.env.device)
+        self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
+                                 pin_memory=self.env.device.type == "cuda",
+                                 collate_fn=pad_collate if self.augment else None,
+                                 persistent_workers=workers > 0, prefetch_factor=d["prefetch"] if workers else None)
         self.steps_per_epoch = len(self.sampler)
 
         torch.manual_seed(t["seed"])  # identical initial weights and queue on every rank
@@ -118,7 +125,10 @@ class Trainer:
                     if self.env.world_size > 1 else None)
         self.base_lr = scaled_lr(o["lr"], o["batch_size"], o["base_batch"])
         self.optimizer = build_optimizer(self.model.parameters(), name=o["optimizer"], lr=self.base_lr,
-                                         momentum=o["momentum"], weight_decay=o["weight_decay"])
+                                         momentum=o["momentum"], weight_decay=o["weight_decay"], impl=o["impl"])
+        if t["compile"]:
+            for encoder in self.model.encoders():
+                encoder.compile()  # in place: parameter names and checkpoints unchanged
         self.amp_dtype = AMP_DTYPES.get(t["amp"])
         self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=t["amp"] == "fp16")
         self.start_epoch, self.step = 0, 0
@@ -216,15 +226,29 @@ class Trainer:
                             f"remove them, or raise data.max_bad_images")
 
     # ---------------------------------------------------------------- the step
-    def run_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> float:
-        """data -> loss -> backward -> optimizer step, at this step's lr and key momentum. Returns the local loss."""
+    def augment_batch(self, images: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """data.aug_device=gpu: decoded uint8 images (padded) on the device -> the augmented views, as the CPU
+        path's loader gives them (MoCo: N x 2 x C x H x W; supervised: N x C x H x W). Seeded per step and rank."""
+        self.aug_generator.manual_seed(hash((self.cfg["train"]["seed"], self.step, self.env.rank)) & 0x7FFF_FFFF_FFFF)
+        views = self.augment.views(images, sizes, 2 if self.cfg["mode"] == "moco" else 1, self.aug_generator)
+        return views if self.cfg["mode"] == "moco" else views[:, 0]
+
+    def run_step(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """data -> loss -> backward -> optimizer step, at this step's lr and key momentum.
+
+        Returns the local loss as a 0-d tensor on the device, without reading it (no host synchronisation):
+        the training loop sums losses on the device and checks them for NaN/inf when it logs."""
         o, total = self.cfg["optim"], self.cfg["optim"]["epochs"] * self.steps_per_epoch
         lr = learning_rate(self.step, steps_per_epoch=self.steps_per_epoch, epochs=o["epochs"], base_lr=self.base_lr,
                            schedule=o["schedule"], milestones=o["steps"], warmup_epochs=o["warmup_epochs"])
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        images, targets = batch
-        images = images.to(self.env.device, non_blocking=True)
+        if self.augment is not None:  # (uint8 images, sizes, targets) from pad_collate
+            images, sizes, targets = batch
+            images = self.augment_batch(images.to(self.env.device, non_blocking=True), sizes)
+        else:
+            images, targets = batch
+            images = images.to(self.env.device, non_blocking=True)
         momentum = key_momentum(self.step, total_steps=total, base=self.cfg["moco"]["momentum"],
                                 schedule=self.cfg["moco"]["momentum_schedule"])  # of the key encoder (MoCo)
         net = self.ddp or self.model
@@ -234,16 +258,29 @@ class Trainer:
                                             memory_format=self.memory_format)
             logits, labels = net(*inputs, momentum)
             loss = F.cross_entropy(logits, labels)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step} (lr {lr:.4g}); lower "
-                                     f"optim.lr or switch train.amp to bf16/none")
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
         self._lr = lr
-        return loss.item()
+        return loss.detach()
+
+    def _finite(self, reading: Reading) -> float:
+        """The value of a loss reading; a NaN/inf loss stops the run with what to change."""
+        value = reading.value()
+        if not np.isfinite(value):
+            m = reading.meta
+            raise FloatingPointError(f"non-finite loss {value} in steps {m['first']}..{m['step']} (lr {m['lr']:.4g}); "
+                                     f"lower optim.lr or switch train.amp to bf16/none")
+        return value
+
+    def _log_steps(self, reading: Reading) -> None:
+        m = reading.meta
+        loss = self._finite(reading)
+        self._log({"kind": "step", "epoch": m["epoch"], "step": m["step"], "loss": loss, "lr": m["lr"],
+                   "pairs_per_s": m["rate"]})
+        m["bar"].set_postfix(loss=f"{loss:.3f}", lr=f"{m['lr']:.3g}", pairs_s=f"{m['rate']:.1f}")
 
     # ---------------------------------------------------------------- hooks
     def run_knn(self) -> float | None:
@@ -290,24 +327,29 @@ class Trainer:
         for epoch in range(self.start_epoch, last):
             self.sampler.set_epoch(epoch)
             self.dataset.epoch = epoch
-            losses: list[float] = []
+            # losses stay on the device; each log interval's mean is read one interval later (metrics.py)
+            window, epoch_losses, pending = LossWindow(self.env.device), LossWindow(self.env.device), None
             bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{o['epochs']}",
                        disable=not (self.env.is_main and t["progress"]), dynamic_ncols=True)
-            tick, window = time.perf_counter(), 0
-            for images, targets, skipped in bar:
+            tick, first = time.perf_counter(), self.step + 1
+            for *batch, skipped in bar:  # (images, [sizes,] targets, unreadable files skipped for this batch)
                 self._report_skipped(skipped, epoch)
-                losses.append(self.run_step((images, targets)))
-                window += 1
-                if self.step % t["log_every"] == 0 or window == self.steps_per_epoch:
+                loss = self.run_step(tuple(batch))
+                window.add(loss)
+                epoch_losses.add(loss)
+                if self.step % t["log_every"] == 0 or window.count == self.steps_per_epoch:
                     now = time.perf_counter()
-                    rate = window * o["batch_size"] / (now - tick)
-                    loss = all_reduce_mean(float(np.mean(losses[-window:])), self.env.device)
-                    tick, window = now, 0
-                    self._log({"kind": "step", "epoch": epoch, "step": self.step, "loss": loss, "lr": self._lr,
-                               "pairs_per_s": rate})
-                    bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self._lr:.3g}", pairs_s=f"{rate:.1f}")
+                    rate = window.count * o["batch_size"] / (now - tick)
+                    reading = window.read_async(epoch=epoch, step=self.step, first=first, lr=self._lr, rate=rate,
+                                                bar=bar)
+                    if pending is not None:
+                        self._log_steps(pending)
+                    pending, tick, first = reading, now, self.step + 1
+            if pending is not None:
+                self._log_steps(pending)
             entry = {"kind": "epoch", "epoch": epoch, "step": self.step,
-                     "loss": all_reduce_mean(float(np.mean(losses)), self.env.device), "lr": self._lr}
+                     "loss": self._finite(epoch_losses.read_async(first=self.step - epoch_losses.count + 1,
+                                                                  step=self.step, lr=self._lr)), "lr": self._lr}
             finished = epoch + 1
             k_every = self.cfg["knn"]["every"]
             if k_every and (finished % k_every == 0 or finished == o["epochs"]):

@@ -6,6 +6,12 @@ on random images already on the device, so data loading is excluded: this is the
     python -m mocobench.benchmarks.perf.pretrain_speed --preset cpu-tiny          # < 1 min on 2 CPU cores
     python -m mocobench.benchmarks.perf.pretrain_speed --preset cpu-r50           # ResNet-50 224 px, batch 8, CPU
     python -m mocobench.benchmarks.perf.pretrain_speed --preset gpu-r50 --amp bf16 --channels-last   # one GPU
+
+The ladder measures end to end from JPEG files (DataLoader workers, augmentation, step), one cumulative
+stage at a time: fp32 with CPU augmentation, + AMP (bf16), + channels_last, + GPU augmentation
+(data.aug_device=gpu: workers only decode), + torch.compile; with each stage's ratio to the first:
+    python -m mocobench.benchmarks.perf.pretrain_speed --ladder                     # tiny CPU shape, < 1 min
+    python -m mocobench.benchmarks.perf.pretrain_speed --ladder --preset gpu-r50    # ResNet-50 224 px, one GPU
 The paper's reference: 8 V100, fp32, batch 256: ~168 pairs/s per V100 (53 h for 200 ImageNet epochs).
 """
 from __future__ import annotations
@@ -22,6 +28,7 @@ from PIL import Image
 
 PRESETS = {
     "cpu-tiny": dict(arch="resnet18", stem="small", size=32, batch=16, queue=4096, steps=4, warmup=1, device="cpu"),
+    "cpu-ladder": dict(arch="resnet18", stem="small", size=32, batch=32, queue=4096, steps=4, warmup=2, device="cpu"),
     "cpu-r50": dict(arch="resnet50", stem="standard", size=224, batch=8, queue=4096, steps=3, warmup=1, device="cpu"),
     "gpu-r50": dict(arch="resnet50", stem="standard", size=224, batch=256, queue=65536, steps=30, warmup=10,
                     device="cuda"),
@@ -66,9 +73,76 @@ def measure(arch: str, stem: str, size: int, batch: int, queue: int, steps: int,
             "gpus": prov["device"]["gpus"], "torch": prov["versions"]["torch"]}
 
 
+# cumulative stages of the ladder: each adds its overrides to the previous ones
+LADDER = (("fp32, CPU aug", ()), ("+ AMP bf16", ("train.amp=bf16",)),
+          ("+ channels_last", ("train.channels_last=true",)), ("+ GPU aug", ("data.aug_device=gpu",)),
+          ("+ compile", ("train.compile=true",)))
+# source JPEG sizes: CIFAR-like for the small-stem shapes, ImageNet-like (varying, ~500 x 375) otherwise
+SOURCES = {"small": [(32, 32)], "standard": [(375, 500), (500, 375), (333, 500), (500, 400)]}
+
+
+def write_jpegs(root: Path, n: int, sizes: list[tuple[int, int]], seed: int = 0) -> Path:
+    """n JPEG files (quality 90) with smooth colours and noise, in one class folder; returns the ImageFolder."""
+    rng = np.random.default_rng(seed)
+    folder = root / "jpeg" / "c0"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        h, w = sizes[i % len(sizes)]
+        yy, xx = np.mgrid[0:h, 0:w]
+        img = rng.random(3) * 255 * (0.5 + 0.5 * np.stack([xx / w, yy / h, 1 - xx / w], -1))
+        img = (img + rng.normal(0, 20, img.shape)).clip(0, 255).astype(np.uint8)
+        Image.fromarray(img).save(folder / f"{i:05d}.jpg", quality=90)
+    return folder.parent
+
+
+def ladder(arch: str, stem: str, size: int, batch: int, queue: int, steps: int, warmup: int, device: str,
+           workers: int, threads: int | None = None, stages: int = len(LADDER)) -> list[dict]:
+    """pairs/s end to end (JPEG files -> loader -> augmentation -> step) for each cumulative stage."""
+    from mocobench.pretrain.config import load_config
+    from mocobench.pretrain.trainer import Trainer
+
+    results: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_jpegs(Path(tmp), batch * (warmup + steps), SOURCES[stem])
+        overrides: list[str] = []
+        for k, (name, extra) in enumerate(LADDER[:stages]):
+            overrides += list(extra)
+            cfg = load_config("demo", [
+                f"arch={arch}", f"stem={stem}", "data.source=imagefolder", f"data.path={data}",
+                f"data.image_size={size}", "data.aug=v2", "data.min_scale=0.2", f"data.workers={workers}",
+                f"moco.queue_size={queue}", f"optim.batch_size={batch}", "optim.optimizer=sgd",
+                f"train.device={device}", f"train.output_dir={tmp}/out{k}", "train.progress=false",
+                f"train.threads={threads if threads else 'null'}", *overrides])
+            trainer = Trainer(cfg)
+            sync = torch.cuda.synchronize if trainer.env.device.type == "cuda" else (lambda: None)
+            trainer.model.train()
+            it = iter(trainer.loader)  # one epoch of warmup + steps batches, workers already started
+            compile_start = time.perf_counter()
+            for _ in range(warmup):
+                trainer.run_step(next(it))
+            sync()
+            start = time.perf_counter()
+            for _ in range(steps):
+                loss = trainer.run_step(next(it))
+            sync()
+            elapsed = time.perf_counter() - start
+            rate = batch * steps / elapsed
+            results.append({"stage": name, "pairs_per_s": round(rate, 2),
+                            "ratio": round(rate / results[0]["pairs_per_s"], 2) if results else 1.0,
+                            "warmup_s": round(start - compile_start, 1), "loss": round(float(loss), 3)})
+            print(f"{name:18s} {rate:9.1f} pairs/s  x{results[-1]['ratio']:.2f}  "
+                  f"(warmup {results[-1]['warmup_s']} s)", flush=True)
+            del trainer, it
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu-tiny")
+    p.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                   help="default: cpu-tiny (with --ladder: cpu-ladder)")
+    p.add_argument("--ladder", action="store_true", help="end to end from JPEG files, per cumulative stage")
+    p.add_argument("--workers", type=int, default=None, help="--ladder: loader workers (default: 2 on CPU, 12 on GPU)")
+    p.add_argument("--stages", type=int, default=len(LADDER), help="--ladder: the first N stages only")
     for key in ("arch", "stem", "device"):
         p.add_argument(f"--{key}")
     for key in ("size", "batch", "queue", "steps", "warmup"):
@@ -77,8 +151,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = p.parse_args(argv)
+    args.preset = args.preset or ("cpu-ladder" if args.ladder else "cpu-tiny")
     settings = dict(PRESETS[args.preset])
     settings.update({k: v for k, v in vars(args).items() if k in settings and v is not None})
+    if args.ladder:
+        from mocobench.common import provenance
+
+        workers = args.workers if args.workers is not None else (2 if settings["device"] == "cpu" else 12)
+        stages = ladder(**settings, workers=workers, threads=args.threads, stages=args.stages)
+        prov = provenance.collect()
+        print(json.dumps({"ladder": stages, **settings, "workers": workers, "torch_threads": torch.get_num_threads(),
+                          "git_sha": prov["git_sha"], "gpus": prov["device"]["gpus"],
+                          "torch": prov["versions"]["torch"]}))
+        return 0
     result = measure(**settings, amp=args.amp, channels_last=args.channels_last, threads=args.threads)
     print(json.dumps(result))
     return 0
