@@ -36,13 +36,14 @@ def append_entry(run_dir: str | os.PathLike, entry: dict) -> None:
 
 
 def trim_after(run_dir: str | os.PathLike, step: int) -> None:
-    """Drop the lines written after `step` (by an interrupted run resumed from the checkpoint at `step`);
-    the window line at `step` itself goes too, the epoch line of that step stays."""
+    """Drop the lines written after the checkpoint at `step` (by an interrupted run resumed from it): every
+    line of a later step. The lines of `step` itself (its window and epoch lines) were written before the
+    checkpoint and stay."""
     path = log_path(run_dir)
     if not path.is_file():
         return
     lines = [(ln, json.loads(ln)) for ln in path.read_text().splitlines() if ln.strip()]
-    keep = [ln for ln, e in lines if e["step"] <= step and not (e["step"] == step and e.get("kind") == "step")]
+    keep = [ln for ln, e in lines if e["step"] <= step]
     write_text(path, "".join(ln + "\n" for ln in keep))
 
 

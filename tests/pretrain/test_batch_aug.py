@@ -225,8 +225,9 @@ def test_trainer_trains_with_batched_augmentation(tmp_path):
 
     make_imagefolder(tmp_path / "d", per_class=8)
     trainer = Trainer(tiny_config(tmp_path / "d", tmp_path / "o", "data.aug_device=gpu", "optim.epochs=1"))
-    images, sizes, targets = next(iter(trainer.loader))
+    images, sizes, targets, skipped = next(iter(trainer.loader))  # skipped: unreadable-file notes
     assert images.dtype == torch.uint8 and images.shape == (8, 3, 20, 20) and sizes.tolist() == [[20, 20]] * 8
+    assert skipped == [""] * 8  # every image readable
     views = trainer.augment_batch(images, sizes)
     assert views.shape == (8, 2, 3, 16, 16) and not torch.equal(views[:, 0], views[:, 1])
     final = trainer.train()
