@@ -3,6 +3,7 @@
     python -m mocobench run voc0712-det-c4 --weights output/pretrain/moco_v2_demo --trials 5
     python -m mocobench run voc-det --weights RUN_DIR --weights sup.pth --weights random   # make voc-det
     python -m mocobench run coco-mask-fpn-1x --weights R-50.pkl --msra --num-gpus 8
+    python -m mocobench run coco-mask-fpn-1x --weights RUN_DIR --submit --nodes 4 --gpus-per-node 8 --partition P
 
 Per initialisation (--weights, repeatable) and trial: resolve the config (benchmark YAML + init
 delta + synthetic-demo delta + --opts), apply the fewer-GPU scaling rule (runner.plan), launch Detectron2
@@ -16,6 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mocobench.common.cluster import add_cluster_arguments
 from mocobench.common.config import split_overrides
 from mocobench.common.errors import UsageError
 from mocobench.common.logs import cli_logging
@@ -27,6 +29,7 @@ from mocobench.records import INIT_KINDS
 from mocobench.runner import RunnerError
 from mocobench.runner.benchmarks import ALIASES, BENCHMARKS, resolve_benchmark
 from mocobench.runner.plan import data_mode, plan_trial
+from mocobench.runner.submit import check_not_submitted, submit_run
 from mocobench.runner.trial import run_trial
 from mocobench.runner.weights import resolve_init
 
@@ -96,6 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trial folders (checkpoints, logs) and converted weights")
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep intermediate model_NNNN.pth files")
     parser.add_argument("--dry-run", action="store_true", help="resolve and print the plan, train nothing")
+    parser.add_argument("--submit", action="store_true",
+                        help="send this same command through submitit (SLURM, or --local) on --nodes x "
+                             "--gpus-per-node, requeued on preemption/timeout (finished trials are skipped, an "
+                             "interrupted one resumes); --num-gpus/--num-machines/--machine-rank/--dist-url are "
+                             "then set per node")
+    parser.add_argument("--wait", action="store_true", help="with --submit: wait for the job and fail if it fails")
+    add_cluster_arguments(parser)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides KEY VALUE or KEY=VALUE ... (last on the command line), e.g. "
                              "--opts SOLVER.MAX_ITER 50")
@@ -114,6 +124,13 @@ def main(args: argparse.Namespace) -> int:
 def _main(args: argparse.Namespace) -> int:
     import torch
 
+    argv = getattr(args, "argv", None)  # the command line after `run` (set by `python -m mocobench`)
+    if args.submit:
+        if argv is None:
+            raise RunnerError("--submit needs the command line: run it as `python -m mocobench run ... --submit`")
+        return submit_run(argv)
+    if argv is not None:
+        check_not_submitted(argv)
     args.opts = [text for pair in split_overrides(args.opts or []) for text in pair]  # KEY VALUE ...
     if args.num_gpus is None:
         args.num_gpus = torch.cuda.device_count()

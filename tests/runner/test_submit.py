@@ -1,0 +1,73 @@
+"""`python -m mocobench run ... --submit`: the per-node runner commands (Detectron2's launch across nodes), the
+requeue, bad cluster input, and a real job through submitit's local executor that a resubmission (what a
+requeue runs) finds finished: nothing retrained, the record untouched."""
+from __future__ import annotations
+
+import pickle
+
+import pytest
+
+from mocobench import records
+from mocobench.__main__ import main as cli
+from mocobench.common.cluster import NodeCommand, Rendezvous
+from mocobench.runner.submit import split_job_argv
+from tests.runner.test_runner import TINY
+
+RUN = ["voc-det", "--weights", "random", "--trials", "2"]
+
+
+def test_four_nodes_of_eight_gpus_meet_at_the_first_node():
+    spec, build, wait = split_job_argv([*RUN, "--submit", "--nodes", "4", "--gpus-per-node", "8", "--partition",
+                                        "learnfair", "--time=600", "--wait", "--opts", "SOLVER.MAX_ITER", "5"])
+    assert (spec.nodes, spec.gpus_per_node, spec.partition, spec.time_min, spec.local, wait) == \
+        (4, 8, "learnfair", 600, False, True)
+    for n in range(4):
+        cmd = build(Rendezvous(node=n, nodes=4, host="node-a", port=29500, job_id="7"))
+        assert cmd[1:4] == ["-m", "mocobench", "run"]
+        # the user's arguments without the cluster options, this node's place, then --opts (REMAINDER) last
+        assert cmd[4:] == [*RUN, "--num-gpus", "8", "--num-machines", "4", "--machine-rank", str(n),
+                           "--dist-url", "tcp://node-a:29500", "--opts", "SOLVER.MAX_ITER", "5"]
+    one = split_job_argv([*RUN, "--submit", "--gpus-per-node", "8"])[1]
+    assert one(Rendezvous(node=0, nodes=1, host="h", port=1, job_id="1"))[4:] == [*RUN, "--num-gpus", "8"]
+
+
+def test_requeue_resubmits_the_same_runner_command():
+    cmd = NodeCommand(split_job_argv([*RUN, "--submit", "--nodes", "2"])[1])
+    again = cmd.checkpoint()
+    r = Rendezvous(node=1, nodes=2, host="h", port=29500, job_id="9")
+    assert isinstance(again.function, NodeCommand) and again.function.build(r) == cmd.build(r)
+    assert pickle.loads(pickle.dumps(again.function)).build(r) == cmd.build(r)  # submitit pickles the job
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--submit", "--num-gpus", "8"], "--num-gpus: set on each node"),
+    (["--submit", "--dist-url=tcp://h:1", "--nodes", "2"], "--dist-url: set on each node"),
+    (["--submit", "--nodes", "2", "--gpus-per-node", "0"], "need GPUs"),
+    (["--submit", "--nodes", "2", "--local"], "--nodes 1 with --local"),
+    (["--nodes", "4", "--partition", "p"], "--nodes, --partition: cluster options, used only with --submit"),
+    (["--wait"], "--wait: cluster options, used only with --submit"),
+])
+def test_bad_cluster_input_is_a_clear_error(extra, message, capsys, tmp_path):
+    folder = ["--slurm-folder", str(tmp_path / "slurm")] if "--submit" in extra else []
+    assert cli(["run", *RUN, *folder, *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "slurm").exists()  # nothing submitted
+
+
+def test_submitted_run_trains_and_a_resubmission_retrains_nothing(synthetic_layout, tmp_path, capsys):
+    out, results, slurm = tmp_path / "out", tmp_path / "results", tmp_path / "slurm"
+    argv = ["run", "voc-det", "--data", "synthetic", "--synthetic-root", str(synthetic_layout.root.parent),
+            "--synthetic-preset", "tiny", "--trials", "1", "--results", str(results), "--output-dir", str(out),
+            "--weights", "random", "--submit", "--local", "--gpus-per-node", "0", "--slurm-folder", str(slurm),
+            "--wait", "--opts", *TINY]
+    assert cli(argv) == 0
+    (path,) = records.find_records(results)
+    (rec,) = records.load_records(results)
+    assert rec["provenance"]["num_gpus"] == 0 and rec["provenance"]["attempts"] == 1 and "bbox" in rec["metrics"]
+    (final,) = out.glob("*/*/*/trial00/model_final.pth")
+    record_bytes, final_mtime = path.read_bytes(), final.stat().st_mtime_ns
+    assert cli(argv) == 0  # what a requeue runs: the same command
+    assert records.find_records(results) == [path] and path.read_bytes() == record_bytes
+    assert final.stat().st_mtime_ns == final_mtime  # nothing retrained
+    logs = sorted(slurm.glob("*_log.out"), key=lambda p: p.stat().st_mtime_ns)
+    assert len(logs) == 2 and "finished already" in logs[-1].read_text() + logs[-1].with_suffix(".err").read_text()
