@@ -10,8 +10,15 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from mocobench.common.cluster import ClusterSpec, NodeCommand, Rendezvous, add_cluster_arguments, python, \
-    spec_from_args, submit
+from mocobench.common.cluster import (
+    ClusterSpec,
+    NodeCommand,
+    Rendezvous,
+    add_cluster_arguments,
+    python,
+    spec_from_args,
+    submit,
+)
 from mocobench.runner import RunnerError
 
 SET_BY_JOB = ("--num-gpus", "--num-machines", "--machine-rank", "--dist-url")  # from the cluster options

@@ -3,6 +3,7 @@ requeue, bad cluster input, and a real job through submitit's local executor tha
 requeue runs) finds finished: nothing retrained, the record untouched."""
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -71,3 +72,32 @@ def test_submitted_run_trains_and_a_resubmission_retrains_nothing(synthetic_layo
     assert final.stat().st_mtime_ns == final_mtime  # nothing retrained
     logs = sorted(slurm.glob("*_log.out"), key=lambda p: p.stat().st_mtime_ns)
     assert len(logs) == 2 and "finished already" in logs[-1].read_text() + logs[-1].with_suffix(".err").read_text()
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_each_node_command_drives_detectron2_launch_across_machines(rank, synthetic_layout, tmp_path, monkeypatch,
+                                                                    capsys):
+    """Each node's runner command, as the job builds it, reaches Detectron2's launch with the job's machines,
+    the node's rank and the first node's address (launch faked; 2-GPU machines: 4 devices, demo batch 8)."""
+    import detectron2.engine
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(detectron2.engine, "launch", lambda fn, n, **kw: calls.append((n, kw)))
+    out, results = tmp_path / "out", tmp_path / "results"
+    _, build, _ = split_job_argv(["voc-det", "--data", "synthetic", "--synthetic-root",
+                                  str(synthetic_layout.root.parent), "--synthetic-preset", "tiny", "--trials", "1",
+                                  "--weights", "random", "--results", str(results), "--output-dir", str(out),
+                                  "--submit", "--nodes", "2", "--gpus-per-node", "2"])
+    cmd = build(Rendezvous(node=rank, nodes=2, host="node-a", port=29500, job_id="5"))
+    if rank == 0:  # the fake launch trained nothing: the first machine, which writes the record, says so
+        assert cli(cmd[3:]) == 2 and "training ended without metrics" in capsys.readouterr().err
+    else:  # the other machines write no record and count no attempt (the first machine does, once)
+        assert cli(cmd[3:]) == 0
+        assert not list(out.rglob("attempts.jsonl")) and not records.find_records(results)
+    ((n, kw),) = calls
+    assert n == 2 and (kw["num_machines"], kw["machine_rank"], kw["dist_url"]) == (2, rank, "tcp://node-a:29500")
+    if rank == 0:
+        (attempts,) = out.rglob("attempts.jsonl")
+        assert [json.loads(line)["event"] for line in attempts.read_text().splitlines()] == ["start", "end"]
