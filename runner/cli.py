@@ -17,7 +17,7 @@ import logging
 import sys
 from pathlib import Path
 
-from mocobench.common.cluster import add_cluster_arguments
+from mocobench.common.cluster import RDZV_PORT, Rendezvous, add_cluster_arguments
 from mocobench.common.config import split_overrides
 from mocobench.common.errors import UsageError
 from mocobench.common.logs import cli_logging
@@ -29,7 +29,7 @@ from mocobench.records import INIT_KINDS
 from mocobench.runner import RunnerError
 from mocobench.runner.benchmarks import ALIASES, BENCHMARKS, resolve_benchmark
 from mocobench.runner.plan import data_mode, plan_trial
-from mocobench.runner.submit import check_not_submitted, submit_run
+from mocobench.runner.submit import check_not_submitted, split_job_argv, submit_run
 from mocobench.runner.trial import run_trial
 from mocobench.runner.weights import resolve_init
 
@@ -125,16 +125,22 @@ def _main(args: argparse.Namespace) -> int:
     import torch
 
     argv = getattr(args, "argv", None)  # the command line after `run` (set by `python -m mocobench`)
+    job = None
     if args.submit:
         if argv is None:
             raise RunnerError("--submit needs the command line: run it as `python -m mocobench run ... --submit`")
-        return submit_run(argv)
-    if argv is not None:
+        job, preview = split_job_argv(argv), args.dry_run
+        # plan every trial here, as a dry run on the job's devices: bad input fails now, not in the queue
+        cluster = job[0]
+        args.num_gpus, args.num_machines, args.dry_run = cluster.gpus_per_node, cluster.nodes, True
+        log.info(f"--submit: planning the job's trials here ({cluster.nodes} node(s) x {cluster.gpus_per_node} GPU(s)) "
+                 f"before submitting it")
+    elif argv is not None:
         check_not_submitted(argv)
     args.opts = [text for pair in split_overrides(args.opts or []) for text in pair]  # KEY VALUE ...
     if args.num_gpus is None:
         args.num_gpus = torch.cuda.device_count()
-    if args.num_gpus > torch.cuda.device_count():
+    if job is None and args.num_gpus > torch.cuda.device_count():  # a job's GPUs are on its nodes
         raise RunnerError(f"--num-gpus {args.num_gpus} but {torch.cuda.device_count()} CUDA devices are visible "
                           f"(use --num-gpus 0 for CPU)")
     if args.amp and args.num_gpus == 0:
@@ -201,6 +207,12 @@ def _main(args: argparse.Namespace) -> int:
         path = run_trial(plan, args=args, data=data)
         if path:
             written.append(path)
+    if job is not None and preview:  # --submit --dry-run: what each node would run; nothing submitted
+        for node in range(cluster.nodes):
+            print(" ".join(job[1](Rendezvous(node, cluster.nodes, "FIRST_NODE", RDZV_PORT, "JOB_ID"))), flush=True)
+        return 0
+    if job is not None:
+        return submit_run(*job)
     if synthetic:
         print(BANNER.format(what="the numbers above come from it"), flush=True)
     log.info(f"{len(written)} record(s) written under {args.results}")

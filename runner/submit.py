@@ -64,7 +64,10 @@ def split_job_argv(argv: list[str]) -> tuple[ClusterSpec, RunOnNode, bool]:
     if taken := _given(SET_BY_JOB, run_args):
         raise RunnerError(f"with --submit, {', '.join(taken)}: set on each node from the cluster options; "
                           f"give --nodes N --gpus-per-node G instead")
-    spec = spec_from_args(ns)
+    try:
+        spec = spec_from_args(ns)
+    except ValueError as e:
+        raise RunnerError(str(e)) from None
     if spec.nodes > 1 and spec.gpus_per_node == 0:
         raise RunnerError("multi-machine runs need GPUs: give --gpus-per-node >= 1 with --nodes > 1")
     return spec, RunOnNode(tuple(run_args), tuple(opts), spec.gpus_per_node), ns.wait
@@ -78,15 +81,9 @@ def check_not_submitted(argv: list[str]) -> None:
                           f"or drop them")
 
 
-def submit_run(argv: list[str], *, name: str = "mocobench-run") -> int:
-    """Submit `python -m mocobench run ARGV` (cluster options taken out) on the spec's nodes."""
-    try:
-        spec, build, wait = split_job_argv(argv)
-        job = submit(NodeCommand(build), spec, name=name)
-    except RunnerError:
-        raise
-    except ValueError as e:  # the cluster spec's checks
-        raise RunnerError(str(e)) from None
+def submit_run(spec: ClusterSpec, build: RunOnNode, wait: bool, *, name: str = "mocobench-run") -> int:
+    """Submit the per-node runner command (from `split_job_argv`) on the spec's nodes."""
+    job = submit(NodeCommand(build), spec, name=name)
     if wait:
         job.result()  # raises if the job failed; its log is in the submitit folder
         print(f"job {job.job_id} finished", flush=True)

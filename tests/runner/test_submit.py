@@ -101,3 +101,19 @@ def test_each_node_command_drives_detectron2_launch_across_machines(rank, synthe
     if rank == 0:
         (attempts,) = out.rglob("attempts.jsonl")
         assert [json.loads(line)["event"] for line in attempts.read_text().splitlines()] == ["start", "end"]
+
+
+def test_the_job_is_planned_before_it_is_submitted(synthetic_layout, tmp_path, capsys):
+    """A plan that cannot run on the job's devices fails here, not after the queue; --dry-run with --submit
+    prints each node's command and submits nothing."""
+    slurm = tmp_path / "slurm"
+    base = ["run", "voc-det", "--data", "synthetic", "--synthetic-root", str(synthetic_layout.root.parent),
+            "--synthetic-preset", "tiny", "--weights", "random", "--results", str(tmp_path / "results"),
+            "--output-dir", str(tmp_path / "out"), "--submit", "--slurm-folder", str(slurm)]
+    assert cli([*base, "--nodes", "4", "--gpus-per-node", "8"]) == 2  # the demo's batch 8 over 32 GPUs
+    assert "IMS_PER_BATCH 8 cannot be split evenly over 32 devices" in capsys.readouterr().err
+    assert cli([*base, "--nodes", "2", "--gpus-per-node", "2", "--dry-run", "--opts", "SOLVER.MAX_ITER", "8"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines() if "--machine-rank" in line]
+    assert [line[line.index("--machine-rank") + 1] for line in lines] == ["0", "1"]
+    assert all(line[-3:] == ["--opts", "SOLVER.MAX_ITER", "8"] and "--dry-run" in line for line in lines)
+    assert not slurm.exists() and not (tmp_path / "out").exists()  # nothing submitted, nothing trained
