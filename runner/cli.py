@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 
@@ -209,7 +210,7 @@ def _main(args: argparse.Namespace) -> int:
             written.append(path)
     if job is not None and preview:  # --submit --dry-run: what each node would run; nothing submitted
         for node in range(cluster.nodes):
-            print(" ".join(job[1](Rendezvous(node, cluster.nodes, "FIRST_NODE", RDZV_PORT, "JOB_ID"))), flush=True)
+            print(shlex.join(job[1](Rendezvous(node, cluster.nodes, "FIRST_NODE", RDZV_PORT, "JOB_ID"))), flush=True)
         return 0
     if job is not None:
         return submit_run(*job)
