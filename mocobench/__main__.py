@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         modules[name] = module
         module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv[1:]  # the command's own arguments, for a command that re-runs itself (run --submit)
     return modules[args.command].main(args)
 
 

@@ -3,6 +3,7 @@
     python -m mocobench run voc0712-det-c4 --weights output/pretrain/moco_v2_demo --trials 5
     python -m mocobench run voc-det --weights RUN_DIR --weights sup.pth --weights random   # make voc-det
     python -m mocobench run coco-mask-fpn-1x --weights R-50.pkl --msra --num-gpus 8
+    python -m mocobench run coco-mask-fpn-1x --weights RUN_DIR --submit --nodes 4 --gpus-per-node 8 --partition P
 
 Per initialisation (--weights, repeatable) and trial: resolve the config (benchmark YAML + init
 delta + synthetic-demo delta + --opts), apply the fewer-GPU scaling rule (runner.plan), launch Detectron2
@@ -13,9 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 from pathlib import Path
 
+from mocobench.common.cluster import RDZV_PORT, Rendezvous, add_cluster_arguments
 from mocobench.common.config import split_overrides
 from mocobench.common.errors import UsageError
 from mocobench.common.logs import cli_logging
@@ -27,6 +30,7 @@ from mocobench.records import INIT_KINDS
 from mocobench.runner import RunnerError
 from mocobench.runner.benchmarks import ALIASES, BENCHMARKS, resolve_benchmark
 from mocobench.runner.plan import data_mode, plan_trial
+from mocobench.runner.submit import check_not_submitted, split_job_argv, submit_run
 from mocobench.runner.trial import run_trial
 from mocobench.runner.weights import resolve_init
 
@@ -96,6 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trial folders (checkpoints, logs) and converted weights")
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep intermediate model_NNNN.pth files")
     parser.add_argument("--dry-run", action="store_true", help="resolve and print the plan, train nothing")
+    parser.add_argument("--submit", action="store_true",
+                        help="send this same command through submitit (SLURM, or --local) on --nodes x "
+                             "--gpus-per-node, requeued on preemption/timeout (finished trials are skipped, an "
+                             "interrupted one resumes); --num-gpus/--num-machines/--machine-rank/--dist-url are "
+                             "then set per node")
+    parser.add_argument("--wait", action="store_true", help="with --submit: wait for the job and fail if it fails")
+    add_cluster_arguments(parser)
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides KEY VALUE or KEY=VALUE ... (last on the command line), e.g. "
                              "--opts SOLVER.MAX_ITER 50")
@@ -114,10 +125,23 @@ def main(args: argparse.Namespace) -> int:
 def _main(args: argparse.Namespace) -> int:
     import torch
 
+    argv = getattr(args, "argv", None)  # the command line after `run` (set by `python -m mocobench`)
+    job = None
+    if args.submit:
+        if argv is None:
+            raise RunnerError("--submit needs the command line: run it as `python -m mocobench run ... --submit`")
+        job, preview = split_job_argv(argv), args.dry_run
+        # plan every trial here, as a dry run on the job's devices: bad input fails now, not in the queue
+        cluster = job[0]
+        args.num_gpus, args.num_machines, args.dry_run = cluster.gpus_per_node, cluster.nodes, True
+        log.info(f"--submit: planning the job's trials here ({cluster.nodes} node(s) x {cluster.gpus_per_node} GPU(s)) "
+                 f"before submitting it")
+    elif argv is not None:
+        check_not_submitted(argv)
     args.opts = [text for pair in split_overrides(args.opts or []) for text in pair]  # KEY VALUE ...
     if args.num_gpus is None:
         args.num_gpus = torch.cuda.device_count()
-    if args.num_gpus > torch.cuda.device_count():
+    if job is None and args.num_gpus > torch.cuda.device_count():  # a job's GPUs are on its nodes
         raise RunnerError(f"--num-gpus {args.num_gpus} but {torch.cuda.device_count()} CUDA devices are visible "
                           f"(use --num-gpus 0 for CPU)")
     if args.amp and args.num_gpus == 0:
@@ -184,6 +208,12 @@ def _main(args: argparse.Namespace) -> int:
         path = run_trial(plan, args=args, data=data)
         if path:
             written.append(path)
+    if job is not None and preview:  # --submit --dry-run: what each node would run; nothing submitted
+        for node in range(cluster.nodes):
+            print(shlex.join(job[1](Rendezvous(node, cluster.nodes, "FIRST_NODE", RDZV_PORT, "JOB_ID"))), flush=True)
+        return 0
+    if job is not None:
+        return submit_run(*job)
     if synthetic:
         print(BANNER.format(what="the numbers above come from it"), flush=True)
     log.info(f"{len(written)} record(s) written under {args.results}")

@@ -46,15 +46,18 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
     started = provenance.now_iso()
     t0 = time.perf_counter()
     ok = False
+    first = args.machine_rank == 0  # the machine that writes the record counts the attempts (once per attempt)
     # a "start" line first: an attempt killed outright (SIGKILL, power loss) still counts as one
-    append_line(attempts_file, json.dumps({"event": "start", "started": started, "resumed": resuming}))
+    if first:
+        append_line(attempts_file, json.dumps({"event": "start", "started": started, "resumed": resuming}))
     try:
         launch(run_in_process, max(args.num_gpus, 1), num_machines=args.num_machines,
                machine_rank=args.machine_rank, dist_url=args.dist_url, args=(cfg_yaml, data))
         ok = True
     finally:  # interrupted attempts count too: wall time is the sum over the attempts that ended
-        append_line(attempts_file, json.dumps({"event": "end", "started": started, "seconds": time.perf_counter() - t0,
-                                               "resumed": resuming, "completed": ok}))
+        if first:
+            append_line(attempts_file, json.dumps({"event": "end", "started": started, "resumed": resuming,
+                                                   "seconds": time.perf_counter() - t0, "completed": ok}))
     if args.machine_rank != 0:
         return None  # the record is written on the first machine
     if not metrics_file.exists():
