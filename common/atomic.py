@@ -68,6 +68,8 @@ def link_dir(path: str | os.PathLike, target: str | os.PathLike) -> bool:
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".tmp-{os.getpid()}-{path.name}"
+    if tmp.is_symlink():  # left by a killed run of this process id
+        tmp.unlink()
     os.symlink(target, tmp, target_is_directory=True)
     try:
         os.link(tmp, path, follow_symlinks=False)  # atomic, and never replaces an existing file

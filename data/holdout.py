@@ -89,11 +89,11 @@ def _coco(src: Source, holdout: Holdout, folder: Path) -> HoldoutPlan:
         data = json.loads(p.read_text())
         images, annotations = data["images"], data["annotations"]
         annotated = sorted({str(a["image_id"]) for a in annotations if not a.get("iscrowd", 0)})
-        ids = [str(im["id"]) for im in images]
+        ids = {str(im["id"]) for im in images}
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise DatasetError(f"{src.path}: cannot hold out a test split, it is not a readable COCO instances "
                            f"file (a JSON object with lists 'images', 'annotations', 'categories')") from None
-    annotated = [i for i in annotated if i in set(ids)]
+    annotated = [i for i in annotated if i in ids]
     train_ids, test_ids = split_ids(annotated, holdout, src.path)
     files, sources = {}, {}
     for split, keep in (("train", lambda i: i not in test_ids), ("test", lambda i: i in test_ids)):
