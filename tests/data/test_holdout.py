@@ -116,6 +116,10 @@ def test_voc_root_without_image_sets(layout, tmp_path):
     assert sorted(d["image_id"] for d in DatasetCatalog.get("vheld_test")) == sorted(lists["test"])
     assert len(DatasetCatalog.get("vheld_train")) == len(lists["train"])
     assert resolve_dataset("vheld", None, None, res) == ds
+    # a dataset YAML file (paths relative to it) declares the same split
+    (tmp_path / "vheld.yaml").write_text("name: yheld\ntrain: voc:VOC\ntest: holdout:0.25\n")
+    declare(resolve_dataset(str(tmp_path / "vheld.yaml"), None, None, res), res)
+    assert (res / "datasets/yheld/ImageSets/Main/test.txt").read_text().split() == lists["test"]
 
 
 def _refused(tmp_path, capsys, argv, match):
