@@ -130,15 +130,18 @@ convert: install
 	$(PY) -m mocobench.detection.convert $(IN) $(OUT)
 
 # ---- your own data set (data/custom.py; README "Your own data set") ---------------------------------
-# make transfer DATASET=widgets TRAIN=coco:ann/train.json:images TEST=coco:ann/val.json:images
-#   declares the data set (results/datasets/widgets.yaml), fine-tunes USER_BENCH (det-fpn | det-c4 | mask-fpn |
-#   mask-c4) from DET_WEIGHTS (MoCo), SUP_WEIGHTS (supervised) and random init, then prints the tables.
-#   Later runs name it alone: make transfer DATASET=widgets. TRAIN/TEST may be voc:VOC_ROOT:SPLIT;
-#   DATASET=file.yaml declares it from a file. Extra runner options: DET_ARGS="--epochs 24 --num-gpus 8 ..."
+# make transfer DATASET=widgets TRAIN=coco:ann/instances.json:images TEST=holdout:0.2
+#   holds 20% of the annotated images out for test (split files in results/datasets/widgets/; TEST may
+#   also be a second split: coco:ann/val.json:images), declares the data set (results/datasets/widgets.yaml),
+#   fine-tunes USER_BENCH (det-fpn | det-c4 | mask-fpn | mask-c4) from DET_WEIGHTS (MoCo), SUP_WEIGHTS
+#   (supervised) and random init, then prints the tables. Later runs name it alone: make transfer
+#   DATASET=widgets. TRAIN/TEST may be voc:VOC_ROOT:SPLIT (TRAIN=voc:VOC_ROOT: every XML, with
+#   TEST=holdout:F); DATASET=file.yaml declares it from a file. Extra runner options:
+#   DET_ARGS="--epochs 24 --num-gpus 8 ..."
 USER_BENCH ?= det-fpn
 .PHONY: transfer
 transfer: install
-	@test -n "$(DATASET)" || { echo "usage: make transfer DATASET=name TRAIN=coco:ANN.json:IMAGE_DIR TEST=coco:... (or voc:VOC_ROOT:SPLIT)"; exit 2; }
+	@test -n "$(DATASET)" || { echo "usage: make transfer DATASET=name TRAIN=coco:ANN.json:IMAGE_DIR TEST=holdout:0.2 (or TEST=coco:...; voc:VOC_ROOT[:SPLIT])"; exit 2; }
 	$(PY) -m mocobench run $(USER_BENCH) --dataset $(DATASET) $(if $(TRAIN),--train $(TRAIN)) $(if $(TEST),--test $(TEST)) \
 	  --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
 	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(DET_ARGS)

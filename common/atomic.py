@@ -58,3 +58,21 @@ def write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True, du
     with atomic_write(path, overwrite=overwrite, mode="w", encoding="utf-8", durable=durable) as f:
         f.write(text)
     return Path(path)
+
+
+def link_dir(path: str | os.PathLike, target: str | os.PathLike) -> bool:
+    """Make `path` a symbolic link to the folder `target` in one step, never replacing anything: True when
+    made, False when it is that link already; FileExistsError when something else is there."""
+    path, target = Path(path), Path(target)
+    if path.is_symlink() and Path(os.readlink(path)) == target:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".tmp-{os.getpid()}-{path.name}"
+    if tmp.is_symlink():  # left by a killed run of this process id
+        tmp.unlink()
+    os.symlink(target, tmp, target_is_directory=True)
+    try:
+        os.link(tmp, path, follow_symlinks=False)  # atomic, and never replaces an existing file
+    finally:
+        os.unlink(tmp)
+    return True

@@ -19,3 +19,8 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def sha256_text(text: str) -> str:
+    """sha256 of a text's UTF-8 bytes: equal to sha256_file of the file write_text makes of it."""
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mocobench.common.errors import UsageError
-from mocobench.common.hashing import canonical_hash, sha256_file
+from mocobench.common.hashing import canonical_hash, sha256_file, sha256_text
 
 FORMATS = ("coco", "voc")
 SPLITS = ("train", "test")
@@ -31,6 +31,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 VOC_YEAR = 2007    # Detectron2's VOC evaluator: 2007 = the 11-point AP of the paper's VOC07 test
 SHOW = 5           # offending items named in an error message
 BOX_TOLERANCE = 1.0  # px a box may reach past the image border (rounding in exporters)
+ALL_XML = ""       # voc:VOC_ROOT without a split: every XML of Annotations/ (only to hold a test split out of)
 
 
 class DatasetError(UsageError):
@@ -42,10 +43,10 @@ class Source:
     """One split of a user's data set: COCO (annotation json + image folder) or VOC (root + split name)."""
     format: str
     path: str      # COCO: the annotation json; VOC: the folder holding Annotations/, JPEGImages/, ImageSets/
-    images: str    # COCO: the image folder; VOC: the split (ImageSets/Main/<split>.txt)
+    images: str    # COCO: the image folder; VOC: the split (ImageSets/Main/<split>.txt), ALL_XML for every XML
 
     def text(self) -> str:
-        return f"{self.format}:{self.path}:{self.images}"
+        return f"{self.format}:{self.path}" + (f":{self.images}" if self.images != ALL_XML else "")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class UserDataset:
     train_images: int               # annotated train images (what Detectron2 trains on; sets the epochs)
     test_images: int
     annotations_sha256: str         # hash of every annotation file of both splits
+    holdout: dict[str, Any] | None = None  # test held out of one source: {source, fraction, seed} (data/holdout.py)
 
     def dataset_name(self, split: str) -> str:
         return f"{self.name}_{split}"
@@ -69,7 +71,7 @@ class UserDataset:
         """What a record's protocol says about the data: two versions never share a table."""
         return {"name": self.name, "format": self.format, "annotations_sha256": self.annotations_sha256,
                 "classes": list(self.classes), "train_images": self.train_images, "test_images": self.test_images,
-                "masks": self.has_masks}
+                "masks": self.has_masks, **({"holdout": self.holdout} if self.holdout else {})}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -83,10 +85,13 @@ class UserDataset:
 
 
 def parse_source(text: str, base: str | os.PathLike | None = None) -> Source:
-    """'coco:ANNOTATIONS.json:IMAGE_DIR' or 'voc:VOC_ROOT:SPLIT' -> Source with absolute paths
-    (relative ones are taken from `base`, default the working directory)."""
+    """'coco:ANNOTATIONS.json:IMAGE_DIR', 'voc:VOC_ROOT:SPLIT' or 'voc:VOC_ROOT' (every XML, to hold a test
+    split out of) -> Source with absolute paths (relative ones are taken from `base`, default the working
+    directory)."""
     parts = str(text).split(":")
-    if len(parts) != 3 or parts[0] not in FORMATS or not parts[1] or not parts[2]:
+    if parts[0] == "voc" and len(parts) == 2:
+        parts.append(ALL_XML)
+    if len(parts) != 3 or parts[0] not in FORMATS or not parts[1] or (not parts[2] and parts[0] == "coco"):
         raise DatasetError(f"{text!r}: a split is given as coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT "
                            f"(e.g. coco:data/train.json:data/images, voc:data/VOC:trainval)")
     fmt, path, images = parts
@@ -103,14 +108,14 @@ def _listing(items: list[str]) -> str:
 
 # ---- COCO -------------------------------------------------------------------------------------
 
-def _read_coco(src: Source) -> dict[str, Any]:
+def _read_coco(src: Source, text: str | None = None) -> dict[str, Any]:
     p = Path(src.path)
-    if not p.is_file():
+    if text is None and not p.is_file():
         raise DatasetError(f"{src.path}: no such annotation file")
     if not Path(src.images).is_dir():
         raise DatasetError(f"{src.images}: no such image folder (coco:ANNOTATIONS.json:IMAGE_DIR)")
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text() if text is None else text)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DatasetError(f"{src.path} is not a COCO annotation file: not valid JSON ({e})") from None
     what = "a COCO instances file is a JSON object with lists 'images', 'annotations' and 'categories'"
@@ -128,8 +133,10 @@ def _read_coco(src: Source) -> dict[str, Any]:
     return data
 
 
-def _check_coco(src: Source, split: str) -> dict[str, Any]:
-    data = _read_coco(src)
+def _check_coco(src: Source, split: str, staged: dict[str, str], linked: dict[str, str]) -> dict[str, Any]:
+    """`staged`: the text of annotation files not written yet (absolute path -> text)."""
+    text = staged.get(src.path)
+    data = _read_coco(src, text)
     images = {im["id"]: im for im in data["images"]}
     cats = {c["id"]: c["name"] for c in data["categories"]}
     if not cats:
@@ -171,7 +178,7 @@ def _check_coco(src: Source, split: str) -> dict[str, Any]:
                            f"{len(data['annotations'])} annotations): nothing to train or evaluate on")
     ids = sorted(cats)  # Detectron2's load_coco_json: classes in id order, ids mapped to 0..K-1
     return {"classes": [cats[i] for i in ids], "category_ids": ids, "masks": masks, "annotated": len(annotated),
-            "files": {Path(src.path).name: sha256_file(src.path)}}
+            "files": {Path(src.path).name: sha256_file(src.path) if text is None else sha256_text(text)}}
 
 
 # ---- VOC --------------------------------------------------------------------------------------
@@ -185,28 +192,35 @@ def _int(obj, tag: str, where: str) -> int:
                            f"({getattr(node, 'text', None)!r}); VOC coordinates and sizes are integer pixels") from None
 
 
-def _check_voc(src: Source, split: str) -> dict[str, Any]:
+def _check_voc(src: Source, split: str, staged: dict[str, str], linked: dict[str, str]) -> dict[str, Any]:
+    """`staged`: split lists not written yet (absolute path -> text); `linked`: folders of the root that
+    will be links (absolute path -> target)."""
+    if src.images == ALL_XML:
+        raise DatasetError(f"voc:{src.path} (no split: every XML) only goes with a held-out test split "
+                           f"(--test holdout:0.2); otherwise give voc:VOC_ROOT:SPLIT")
     root = Path(src.path)
+    ann, jpg = (Path(linked.get(str(root / d), root / d)) for d in ("Annotations", "JPEGImages"))
     listing = root / "ImageSets" / "Main" / f"{src.images}.txt"
-    for need in (root / "Annotations", root / "JPEGImages", listing):
+    text = staged.get(str(listing))
+    for need in (ann, jpg) + ((listing,) if text is None else ()):
         if not need.exists():
             raise DatasetError(f"voc:{src.path}:{src.images}: {need} does not exist (a VOC root holds "
                                f"Annotations/<id>.xml, JPEGImages/<id>.jpg and ImageSets/Main/<split>.txt)")
-    ids = listing.read_text().split()
+    ids = (listing.read_text() if text is None else text).split()
     if len(ids) < 2:
         raise DatasetError(f"{listing} lists {len(ids)} image(s); a split needs at least 2")
-    no_xml = [i for i in ids if not (root / "Annotations" / f"{i}.xml").is_file()]
+    no_xml = [i for i in ids if not (ann / f"{i}.xml").is_file()]
     if no_xml:
         raise DatasetError(f"{len(no_xml)} of the {len(ids)} images of {listing} have no annotation file in "
-                           f"{root / 'Annotations'}: {_listing([f'{i}.xml' for i in no_xml])}")
-    no_jpg = [f"{i}.jpg" for i in ids if not (root / "JPEGImages" / f"{i}.jpg").is_file()]
+                           f"{ann}: {_listing([f'{i}.xml' for i in no_xml])}")
+    no_jpg = [f"{i}.jpg" for i in ids if not (jpg / f"{i}.jpg").is_file()]
     if no_jpg:
         raise DatasetError(f"{len(no_jpg)} of the {len(ids)} images of {listing} are missing from "
-                           f"{root / 'JPEGImages'}: {_listing(no_jpg)}")
+                           f"{jpg}: {_listing(no_jpg)}")
     classes: dict[str, list[str]] = {}
     bad_box, annotated, files = [], 0, {}
     for i in ids:
-        xml = root / "Annotations" / f"{i}.xml"
+        xml = ann / f"{i}.xml"
         files[f"Annotations/{i}.xml"] = sha256_file(xml)
         try:
             tree = ET.parse(xml)
@@ -242,7 +256,7 @@ def _check_voc(src: Source, split: str) -> dict[str, Any]:
     if not annotated:
         raise DatasetError(f"the {split} split voc:{src.path}:{src.images} has no annotated image "
                            f"({len(ids)} images, no <object>): nothing to train or evaluate on")
-    files[f"ImageSets/Main/{src.images}.txt"] = sha256_file(listing)
+    files[f"ImageSets/Main/{src.images}.txt"] = sha256_file(listing) if text is None else sha256_text(text)
     return {"classes": sorted(classes), "class_files": classes, "masks": False, "annotated": annotated,
             "files": files}
 
@@ -271,14 +285,17 @@ def check_name(name: str) -> None:
                            f"({_listing(clash)}); choose another name")
 
 
-def inspect_dataset(name: str, train: Source, test: Source) -> UserDataset:
-    """Check a user's data set (both splits, every annotation) and describe it; raises DatasetError."""
+def inspect_dataset(name: str, train: Source, test: Source, *, staged: dict[str, str] | None = None,
+                    linked: dict[str, str] | None = None, holdout: dict[str, Any] | None = None) -> UserDataset:
+    """Check a user's data set (both splits, every annotation) and describe it; raises DatasetError.
+    A held-out split (data/holdout.py) is checked before it is written: `staged` holds the text of its
+    split files (absolute path -> text), `linked` the VOC folders that will be links (path -> target)."""
     check_name(name)
     if train.format != test.format:
         raise DatasetError(f"dataset {name!r}: train is {train.format} but test is {test.format}; give both "
                            f"splits in one format (the evaluator follows it)")
     check = _check_coco if train.format == "coco" else _check_voc
-    info = {split: check(src, split) for split, src in (("train", train), ("test", test))}
+    info = {split: check(src, split, staged or {}, linked or {}) for split, src in (("train", train), ("test", test))}
     tr, te = info["train"], info["test"]
     if train.format == "coco":
         if (tr["category_ids"], tr["classes"]) != (te["category_ids"], te["classes"]):
@@ -300,7 +317,8 @@ def inspect_dataset(name: str, train: Source, test: Source) -> UserDataset:
     digest = canonical_hash({split: info[split]["files"] for split in SPLITS})
     return UserDataset(name=name, format=train.format, train=train, test=test, classes=tuple(tr["classes"]),
                        category_ids=tuple(ids), has_masks=tr["masks"] and te["masks"],
-                       train_images=tr["annotated"], test_images=te["annotated"], annotations_sha256=digest)
+                       train_images=tr["annotated"], test_images=te["annotated"], annotations_sha256=digest,
+                       holdout=holdout)
 
 
 def register_user_dataset(ds: UserDataset) -> list[str]:

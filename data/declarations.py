@@ -7,7 +7,10 @@ annotation files when it was declared. The same YAML shape is what a user may wr
 
     name: widgets
     train: coco:annotations/train.json:images       # or voc:VOC_ROOT:SPLIT
-    test: coco:annotations/val.json:images
+    test: coco:annotations/val.json:images          # or holdout:0.2 (data/holdout.py): held out of train
+
+A held-out test split is written, with the declaration, into the folder `<results>/datasets/<name>/`
+(split files written once, never replaced; a later run recomputes them and refuses if they changed).
 """
 from __future__ import annotations
 
@@ -16,8 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from mocobench.common.atomic import write_text
+from mocobench.common.atomic import link_dir, write_text
 from mocobench.data.custom import DatasetError, Source, UserDataset, check_name, inspect_dataset, parse_source
+from mocobench.data.holdout import Holdout, HoldoutPlan, is_holdout, parse_holdout, plan_holdout
 
 log = logging.getLogger(__name__)
 FOLDER = "datasets"
@@ -27,7 +31,16 @@ def declaration_path(results: str | Path, name: str) -> Path:
     return Path(results) / FOLDER / f"{name}.yaml"
 
 
-def read_dataset_file(path: str | Path) -> tuple[str, Source, Source]:
+def split_folder(results: str | Path, name: str) -> Path:
+    """Where a held-out data set's split files live."""
+    return Path(results) / FOLDER / name
+
+
+def parse_test(text: str, base: str | Path | None = None) -> Source | Holdout:
+    return parse_holdout(text) if is_holdout(text) else parse_source(text, base)
+
+
+def read_dataset_file(path: str | Path) -> tuple[str, Source, Source | Holdout]:
     """A hand-written (or stored) declaration: (name, train, test)."""
     path = Path(path)
     try:
@@ -36,9 +49,9 @@ def read_dataset_file(path: str | Path) -> tuple[str, Source, Source]:
         raise DatasetError(f"cannot read the dataset file {path}: {e}") from None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("name", "train", "test")):
         raise DatasetError(f"{path}: a dataset file holds 'name', 'train' and 'test' (each split as "
-                           f"coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT)")
+                           f"coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT; test may be holdout:FRACTION)")
     base = path.resolve().parent
-    return data["name"], parse_source(data["train"], base), parse_source(data["test"], base)
+    return data["name"], parse_source(data["train"], base), parse_test(data["test"], base)
 
 
 def resolve_dataset(dataset: str, train: str | None, test: str | None, results: str | Path) -> UserDataset:
@@ -52,7 +65,7 @@ def resolve_dataset(dataset: str, train: str | None, test: str | None, results: 
         name = dataset
         check_name(name)
         tr = parse_source(train) if train else None
-        te = parse_source(test) if test else None
+        te = parse_test(test) if test else None
     stored = declaration_path(results, name)
     if stored.exists():
         _, old_tr, old_te = read_dataset_file(stored)
@@ -65,7 +78,10 @@ def resolve_dataset(dataset: str, train: str | None, test: str | None, results: 
         raise DatasetError(f"dataset {name!r} is not declared under {Path(results) / FOLDER}: declare it once with "
                            f"--train and --test (coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT) or a "
                            f"dataset YAML file")
-    ds = inspect_dataset(name, tr, te)
+    if isinstance(te, Holdout):
+        ds = _inspect_holdout(name, tr, te, results)
+    else:
+        ds = inspect_dataset(name, tr, te)
     if stored.exists():
         declared = (yaml.safe_load(stored.read_text()) or {}).get("annotations_sha256")
         if declared and declared != ds.annotations_sha256:
@@ -78,14 +94,61 @@ def resolve_dataset(dataset: str, train: str | None, test: str | None, results: 
     return ds
 
 
+def _holdout_plan(train: Source, holdout: Holdout, results: str | Path, name: str) -> HoldoutPlan:
+    plan = plan_holdout(train, holdout, split_folder(results, name))
+    for rel, text in plan.files.items():  # written by an earlier run: must be what this run would write
+        p = plan.folder / rel
+        if p.exists() and p.read_text() != text:
+            raise DatasetError(f"dataset {name!r}: its held-out split file {p} differs from the split of "
+                               f"{train.text()} by {holdout.text()} now (the annotations changed since it was "
+                               f"declared); declare the edited data under another name (nothing is replaced)")
+    for rel, target in plan.links.items():
+        p = plan.folder / rel
+        if (p.exists() or p.is_symlink()) and not (p.is_symlink() and Path(p.readlink()) == Path(target)):
+            raise DatasetError(f"dataset {name!r}: {p} should be a link to {target}; move it away or choose "
+                               f"another name")
+    return plan
+
+
+def _inspect_holdout(name: str, train: Source, holdout: Holdout, results: str | Path) -> UserDataset:
+    """Split `train` by `holdout` in memory and check both splits as they will be written."""
+    check_name(name)
+    plan = _holdout_plan(train, holdout, results, name)
+    log.info(f"dataset {name!r}: {holdout.text()} of {train.text()}: {plan.counts[0]} annotated train / "
+             f"{plan.counts[1]} test images, split files in {plan.folder}")
+    return inspect_dataset(name, plan.train, plan.test,
+                           staged={str(plan.folder / rel): text for rel, text in plan.files.items()},
+                           linked={str(plan.folder / rel): target for rel, target in plan.links.items()},
+                           holdout={"source": train.text(), "fraction": holdout.fraction, "seed": holdout.seed})
+
+
+def _write_holdout(ds: UserDataset, results: str | Path) -> None:
+    """Write a held-out data set's split files (atomically, never replacing one) and its VOC links."""
+    h = ds.holdout
+    plan = _holdout_plan(parse_source(h["source"]), Holdout(h["fraction"], h["seed"]), results, ds.name)
+    for rel, target in plan.links.items():
+        link_dir(plan.folder / rel, target)
+    for rel, text in plan.files.items():
+        if not (plan.folder / rel).exists():
+            write_text(plan.folder / rel, text, overwrite=False)
+
+
 def declare(ds: UserDataset, results: str | Path) -> Path | None:
     """Store the declaration of a checked data set under `results` (atomically; an existing one is kept).
     Returns the new file, or None when it was declared already."""
+    if ds.holdout:
+        _write_holdout(ds, results)  # the split files first: a declaration always names files that exist
     path = declaration_path(results, ds.name)
     if path.exists():
         return None
-    text = yaml.safe_dump({"name": ds.name, "train": ds.train.text(), "test": ds.test.text(), "format": ds.format,
-                           "classes": list(ds.classes), "annotations_sha256": ds.annotations_sha256}, sort_keys=False)
+    if ds.holdout:
+        h = ds.holdout
+        splits = {"train": h["source"], "test": Holdout(h["fraction"], h["seed"]).text(),
+                  "splits": {"train": ds.train.text(), "test": ds.test.text()}}
+    else:
+        splits = {"train": ds.train.text(), "test": ds.test.text()}
+    text = yaml.safe_dump({"name": ds.name, **splits, "format": ds.format, "classes": list(ds.classes),
+                           "annotations_sha256": ds.annotations_sha256}, sort_keys=False)
     try:
         write_text(path, text, overwrite=False)
     except FileExistsError:

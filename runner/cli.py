@@ -73,8 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     user.add_argument("--dataset", metavar="NAME|FILE.yaml",
                       help="the data set's name (declared once with --train/--test, stored as "
                            "RESULTS/datasets/NAME.yaml, then named alone) or a YAML file with name, train, test")
-    user.add_argument("--train", metavar="SPEC", help="coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT")
-    user.add_argument("--test", metavar="SPEC", help="the evaluation split, in the same format as --train")
+    user.add_argument("--train", metavar="SPEC", help="coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT "
+                                                      "(or voc:VOC_ROOT: every XML, with --test holdout:F)")
+    user.add_argument("--test", metavar="SPEC", help="the evaluation split, in the same format as --train, or "
+                                                     "holdout:FRACTION[:SEED] to hold it out of --train (e.g. "
+                                                     "holdout:0.2; split files under RESULTS/datasets/NAME/)")
     user.add_argument("--epochs", type=float, default=None,
                       help="schedule in epochs over the annotated train images (default 12, about COCO's 1x); "
                            "MAX_ITER = ceil(epochs x images / 16) before the scaling rule")
@@ -157,7 +160,8 @@ def _main(args: argparse.Namespace) -> int:
     if bench.epochs is not None:  # a generic benchmark: the user's data set, checked (and declared) first
         if not args.dataset:
             raise RunnerError(f"{bench.name} runs on your own data set: give --dataset NAME --train SPEC --test "
-                              f"SPEC (SPEC: coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT), or "
+                              f"SPEC (SPEC: coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT; --test "
+                              f"holdout:0.2 holds the test split out of --train), or "
                               f"--dataset NAME once declared")
         if args.data == "synthetic":
             raise RunnerError(f"{bench.name} runs on --dataset; --data synthetic is for the paper's benchmarks")
