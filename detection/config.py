@@ -120,8 +120,15 @@ def apply_epoch_schedule(cfg, epochs: float, train_images: int) -> None:
     if not epochs > 0:
         raise ConfigError(f"--epochs must be > 0, got {epochs}")
     max_iter = max(1, math.ceil(epochs * train_images / cfg.SOLVER.IMS_PER_BATCH))
+    steps = tuple(int(max_iter * f) for f in STEP_FRACTIONS)
+    if not 0 < steps[0] < steps[1] < max_iter:  # the lr schedule needs distinct steps inside the run
+        shortest = math.ceil(4 * cfg.SOLVER.IMS_PER_BATCH / train_images * 100) / 100
+        raise ConfigError(f"--epochs {epochs:g} on {train_images} annotated train images at batch "
+                          f"{cfg.SOLVER.IMS_PER_BATCH} gives {max_iter} iteration(s), too few for the lr steps at "
+                          f"2/3 and 8/9 of the schedule: give --epochs {shortest:g} or more (4+ iterations), or "
+                          f"--opts SOLVER.MAX_ITER N SOLVER.STEPS '(A, B)'")
     cfg.SOLVER.MAX_ITER = max_iter
-    cfg.SOLVER.STEPS = tuple(int(max_iter * f) for f in STEP_FRACTIONS)
+    cfg.SOLVER.STEPS = steps
     cfg.SOLVER.WARMUP_ITERS = min(cfg.SOLVER.WARMUP_ITERS, int(max_iter * MAX_WARMUP_FRACTION))
 
 

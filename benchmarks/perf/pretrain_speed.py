@@ -116,7 +116,9 @@ def ladder(arch: str, stem: str, size: int, batch: int, queue: int, steps: int, 
             trainer = Trainer(cfg)
             sync = torch.cuda.synchronize if trainer.env.device.type == "cuda" else (lambda: None)
             trainer.model.train()
-            it = iter(trainer.loader)  # one epoch of warmup + steps batches, workers already started
+            # one epoch of warmup + steps batches, workers already started; a batch's last field lists the
+            # unreadable files the loader skipped (the trainer's loop reports them), not a step input
+            it = (tuple(batch[:-1]) for batch in trainer.loader)
             compile_start = time.perf_counter()
             for _ in range(warmup):
                 trainer.run_step(next(it))

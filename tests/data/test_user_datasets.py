@@ -12,6 +12,7 @@ import yaml
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from mocobench.__main__ import main as cli
+from mocobench.common.config import ConfigError
 from mocobench.data.custom import DatasetError, inspect_dataset, parse_source, register_user_dataset
 from mocobench.data.declarations import declaration_path, declare, resolve_dataset
 from mocobench.detection.benchmarks import BENCHMARKS
@@ -130,6 +131,10 @@ def test_epoch_schedule_and_masks_follow_the_data(layout):
     assert cfg.SOLVER.MAX_ITER == n
     cfg = build_config(BENCHMARKS["det-fpn"], weights=None, dataset=ds, opts=["SOLVER.MAX_ITER", "5"])
     assert cfg.SOLVER.MAX_ITER == 5
+    # too few iterations for two distinct lr steps inside the run: a clear error, not fvcore's
+    short = 2 * 16 / n  # epochs giving 2 iterations
+    with pytest.raises(ConfigError, match=r"gives 2 iteration\(s\), too few .* give --epochs"):
+        build_config(BENCHMARKS["det-fpn"], weights=None, dataset=ds, epochs=short)
     for name in ("det-fpn", "det-c4", "mask-fpn", "mask-c4"):  # the shared base files decide the norms
         cfg = build_config(BENCHMARKS[name], weights=None, dataset=ds)
         assert cfg.MODEL.MASK_ON == name.startswith("mask") and cfg.MODEL.BACKBONE.FREEZE_AT == 0
