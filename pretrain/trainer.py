@@ -108,7 +108,11 @@ class Trainer:
         self.loader = DataLoader(self.dataset, batch_sampler=self.sampler, num_workers=workers,
                                  pin_memory=self.env.device.type == "cuda",
                                  collate_fn=pad_collate if self.augment else None,
-                                 persistent_workers=workers > 0, prefetch_factor=d["prefetch"] if workers else None)
+                                 # workers are not persistent: each epoch's workers take a fresh copy of the dataset
+                                 # with its current `epoch`, which seeds every sample's augmentation (persistent
+                                 # workers kept the epoch they started with: the same crops every epoch, and a
+                                 # resumed run's augmentations differed from the uninterrupted run's)
+                                 persistent_workers=False, prefetch_factor=d["prefetch"] if workers else None)
         self.steps_per_epoch = len(self.sampler)
 
         torch.manual_seed(t["seed"])  # identical initial weights and queue on every rank

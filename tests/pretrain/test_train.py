@@ -212,3 +212,23 @@ def test_too_many_unreadable_training_images_stop_the_run(tmp_path):
         (root / "c0" / f"{i}.png").write_bytes(b"")
     with pytest.raises(DataError, match="more than 2 unreadable images.*log.jsonl"):
         Trainer(tiny_config(root, tmp_path / "run", "data.max_bad_images=2", "optim.epochs=1")).train()
+
+
+def test_loader_workers_augment_with_the_current_epoch(tmp_path):
+    """Each epoch's crops come from that epoch's seeds, in loader workers too (what exact resume relies on):
+    the batch a worker returns equals the dataset's samples drawn in this process for the same epoch."""
+    from mocobench.pretrain.trainer import Trainer
+    from tests.helpers.pretrain import make_imagefolder, tiny_config
+
+    make_imagefolder(tmp_path / "d", per_class=8)
+    trainer = Trainer(tiny_config(tmp_path / "d", tmp_path / "o", "data.workers=1", "optim.epochs=2"))
+    firsts = []
+    for epoch in (0, 1):
+        trainer.sampler.set_epoch(epoch)
+        trainer.dataset.epoch = epoch
+        images = next(iter(trainer.loader))[0]
+        indices = next(iter(trainer.sampler))
+        expected = torch.stack([trainer.dataset[i][0] for i in indices])
+        assert torch.equal(images, expected), f"epoch {epoch}: the worker augmented with another epoch's seeds"
+        firsts.append(images)
+    assert not torch.equal(firsts[0], firsts[1])
