@@ -28,7 +28,8 @@ def tiny_overrides(data: Path, out: Path, *overrides: str) -> list[str]:
         "data.source=imagefolder", f"data.path={data}", "data.image_size=16", "data.workers=0", "stem=small",
         "moco.queue_size=32", "moco.bn_groups=2", "optim.batch_size=8", "optim.epochs=2",
         "optim.warmup_epochs=0", "train.device=cpu", "train.progress=false", "knn.every=0",
-        "train.checkpoint_every=1", "train.log_every=1", f"train.output_dir={out}", *overrides]
+        "train.checkpoint_every=1", "train.log_every=1", f"train.output_dir={out}",
+        "train.threads=1", *overrides]  # one thread: the same float sums in this process and in subprocesses
 
 
 def tiny_config(data: Path, out: Path, *overrides: str) -> dict:
