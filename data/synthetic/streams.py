@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mocobench.common.atomic import atomic_write
+from mocobench.common.atomic import atomic_write, write_text
 
 
 def image_rng(seed: int, layout: str, split: str, index: int) -> np.random.Generator:
@@ -27,3 +27,11 @@ def save_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
 def save_png(path: Path, array: np.ndarray) -> None:
     with atomic_write(path, overwrite=False, durable=False) as f:
         Image.fromarray(array).save(f, format="PNG", compress_level=1)
+
+
+def write_split_lists(folder: Path, splits, records: list[tuple[str, str]]) -> None:
+    """folder/<split>.txt: the ids written for each split, one per line, in writing order (VOC's ImageSets)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        ids = [fid for s, fid in records if s == split]
+        write_text(folder / f"{split}.txt", "".join(f"{fid}\n" for fid in ids), overwrite=False, durable=False)

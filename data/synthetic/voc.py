@@ -11,11 +11,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from mocobench.common.atomic import atomic_write, write_text
+from mocobench.common.atomic import atomic_write
 
 from . import shapes
 from .scene import Scene, generate_scene
-from .streams import image_rng, save_jpeg
+from .streams import image_rng, save_jpeg, write_split_lists
 
 YEARS = {"voc2007": ("VOC2007", 2007), "voc2012": ("VOC2012", 2012)}
 
@@ -71,8 +71,4 @@ def write_item(layout: str, root: Path, params: dict[str, Any], seed: int, task:
 
 
 def finish(layout: str, root: Path, params: dict[str, Any], records: list[tuple[str, str]]) -> None:
-    main = root / "ImageSets" / "Main"
-    main.mkdir(parents=True, exist_ok=True)
-    for split in params["counts"][layout]:
-        ids = [fid for s, fid in records if s == split]
-        write_text(main / f"{split}.txt", "".join(f"{fid}\n" for fid in ids), overwrite=False, durable=False)
+    write_split_lists(root / "ImageSets" / "Main", params["counts"][layout], records)

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mocobench.common.atomic import atomic_write, write_text
+from mocobench.common.atomic import atomic_write
 
 from . import shapes
 from .scene import generate_scene
-from .streams import image_rng, save_jpeg
+from .streams import image_rng, save_jpeg, write_split_lists
 
 LAYOUT = "voc2012_seg"
 VOID = 255
@@ -75,8 +75,4 @@ def write_item(layout: str, root: Path, params: dict[str, Any], seed: int, task:
 
 
 def finish(layout: str, root: Path, params: dict[str, Any], records: list[tuple[str, str]]) -> None:
-    folder = root / "ImageSets" / "Segmentation"
-    folder.mkdir(parents=True, exist_ok=True)
-    for split in params["counts"][layout]:
-        ids = [fid for s, fid in records if s == split]
-        write_text(folder / f"{split}.txt", "".join(f"{fid}\n" for fid in ids), overwrite=False, durable=False)
+    write_split_lists(root / "ImageSets" / "Segmentation", params["counts"][layout], records)
