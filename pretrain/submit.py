@@ -14,11 +14,14 @@ from mocobench.common.cluster import ClusterSpec, NodeCommand, Rendezvous, pytho
 @dataclass(frozen=True)
 class TrainOnNode:
     """This node's command: torchrun over the node's processes (plain python for one process on one node)."""
-    train_args: tuple[str, ...]
+    train_args: tuple[str, ...]  # given --resume auto here if it has no --resume (another --resume is refused)
     procs_per_node: int
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "train_args", tuple(with_auto_resume(list(self.train_args))))
+
     def __call__(self, r: Rendezvous) -> list[str]:
-        train = ["-m", "mocobench.pretrain", "train", *with_auto_resume(list(self.train_args))]
+        train = ["-m", "mocobench.pretrain", "train", *self.train_args]
         if r.nodes == 1 and self.procs_per_node == 1:
             return [python(), *train]
         return [python(), "-m", "torch.distributed.run", f"--nnodes={r.nodes}",
@@ -40,5 +43,5 @@ def submit_training(train_args: list[str], spec: ClusterSpec, *, procs_per_node:
                     name: str = "mocobench-pretrain"):
     """Submit `python -m mocobench.pretrain train TRAIN_ARGS` on spec.nodes x spec.gpus_per_node processes."""
     procs = procs_per_node or max(1, spec.gpus_per_node)
-    build = TrainOnNode(tuple(with_auto_resume(list(train_args))), procs)
+    build = TrainOnNode(tuple(train_args), procs)
     return submit(NodeCommand(build), spec, name=name)
