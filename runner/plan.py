@@ -64,6 +64,8 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
         from_epochs = "SOLVER.MAX_ITER" not in args.opts[::2]
         user = {"generic_benchmark": bench.name, "dataset": dataset.record_field(),
                 "epochs": (bench.epochs if epochs is None else epochs) if from_epochs else None}
+    if synthetic:  # the built-in data's identity (preset, parameters, seed, generator version): records of
+        user["synthetic_data"] = synthetic_data_id(cfg)  # two versions of the demo data never share a table
     protocol = {"benchmark": name, "config_hash": config_hash(cfg), "max_iter": cfg.SOLVER.MAX_ITER,
                 "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH, "base_lr": cfg.SOLVER.BASE_LR,
                 "scaling": asdict(scaling), "amp": bool(args.amp), "depth": cfg.MODEL.RESNETS.DEPTH,
@@ -77,6 +79,17 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
     cfg.SEED, cfg.OUTPUT_DIR = seed, str(out)
     return TrialPlan(name, bench, init, trial, seed, cfg, protocol, out,
                      record_path(args.results, name, init.label, phash, trial))
+
+
+def synthetic_data_id(cfg) -> str:
+    """The registered built-in data set's folder name, '<preset>-<cache key>' (data/synthetic/layout.py): the
+    key hashes the preset's parameters, the seed and the generator version."""
+    from detectron2.data import MetadataCatalog
+
+    root = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).get("synthetic_root", None)
+    if root is None:
+        raise RunnerError(f"{cfg.DATASETS.TRAIN[0]} is not registered as built-in synthetic data")
+    return Path(root).name
 
 
 def data_mode(bench: Benchmark, requested: str) -> bool:

@@ -223,3 +223,27 @@ def test_norm_default_is_official_and_variant_is_recorded(synthetic_layout, tmp_
     args.norm = "GN"
     with pytest.raises(ConfigError, match="choose one of"):
         plan_trial(BENCHMARKS["voc0712-det-c4"], init, 0, args=args, synthetic=True, num_devices=1)
+
+
+def test_protocol_names_the_builtin_data_version(synthetic_layout, tmp_path):
+    """Records of two versions of the built-in data (another generator version, preset parameter or seed) never
+    share a protocol: a changed demo data set must not reuse, or be averaged with, the old one's trials."""
+    from argparse import Namespace
+
+    from mocobench.data.datasets import register_synthetic
+    from mocobench.data.synthetic import ensure_synthetic
+    from mocobench.runner.plan import plan_trial
+
+    args = Namespace(opts=[], num_gpus=0, amp=False, ims_per_gpu=2, seed=0, output_dir=str(tmp_path / "o"),
+                     results=str(tmp_path / "r"), norm=None)
+    init = resolve_init("random", cache_dir=tmp_path)
+    first = plan_trial(BENCHMARKS["voc0712-det-c4"], init, 0, args=args, synthetic=True, num_devices=1)
+    assert first.protocol["synthetic_data"] == synthetic_layout.root.name
+    other = ensure_synthetic(root=tmp_path / "syn", preset="tiny", seed=1, progress=False)
+    try:
+        register_synthetic(other, replace=True)
+        second = plan_trial(BENCHMARKS["voc0712-det-c4"], init, 0, args=args, synthetic=True, num_devices=1)
+    finally:
+        register_synthetic(synthetic_layout, replace=True)
+    assert second.protocol["synthetic_data"] == other.root.name != first.protocol["synthetic_data"]
+    assert second.record_path.parent != first.record_path.parent and second.output_dir != first.output_dir
