@@ -8,6 +8,7 @@ from mocobench.segmentation import benchmarks as segmentation
 
 BENCHMARKS: dict[str, Benchmark] = {**detection.BENCHMARKS, **segmentation.BENCHMARKS}
 ALIASES: dict[str, str] = {**detection.ALIASES, **segmentation.ALIASES}
+DEMO_ALIASES: dict[str, str] = dict(detection.DEMO_ALIASES)  # built-in data only (see there)
 
 
 def resolve_benchmark(name: str) -> Benchmark:

@@ -28,7 +28,7 @@ from mocobench.detection.config import DEFAULT_NORM, NORMS
 from mocobench.pretrain.checkpoint import latest_checkpoint
 from mocobench.records import INIT_KINDS
 from mocobench.runner import RunnerError
-from mocobench.runner.benchmarks import ALIASES, BENCHMARKS, resolve_benchmark
+from mocobench.runner.benchmarks import ALIASES, BENCHMARKS, DEMO_ALIASES, resolve_benchmark
 from mocobench.runner.plan import data_mode, plan_trial
 from mocobench.runner.submit import check_not_submitted, split_job_argv, submit_run
 from mocobench.runner.trial import run_trial
@@ -172,6 +172,10 @@ def _main(args: argparse.Namespace) -> int:
                           f"mask-fpn, mask-c4); {bench.name} has its own data sets")
     else:
         synthetic = data_mode(bench, args.data)
+        if synthetic and args.benchmark in DEMO_ALIASES:
+            bench = resolve_benchmark(DEMO_ALIASES[args.benchmark])
+            print(f"[runner] built-in data: {args.benchmark} runs its demo benchmark {bench.name} ({bench.title}); "
+                  f"see detection/benchmarks.py DEMO_ALIASES", flush=True)
     if args.trials is None:
         args.trials = DEMO_TRIALS if synthetic else 1
     data = {"synthetic": synthetic, "root": args.synthetic_root, "preset": args.synthetic_preset,

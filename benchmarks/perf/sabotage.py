@@ -34,9 +34,10 @@ from mocobench.common.atomic import write_text
 from mocobench.common.hashing import sha256_file
 from mocobench.pretrain.checkpoint import latest_checkpoint, load, save_atomic
 from mocobench.records import load_records
+from mocobench.runner.benchmarks import ALIASES, DEMO_ALIASES
 
 BENCHMARKS = ("voc-det", "coco-mask")        # the demo's two benchmarks (make voc-det coco-mask)
-RECORD_NAMES = {"voc-det": "voc0712-det-c4-synthetic", "coco-mask": "coco-mask-fpn-1x-synthetic"}
+RECORD_NAMES = {b: f"{DEMO_ALIASES.get(b) or ALIASES[b]}-synthetic" for b in BENCHMARKS}  # what the runner records
 METRIC = "bbox/AP50"
 THRESHOLD = 5.0                               # points of AP50: the demo's transfer threshold
 LABEL = "shuffled"                            # the row of the shuffled checkpoint ("intact": the original)

@@ -18,6 +18,10 @@ Keys of a preset:
     clutter             [min, max] unlabelled distractor strokes/blobs drawn into the background
     solid_prob          probability that an instance is painted in one shaded colour (else a
                         two-colour pattern: stripes, checks or blotches)
+    category_patterns   false: patterns drawn as solid_prob says; true: the preset's category i is
+                        always painted with scene.PATTERNS[i % 6] (solid, stripes, checks, blotches,
+                        dots, rings; colours, period and angle still vary), so shape and surface
+                        both tell the category
     crowd_prob          probability that a scene holds a crowd cluster (COCO iscrowd RLE,
                         VOC difficult objects, Cityscapes "<class>group" polygons)
     crowd_members       [min, max] small objects in a crowd cluster
@@ -37,7 +41,7 @@ from mocobench.common.config import merge
 from .shapes import CATEGORIES
 
 # Bump whenever the generator's output for the same parameters changes (drawing, file formats).
-GENERATOR_VERSION = 3  # 3: the VOC semantic segmentation layout (voc2012_seg)
+GENERATOR_VERSION = 4  # 3: the VOC semantic segmentation layout (voc2012_seg); 4: dots and rings, category_patterns
 
 _COMMON: dict[str, Any] = {
     "categories": list(CATEGORIES),
@@ -53,6 +57,7 @@ _COMMON: dict[str, Any] = {
     "min_visible_px": 48,
     "min_visible_frac": 0.35,
     "jpeg_quality": 90,
+    "category_patterns": False,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -89,9 +94,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # The demo chain (`make demo`): pretrain ResNet-18 on the ImageFolder, fine-tune detectors on VOC /
     # COCO, all within 15 minutes on 2 CPU cores, and still show transfer. So the data is made to be
-    # learnable in minutes: six clearly distinct shapes, mostly one-colour objects, object-centric
-    # 64 px pretraining images (one shape on a cluttered background, like ImageNet's photos), and
-    # detection scenes of 1-3 large objects at the size the detectors train on (no resizing).
+    # learnable in minutes: six clearly distinct shapes, object-centric 64 px pretraining images (one
+    # shape on a cluttered background, like ImageNet's photos), and detection scenes of 1-3 large objects
+    # at the size the detectors train on (no resizing). Each category also has its own surface pattern
+    # (category_patterns): instance discrimination on random crops learns what two crops of one image
+    # share, which is local surface, not global outline; with shape alone the MoCo demo learned colour and
+    # layout and did not transfer (benchmarks/perf/RESULTS.md, "Issue 8").
     "demo": {
         **_COMMON,
         "categories": ["disc", "square", "triangle", "star", "cross", "crescent"],
@@ -102,6 +110,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "clutter": [2, 6],
         "imagefolder_clutter": [2, 6],
         "solid_prob": 0.7,
+        "category_patterns": True,
         "crowd_prob": 0.05,
         "imagefolder_size": 64,
         "detection_size": [128, 96],

@@ -72,13 +72,23 @@ def _colour(rng: np.random.Generator) -> np.ndarray:
     return (rgb * 255).astype(np.float32)
 
 
-def texture(rng: np.random.Generator, h: int, w: int, solid_prob: float = 0.25) -> np.ndarray:
+# Surface patterns, by index: the first four are drawn at random (solid with probability solid_prob); with the
+# preset's category_patterns, category i of the preset is painted with PATTERNS[i % 6].
+PATTERNS = ("solid", "stripes", "checks", "blotches", "dots", "rings")
+
+
+def texture(rng: np.random.Generator, h: int, w: int, solid_prob: float = 0.25,
+            pattern: int | None = None) -> np.ndarray:
     """(3, h, w) float32 texture (channels first: numpy's inner loops then run along rows), with shading:
-    one colour with probability solid_prob, else stripes, checks or blotches of two colours."""
+    one colour with probability solid_prob, else stripes, checks or blotches of two colours. `pattern` (an
+    index into PATTERNS) fixes the kind instead; colours, period, angle and phase stay random."""
     c1, c2 = _colour(rng), _colour(rng)
     y = np.arange(h, dtype=np.float32)[:, None]
     x = np.arange(w, dtype=np.float32)[None, :]
-    kind = 0 if rng.random() < solid_prob else int(rng.integers(1, 4))
+    if pattern is None:
+        kind = 0 if rng.random() < solid_prob else int(rng.integers(1, 4))
+    else:
+        kind = pattern
     if kind == 0:
         m = np.zeros((1, 1), np.float32)
     elif kind == 1:
@@ -87,10 +97,18 @@ def texture(rng: np.random.Generator, h: int, w: int, solid_prob: float = 0.25) 
     elif kind == 2:
         p = int(rng.integers(3, 9))
         m = (((np.arange(w) // p)[None, :] + (np.arange(h) // p)[:, None]) & 1).astype(np.float32)
-    else:
+    elif kind == 3:
         small = rng.random((max(2, h // 6), max(2, w // 6))).astype(np.float32)
         m = np.asarray(Image.fromarray((small * 255).astype(np.uint8)).resize((w, h), Image.BILINEAR),
                        np.float32) / 255
+    elif kind == 4:
+        p = rng.uniform(5, 10)
+        ox, oy = rng.uniform(0, p, 2)
+        dx, dy = (x + ox) % p - p / 2, (y + oy) % p - p / 2
+        m = (dx * dx + dy * dy < (0.3 * p) ** 2).astype(np.float32)
+    else:
+        period, cx, cy = rng.uniform(4, 9), rng.uniform(0, w), rng.uniform(0, h)
+        m = 0.5 + 0.5 * np.sin(np.sqrt((x - cx) ** 2 + (y - cy) ** 2) * (2 * np.pi / period))
     a, k = rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.35) / max(h, w, 1)
     shade = 1 + (x * (k * np.cos(a)) + y * (k * np.sin(a)))         # (h, w) linear shading
     # (c1 m + c2 (1 - m)) shade  ==  (m shade) (c1 - c2) + shade c2
@@ -325,7 +343,8 @@ def generate_scene(rng: np.random.Generator, width: int, height: int, params: di
         draw.polygon([tuple(p) for p in inst.polygon.tolist()], fill=k)
     id_map = np.asarray(id_img)
     for k, inst in enumerate(instances, start=1):
-        _paint(rng, img, id_map, k, inst.polygon, params["solid_prob"])
+        pattern = categories.index(inst.category) % len(PATTERNS) if params["category_patterns"] else None
+        _paint(rng, img, id_map, k, inst.polygon, params["solid_prob"], pattern)
         inst.mask = id_map == k
     for item in items:
         for inst in item.members:
@@ -339,7 +358,7 @@ def generate_scene(rng: np.random.Generator, width: int, height: int, params: di
 
 
 def _paint(rng: np.random.Generator, img: np.ndarray, id_map: np.ndarray, k: int, pts: np.ndarray,
-           solid_prob: float) -> None:
+           solid_prob: float, pattern: int | None = None) -> None:
     h, w = id_map.shape
     x0, y0 = max(int(pts[:, 0].min()), 0), max(int(pts[:, 1].min()), 0)
     x1, y1 = min(int(pts[:, 0].max()) + 1, w), min(int(pts[:, 1].max()) + 1, h)
@@ -347,4 +366,4 @@ def _paint(rng: np.random.Generator, img: np.ndarray, id_map: np.ndarray, k: int
         return
     sel = id_map[y0:y1, x0:x1] == k
     region = img[:, y0:y1, x0:x1]
-    region[:, sel] = texture(rng, y1 - y0, x1 - x0, solid_prob)[:, sel]
+    region[:, sel] = texture(rng, y1 - y0, x1 - x0, solid_prob, pattern)[:, sel]

@@ -1,4 +1,5 @@
-"""The preset keys the demo uses: a category subset, object-centric ImageFolder images, one-colour objects."""
+"""The preset keys the demo uses: a category subset, object-centric ImageFolder images, one-colour objects,
+a surface pattern per category."""
 from __future__ import annotations
 
 import json
@@ -81,3 +82,37 @@ def test_solid_prob_sets_the_share_of_one_colour_textures():
 def test_demo_preset_uses_the_knobs():
     demo = PRESETS["demo"]
     assert len(demo["categories"]) < len(CATEGORIES) and demo["imagefolder_instances"] == [0, 0]
+    assert demo["category_patterns"] and not PRESETS["tiny"]["category_patterns"]
+
+
+def _is_one_colour(t):
+    m = t.reshape(3, -1)  # one colour times a linear shading: rank 1 across channels
+    return np.linalg.matrix_rank(m, tol=1e-3 * np.abs(m).max()) == 1
+
+
+def test_texture_pattern_argument_fixes_the_kind():
+    from mocobench.data.synthetic.scene import PATTERNS
+
+    rng = np.random.default_rng(1)
+    for p, name in enumerate(PATTERNS):
+        one_colour = [_is_one_colour(texture(rng, 24, 24, solid_prob=0.5, pattern=p)) for _ in range(40)]
+        assert all(one_colour) if name == "solid" else not any(one_colour), name
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_category_patterns_paint_each_category_with_its_own_pattern(monkeypatch, on):
+    """category_patterns: the preset's category i is painted with PATTERNS[i % 6], in every scene kind; off:
+    the pattern is left to chance (solid_prob)."""
+    from mocobench.data.synthetic import presets, scene
+
+    painted = []
+    monkeypatch.setattr(scene, "_paint", lambda rng, img, id_map, k, pts, solid_prob, pattern=None:
+                        painted.append(pattern))
+    params = presets.resolve_params("tiny", {**KNOBS, "category_patterns": on})
+    ids = [CATEGORIES.index(c) for c in SUBSET]
+    for i in range(6):
+        painted.clear()
+        sc = generate_scene(image_rng(0, "t", "train", i), 96, 64, params,
+                            kind="main" if i % 2 else "objects", label=ids[i % 3])
+        want = [SUBSET.index(CATEGORIES[inst.category]) % 6 if on else None for inst in sc.instances]
+        assert painted == want and sc.instances

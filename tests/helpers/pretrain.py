@@ -29,7 +29,10 @@ def tiny_overrides(data: Path, out: Path, *overrides: str) -> list[str]:
         "moco.queue_size=32", "moco.bn_groups=2", "optim.batch_size=8", "optim.epochs=2",
         "optim.warmup_epochs=0", "train.device=cpu", "train.progress=false", "knn.every=0",
         "train.checkpoint_every=1", "train.log_every=1", f"train.output_dir={out}",
-        "train.threads=1", *overrides]  # one thread: the same float sums in this process and in subprocesses
+        "train.threads=1",  # one thread: the same float sums in this process and in subprocesses
+        # MoCo v2 as a real run makes it (the demo config itself uses v1 augmentation, AdamW, batched augmentation)
+        "data.aug=v2", "data.aug_device=cpu", "optim.optimizer=sgd", "optim.lr=0.03", "optim.weight_decay=5e-4",
+        *overrides]
 
 
 def tiny_config(data: Path, out: Path, *overrides: str) -> dict:
