@@ -29,6 +29,7 @@ from mocobench.pretrain.checkpoint import latest_checkpoint
 from mocobench.records import INIT_KINDS
 from mocobench.runner import RunnerError
 from mocobench.runner.benchmarks import ALIASES, BENCHMARKS, DEMO_ALIASES, resolve_benchmark
+from mocobench.runner.parallel import auto_jobs, run_parallel
 from mocobench.runner.plan import data_mode, plan_trial
 from mocobench.runner.submit import check_not_submitted, split_job_argv, submit_run
 from mocobench.runner.trial import run_trial
@@ -102,6 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="output/benchmarks",
                         help="trial folders (checkpoints, logs) and converted weights")
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep intermediate model_NNNN.pth files")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="CPU runs: trials at once, each in its own process with cores/N threads (default: 2 on "
+                             "the built-in data with >= 2 cores, else 1)")
     parser.add_argument("--dry-run", action="store_true", help="resolve and print the plan, train nothing")
     parser.add_argument("--submit", action="store_true",
                         help="send this same command through submitit (SLURM, or --local) on --nodes x "
@@ -201,21 +205,23 @@ def _main(args: argparse.Namespace) -> int:
              for init in inits for trial in range(args.first_trial, args.first_trial + args.trials)]
     if dataset is not None and not args.dry_run:
         declare(dataset, args.results)  # every check passed and every trial is planned
-    written = []
+    jobs = auto_jobs(args.jobs, synthetic=synthetic, num_gpus=args.num_gpus, trials=len(plans))
     for plan in plans:
-        init, trial = plan.init, plan.trial
         sc = plan.protocol["scaling"]
         if sc["applied"]:
             log.info(f"scaling rule applied ({num_devices} devices < {sc['reference']['gpus']}): "
                      f"{sc['reference']} -> {sc['result']}")
         if args.dry_run:
-            log.info(f"dry run: {plan.benchmark} / {init.label} trial {trial} seed {plan.seed} -> "
+            log.info(f"dry run: {plan.benchmark} / {plan.init.label} trial {plan.trial} seed {plan.seed} -> "
                      f"{plan.record_path} (max_iter {plan.cfg.SOLVER.MAX_ITER}, "
                      f"batch {plan.cfg.SOLVER.IMS_PER_BATCH})")
-            continue
-        path = run_trial(plan, args=args, data=data)
-        if path:
-            written.append(path)
+    written = []
+    if args.dry_run:
+        pass
+    elif jobs > 1:
+        written = run_parallel(plans, args=args, data=data, jobs=jobs)
+    else:
+        written = [path for plan in plans if (path := run_trial(plan, args=args, data=data))]
     if job is not None and preview:  # --submit --dry-run: what each node would run; nothing submitted
         for node in range(cluster.nodes):
             print(shlex.join(job[1](Rendezvous(node, cluster.nodes, "FIRST_NODE", RDZV_PORT, "JOB_ID"))), flush=True)

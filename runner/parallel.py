@@ -1,0 +1,67 @@
+"""Trials side by side on a CPU: `--jobs N` runs N trials at once, each in its own process with
+cores / N torch threads. On 2 cores two one-thread trials finish about 1.25x sooner than one two-thread
+trial after the other (the demo's small convolutions do not keep two threads busy; benchmarks/perf/RESULTS.md).
+
+Each trial is the same `run_trial` as in sequence, in a spawned process (never forked: the parent's OpenMP
+pool is not fork-safe), so records, resumption and kill-safety are those of a sequential run. A failed trial
+does not stop the others; the first error is raised once all have ended.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from pathlib import Path
+
+from mocobench.runner import RunnerError
+from mocobench.runner.plan import TrialPlan
+
+log = logging.getLogger(__name__)
+
+
+def auto_jobs(requested: int | None, *, synthetic: bool, num_gpus: int, trials: int) -> int:
+    """--jobs: as given; by default 2 for built-in-data trials on a CPU with >= 2 cores, else 1."""
+    if requested is not None:
+        if requested < 1:
+            raise RunnerError(f"--jobs {requested}: give 1 or more trials to run at once")
+        if requested > 1 and num_gpus > 0:
+            raise RunnerError("--jobs > 1 is for CPU runs (--num-gpus 0); on GPUs a trial uses them all")
+        return min(requested, max(trials, 1))
+    return 2 if synthetic and num_gpus == 0 and (os.cpu_count() or 1) >= 2 and trials > 1 else 1
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    from mocobench.common.logs import cli_logging
+
+    torch.set_num_threads(threads)
+    cli_logging()
+
+
+def _run_one(plan: TrialPlan, args, data: dict) -> Path | None:
+    from mocobench.runner.trial import run_trial
+
+    return run_trial(plan, args=args, data=data)
+
+
+def run_parallel(plans: list[TrialPlan], *, args, data: dict, jobs: int) -> list[Path]:
+    """Run the plans, `jobs` at a time; the records written (trials finished already write none)."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    log.info(f"{len(plans)} trial(s), {jobs} at a time, {threads} torch thread(s) each")
+    ctx = multiprocessing.get_context("spawn")
+    written, errors = [], []
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(threads,), maxtasksperchild=1) as pool:
+        pending = [(plan, pool.apply_async(_run_one, (plan, args, data))) for plan in plans]
+        for plan, result in pending:
+            try:
+                path = result.get()
+            except Exception as e:  # noqa: BLE001  (reported below, after the other trials)
+                log.error(f"{plan.benchmark} / {plan.init.label} trial {plan.trial} failed: {e}")
+                errors.append(e)
+                continue
+            if path:
+                written.append(path)
+    if errors:
+        raise errors[0]
+    return written
