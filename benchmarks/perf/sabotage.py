@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from mocobench.common.atomic import write_text
-from mocobench.common.hashing import sha256_file
+from mocobench.common.hashing import canonical_hash, sha256_file
 from mocobench.pretrain.checkpoint import latest_checkpoint, load, save_atomic
 from mocobench.records import load_records
 from mocobench.runner.benchmarks import ALIASES, DEMO_ALIASES
@@ -84,6 +84,10 @@ def _stats(values: list[float]) -> dict[str, float | int | None]:
             "std": statistics.stdev(values) if len(values) > 1 else None, "n": len(values)}
 
 
+def _protocol_sans_weights(record: dict) -> str:
+    return canonical_hash({k: v for k, v in record["protocol"].items() if k != "weights_sha256"})
+
+
 def summarise(demo_results: Path, sabotage_results: Path, source_sha: str) -> dict:
     demo = load_records(demo_results) if demo_results.is_dir() else []
     ours = load_records(sabotage_results)
@@ -91,8 +95,13 @@ def summarise(demo_results: Path, sabotage_results: Path, source_sha: str) -> di
     for bench in BENCHMARKS:
         name = RECORD_NAMES[bench]
 
+        # only trials of the intact checkpoint's protocol (weights aside): never older demo data or schedules
+        same = {_protocol_sans_weights(r) for r in demo if r["benchmark"] == name
+                and r["init"]["weights_sha256"] == source_sha}
+
         def ap50(records, pick):
-            return [r["metrics"]["bbox"]["AP50"] for r in records if r["benchmark"] == name and pick(r)]
+            return [r["metrics"]["bbox"]["AP50"] for r in records
+                    if r["benchmark"] == name and _protocol_sans_weights(r) in same and pick(r)]
 
         rows = {
             "random": ap50(demo, lambda r: r["init"]["kind"] == "random"),

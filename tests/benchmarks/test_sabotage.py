@@ -45,10 +45,11 @@ def test_supervised_checkpoints_are_shuffled_too(tmp_path):
     assert not torch.equal(after["module.conv1.weight"], ckpt["state_dict"]["module.conv1.weight"])
 
 
-def _records(results, label, kind, values, sha=None):
+def _records(results, label, kind, values, sha=None, protocol=None, first=0):
     for bench in sabotage.RECORD_NAMES.values():
-        for t, v in enumerate(values):
-            write_record(make_record(bench, label, kind, t, det(v, v / 2, v / 3), weights_sha256=sha), results)
+        for t, v in enumerate(values, start=first):
+            write_record(make_record(bench, label, kind, t, det(v, v / 2, v / 3), weights_sha256=sha,
+                                     protocol=protocol), results)
 
 
 def test_verdict_needs_the_shuffled_row_at_random_level(tmp_path):
@@ -72,3 +73,16 @@ def test_verdict_needs_the_shuffled_row_at_random_level(tmp_path):
     flat = sabotage.summarise(tmp_path / "flat", tmp_path / "high", "d" * 64)
     assert all(not s["decisive"] and s["falls_to_random"] is None for s in flat.values())
     assert "inconclusive" in sabotage.markdown(flat)
+
+
+def test_verdict_uses_only_trials_of_the_intact_checkpoints_protocol(tmp_path):
+    """Random-init records of an older demo (another data version) in the same results folder are left out."""
+    from tests.helpers.records import PAPER_VOC
+
+    old_data = {**PAPER_VOC, "synthetic_data": "demo-0123456789"}
+    _records(tmp_path / "demo", "random", "random", [4.0, 5.0])
+    _records(tmp_path / "demo", "random", "random", [40.0, 41.0], protocol=old_data)
+    _records(tmp_path / "demo", "moco_v2_demo-ep8", "moco", [14.0, 15.0], sha="a" * 64)
+    _records(tmp_path / "low", sabotage.LABEL, "moco", [4.5, 5.5], sha="c" * 64)
+    for s in sabotage.summarise(tmp_path / "demo", tmp_path / "low", "a" * 64).values():
+        assert s["values"]["random"] == [4.0, 5.0] and s["falls_to_random"] is True
