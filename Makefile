@@ -29,7 +29,8 @@ help:
 # The user's day on the built-in data (or on real data: DATA=..., DETECTRON2_DATASETS=...).
 demo: install
 	$(MAKE) pretrain
-	$(MAKE) voc-det coco-mask
+	$(MAKE) voc-det coco-mask TABLES_AFTER_RUN=
+	$(MAKE) tables
 
 install: $(STAMP)
 
@@ -113,6 +114,8 @@ data: install
 DET_WEIGHTS ?= $(PRETRAIN_OUT)
 SUP_WEIGHTS ?= output/pretrain/supervised_demo
 DET_TRIALS ?=
+# each benchmark target prints the tables after its run; `make demo` prints them once, at the end
+TABLES_AFTER_RUN ?= 1
 # make cityscapes-mask | voc-seg | cityscapes-seg   the segmentation benchmarks (segmentation/): Cityscapes Mask
 #   R-CNN R50-FPN, the paper appendix's FCN on dilated R50 for VOC train_aug -> val 2012 and Cityscapes; the
 #   same weights, baselines, trials and built-in fallback as above.
@@ -123,7 +126,7 @@ voc-det coco-mask cityscapes-mask voc-seg cityscapes-seg: install
 	  echo "[$@] no supervised synthetic baseline yet: make pretrain-supervised"; $(MAKE) pretrain-supervised; fi
 	$(PY) -m mocobench run $@ --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
 	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(DET_ARGS)
-	$(MAKE) tables
+	$(if $(TABLES_AFTER_RUN),$(MAKE) tables)
 
 convert: install
 	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make convert IN=checkpoint OUT=weights.pkl"; exit 2; }
@@ -145,4 +148,4 @@ transfer: install
 	$(PY) -m mocobench run $(USER_BENCH) --dataset $(DATASET) $(if $(TRAIN),--train $(TRAIN)) $(if $(TEST),--test $(TEST)) \
 	  --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
 	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(DET_ARGS)
-	$(MAKE) tables
+	$(if $(TABLES_AFTER_RUN),$(MAKE) tables)
