@@ -107,8 +107,8 @@ data: install
 # make voc-det | coco-mask   real data under DETECTRON2_DATASETS: the paper's protocol (VOC07+12 Faster R-CNN
 #   R50-C4 24k | COCO Mask R-CNN R50-FPN 1x) for DET_WEIGHTS (latest checkpoint of a pretraining folder) and
 #   the baselines that exist (SUP_WEIGHTS, random). Without real data: the built-in demo (ResNet-18, tiny
-#   schedule; coco-mask then runs Mask R-CNN C4 1x, DEMO_ALIASES in detection/benchmarks.py) comparing `make pretrain`'s checkpoint, the supervised synthetic baseline (trained first if
-#   missing) and random init. Trials: 1 on real data, 2 on the built-in data (DET_TRIALS=5 for the paper's
+#   schedule; coco-mask then runs Mask R-CNN C4 1x, DEMO_ALIASES in detection/benchmarks.py) comparing
+#   `make pretrain`'s checkpoint, the supervised synthetic baseline (trained first if missing) and random init. Trials: 1 on real data, 2 on the built-in data (DET_TRIALS=5 for the paper's
 #   count); DET_ARGS="--num-gpus 8 --amp ...".
 # make convert IN=checkpoint OUT=weights.pkl   convert + prove one checkpoint
 DET_WEIGHTS ?= $(PRETRAIN_OUT)

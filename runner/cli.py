@@ -178,8 +178,8 @@ def _main(args: argparse.Namespace) -> int:
         synthetic = data_mode(bench, args.data)
         if synthetic and args.benchmark in DEMO_ALIASES:
             bench = resolve_benchmark(DEMO_ALIASES[args.benchmark])
-            print(f"[runner] built-in data: {args.benchmark} runs its demo benchmark {bench.name} ({bench.title}); "
-                  f"see detection/benchmarks.py DEMO_ALIASES", flush=True)
+            log.info(f"built-in data: {args.benchmark} runs its demo benchmark {bench.name} ({bench.title}); "
+                     f"see detection/benchmarks.py DEMO_ALIASES")
     if args.trials is None:
         args.trials = DEMO_TRIALS if synthetic else 1
     data = {"synthetic": synthetic, "root": args.synthetic_root, "preset": args.synthetic_preset,
@@ -215,9 +215,8 @@ def _main(args: argparse.Namespace) -> int:
             log.info(f"dry run: {plan.benchmark} / {plan.init.label} trial {plan.trial} seed {plan.seed} -> "
                      f"{plan.record_path} (max_iter {plan.cfg.SOLVER.MAX_ITER}, "
                      f"batch {plan.cfg.SOLVER.IMS_PER_BATCH})")
-    written = []
     if args.dry_run:
-        pass
+        written = []
     elif jobs > 1:
         written = run_parallel(plans, args=args, data=data, jobs=jobs)
     else:

@@ -1,5 +1,5 @@
 """Trials side by side on a CPU: `--jobs N` runs N trials at once, each in its own process with
-cores / N torch threads. On 2 cores two one-thread trials finish about 1.25x sooner than one two-thread
+cores / N torch threads. On 2 cores two one-thread trials give 1.24x the throughput of one two-thread
 trial after the other (the demo's small convolutions do not keep two threads busy; benchmarks/perf/RESULTS.md).
 
 Each trial is the same `run_trial` as in sequence, in a spawned process (never forked: the parent's OpenMP
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mocobench.runner import RunnerError
 from mocobench.runner.plan import TrialPlan
+from mocobench.runner.trial import run_trial
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,6 @@ def _init_worker(threads: int) -> None:
     cli_logging()
 
 
-def _run_one(plan: TrialPlan, args, data: dict) -> Path | None:
-    from mocobench.runner.trial import run_trial
-
-    return run_trial(plan, args=args, data=data)
-
-
 def run_parallel(plans: list[TrialPlan], *, args, data: dict, jobs: int) -> list[Path]:
     """Run the plans, `jobs` at a time; the records written (trials finished already write none)."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -52,7 +47,7 @@ def run_parallel(plans: list[TrialPlan], *, args, data: dict, jobs: int) -> list
     ctx = multiprocessing.get_context("spawn")
     written, errors = [], []
     with ctx.Pool(jobs, initializer=_init_worker, initargs=(threads,), maxtasksperchild=1) as pool:
-        pending = [(plan, pool.apply_async(_run_one, (plan, args, data))) for plan in plans]
+        pending = [(plan, pool.apply_async(run_trial, (plan,), {"args": args, "data": data})) for plan in plans]
         for plan, result in pending:
             try:
                 path = result.get()

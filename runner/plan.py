@@ -58,21 +58,21 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
     scaling = apply_scaling_rule(cfg, num_devices=num_devices, ims_per_device=args.ims_per_gpu,
                                  reference_gpus=reference)
     name = bench.name + (SYNTHETIC_SUFFIX if synthetic else "")
-    user: dict[str, Any] = {}
+    data_fields: dict[str, Any] = {}  # what identifies the data beyond the dataset names
     if dataset is not None:
         name = f"{bench.name}-{dataset.name}"
         from_epochs = "SOLVER.MAX_ITER" not in args.opts[::2]
-        user = {"generic_benchmark": bench.name, "dataset": dataset.record_field(),
+        data_fields = {"generic_benchmark": bench.name, "dataset": dataset.record_field(),
                 "epochs": (bench.epochs if epochs is None else epochs) if from_epochs else None}
     if synthetic:  # the built-in data's identity (preset, parameters, seed, generator version): records of
-        user["synthetic_data"] = synthetic_data_id(cfg)  # two versions of the demo data never share a table
+        data_fields["synthetic_data"] = synthetic_data_id(cfg)  # two versions of the demo data never share a table
     protocol = {"benchmark": name, "config_hash": config_hash(cfg), "max_iter": cfg.SOLVER.MAX_ITER,
                 "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH, "base_lr": cfg.SOLVER.BASE_LR,
                 "scaling": asdict(scaling), "amp": bool(args.amp), "depth": cfg.MODEL.RESNETS.DEPTH,
                 "norm": cfg.MODEL.RESNETS.NORM,
                 "train_datasets": list(cfg.DATASETS.TRAIN), "test_datasets": list(cfg.DATASETS.TEST),
                 "num_classes": num_classes, "builtin_synthetic": synthetic,
-                "weights_sha256": init.weights_sha256, **user}
+                "weights_sha256": init.weights_sha256, **data_fields}
     phash = canonical_hash(protocol)
     seed = args.seed + trial
     out = Path(args.output_dir) / name / init.label / phash[:12] / f"trial{trial:02d}"

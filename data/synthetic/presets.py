@@ -110,7 +110,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "clutter": [2, 6],
         "imagefolder_clutter": [2, 6],
         "solid_prob": 0.7,
-        "category_patterns": False,   # true: MoCo transfers as much as supervised, but random init gains more
+        "category_patterns": False,   # see above
         "crowd_prob": 0.05,
         "imagefolder_size": 64,
         "detection_size": [128, 96],

@@ -85,10 +85,7 @@ def texture(rng: np.random.Generator, h: int, w: int, solid_prob: float = 0.25,
     c1, c2 = _colour(rng), _colour(rng)
     y = np.arange(h, dtype=np.float32)[:, None]
     x = np.arange(w, dtype=np.float32)[None, :]
-    if pattern is None:
-        kind = 0 if rng.random() < solid_prob else int(rng.integers(1, 4))
-    else:
-        kind = pattern
+    kind = pattern if pattern is not None else (0 if rng.random() < solid_prob else int(rng.integers(1, 4)))
     if kind == 0:
         m = np.zeros((1, 1), np.float32)
     elif kind == 1:

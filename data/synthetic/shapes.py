@@ -1,8 +1,8 @@
 """The object categories: each is an outline in unit coordinates (radius about 1, centred at 0).
 
 A category is defined by its shape; colour, texture, scale, aspect, rotation and position vary per
-instance, so a detector has to learn the shape. Presets with `category_patterns` (the demo) also give
-each category its own surface pattern (scene.PATTERNS): shape and surface then both tell it.
+instance, so a detector has to learn the shape. Presets with `category_patterns` also give each
+category its own surface pattern (scene.PATTERNS): shape and surface then both tell it.
 """
 from __future__ import annotations
 

@@ -45,9 +45,9 @@ def test_supervised_checkpoints_are_shuffled_too(tmp_path):
     assert not torch.equal(after["module.conv1.weight"], ckpt["state_dict"]["module.conv1.weight"])
 
 
-def _records(results, label, kind, values, sha=None, protocol=None, first=0):
+def _records(results, label, kind, values, sha=None, protocol=None):
     for bench in sabotage.RECORD_NAMES.values():
-        for t, v in enumerate(values, start=first):
+        for t, v in enumerate(values):
             write_record(make_record(bench, label, kind, t, det(v, v / 2, v / 3), weights_sha256=sha,
                                      protocol=protocol), results)
 

@@ -1,5 +1,5 @@
-"""The preset keys the demo uses: a category subset, object-centric ImageFolder images, one-colour objects,
-a surface pattern per category."""
+"""The preset keys the demo uses: a category subset, object-centric ImageFolder images, one-colour objects;
+and the surface pattern per category that a preset can ask for."""
 from __future__ import annotations
 
 import json
