@@ -11,6 +11,9 @@ ALIASES: dict[str, str] = {**detection.ALIASES, **segmentation.ALIASES}
 DEMO_ALIASES: dict[str, str] = dict(detection.DEMO_ALIASES)  # built-in data only (see there)
 
 
-def resolve_benchmark(name: str) -> Benchmark:
-    """A benchmark by name or alias; BenchmarkError names the known ones."""
+def resolve_benchmark(name: str, *, builtin_data: bool = False) -> Benchmark:
+    """A benchmark by name or alias; BenchmarkError names the known ones. On the built-in data
+    (builtin_data=True) an alias in DEMO_ALIASES runs its demo benchmark instead."""
+    if builtin_data and name in DEMO_ALIASES:
+        name = DEMO_ALIASES[name]
     return lookup(BENCHMARKS, ALIASES, name)

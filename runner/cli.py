@@ -28,7 +28,7 @@ from mocobench.detection.config import DEFAULT_NORM, NORMS
 from mocobench.pretrain.checkpoint import latest_checkpoint
 from mocobench.records import INIT_KINDS
 from mocobench.runner import RunnerError
-from mocobench.runner.benchmarks import ALIASES, BENCHMARKS, DEMO_ALIASES, resolve_benchmark
+from mocobench.runner.benchmarks import ALIASES, BENCHMARKS, resolve_benchmark
 from mocobench.runner.parallel import auto_jobs, run_parallel
 from mocobench.runner.plan import data_mode, plan_trial
 from mocobench.runner.submit import check_not_submitted, split_job_argv, submit_run
@@ -176,8 +176,9 @@ def _main(args: argparse.Namespace) -> int:
                           f"mask-fpn, mask-c4); {bench.name} has its own data sets")
     else:
         synthetic = data_mode(bench, args.data)
-        if synthetic and args.benchmark in DEMO_ALIASES:
-            bench = resolve_benchmark(DEMO_ALIASES[args.benchmark])
+        demo = resolve_benchmark(args.benchmark, builtin_data=synthetic)
+        if demo is not bench:
+            bench = demo
             log.info(f"built-in data: {args.benchmark} runs its demo benchmark {bench.name} ({bench.title}); "
                      f"see detection/benchmarks.py DEMO_ALIASES")
     if args.trials is None:

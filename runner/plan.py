@@ -63,7 +63,7 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
         name = f"{bench.name}-{dataset.name}"
         from_epochs = "SOLVER.MAX_ITER" not in args.opts[::2]
         data_fields = {"generic_benchmark": bench.name, "dataset": dataset.record_field(),
-                "epochs": (bench.epochs if epochs is None else epochs) if from_epochs else None}
+                       "epochs": (bench.epochs if epochs is None else epochs) if from_epochs else None}
     if synthetic:  # the built-in data's identity (preset, parameters, seed, generator version): records of
         data_fields["synthetic_data"] = synthetic_data_id(cfg)  # two versions of the demo data never share a table
     protocol = {"benchmark": name, "config_hash": config_hash(cfg), "max_iter": cfg.SOLVER.MAX_ITER,

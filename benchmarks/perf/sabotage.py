@@ -33,11 +33,11 @@ import torch
 from mocobench.common.atomic import write_text
 from mocobench.common.hashing import canonical_hash, sha256_file
 from mocobench.pretrain.checkpoint import latest_checkpoint, load, save_atomic
-from mocobench.records import load_records
-from mocobench.runner.benchmarks import ALIASES, DEMO_ALIASES
+from mocobench.records import SYNTHETIC_SUFFIX, load_records
+from mocobench.runner.benchmarks import resolve_benchmark
 
 BENCHMARKS = ("voc-det", "coco-mask")        # the demo's two benchmarks (make voc-det coco-mask)
-RECORD_NAMES = {b: f"{DEMO_ALIASES.get(b) or ALIASES[b]}-synthetic" for b in BENCHMARKS}  # what the runner records
+RECORD_NAMES = {b: resolve_benchmark(b, builtin_data=True).name + SYNTHETIC_SUFFIX for b in BENCHMARKS}  # as recorded
 METRIC = "bbox/AP50"
 THRESHOLD = 5.0                               # points of AP50: the demo's transfer threshold
 LABEL = "shuffled"                            # the row of the shuffled checkpoint ("intact": the original)
