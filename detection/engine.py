@@ -1,7 +1,9 @@
 """The Detectron2 train/eval entry of one trial (every benchmark, detection and segmentation):
 `train_and_evaluate(cfg_yaml, data)`, run by detectron2.engine.launch in every process of a trial, with
-`Trainer` (Detectron2's DefaultTrainer plus our evaluators, and the segmentation recipe's augmentations
-for SemanticSegmentor models). Rank 0 writes OUTPUT_DIR/eval_results.json ({task: {metric: value or null}})."""
+`Trainer` (Detectron2's DefaultTrainer plus our evaluators, the segmentation recipe's augmentations for
+SemanticSegmentor models, DDP built for the trial's device (GPU or CPU/gloo) and PreciseBN over all ranks).
+Every rank trains and evaluates once; rank 0 writes OUTPUT_DIR/eval_results.json ({task: {metric: value or
+null}}). See docs/multi-gpu-trials.md."""
 from __future__ import annotations
 
 import json
