@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
@@ -25,6 +26,26 @@ def test_scaling_rule_scales_precise_bn_iterations():
     assert s.reference["precise_bn_num_iter"] == 200 and s.result["precise_bn_num_iter"] == 1600
     cfg, s = _scaled(8, 2)  # the protocol's own devices: nothing scaled
     assert not s.applied and cfg.TEST.PRECISE_BN.NUM_ITER == 200 == s.result["precise_bn_num_iter"]
+
+
+def test_scaled_precise_bn_iterations_are_not_a_deviation():
+    """A record of the scaling rule holds PreciseBN's iterations x k: the documented scaling, not a deviation in
+    the tables; any other value under the same scaling is one."""
+    from mocobench.reporting import deviations
+    from mocobench.runner.benchmarks import BENCHMARKS
+    from tests.helpers.records import make_record, resolved_config
+    from tests.reporting.test_deviations import COCO, COCO_1X
+
+    scaled = dict(COCO_1X, ims_per_batch=8, base_lr=0.01, max_iter=180000,
+                  scaling={"applied": True, "factor": 2.0, "num_devices": 1, "ims_per_device": 8})
+    exact = resolved_config("coco-mask-fpn-1x", scaled)
+    assert yaml.safe_load(exact)["TEST"]["PRECISE_BN"]["NUM_ITER"] == 400  # the protocol's 200, x 2
+    rec = make_record("coco-mask-fpn-1x", "sup", "supervised", 0, COCO, task="instance_seg", protocol=scaled,
+                      config=exact)
+    assert deviations.deviations(rec, BENCHMARKS["coco-mask-fpn-1x"]) == []
+    rec["config"] = resolved_config("coco-mask-fpn-1x", scaled, ["TEST.PRECISE_BN.NUM_ITER", "300"])
+    [d] = deviations.deviations(rec, BENCHMARKS["coco-mask-fpn-1x"])
+    assert (d.key, d.ours, d.paper) == ("TEST.PRECISE_BN.NUM_ITER", 300, 200)
 
 
 def test_num_procs_input_errors(synthetic_layout, tmp_path, capsys):
@@ -58,7 +79,7 @@ def test_cpu_processes_are_launched_without_cuda(synthetic_layout, tmp_path, mon
     with pytest.raises(RuntimeError, match="stop here"):
         _run(synthetic_layout, tmp_path, "voc07-det-c4", "random", extra=["--trials", "1", "--num-procs", "2"])
     assert seen["procs"] == 2 and seen["dist_url"] == "auto" and seen["env"] == ""
-    assert seen["threads"] == max(1, __import__("torch").get_num_threads() // 2)
+    assert seen["threads"] == max(1, torch.get_num_threads() // 2)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "0,1"
 
 
