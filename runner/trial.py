@@ -27,11 +27,13 @@ def run_in_process(cfg_yaml: str, data: dict, threads: int | None = None) -> Non
     """What every process of a trial runs. Spawned processes import this module to find it, and with it
     both rooms' Detectron2 registrations (our ROI head, the dilated ResNet, FCNHead). threads: torch threads
     of each CPU process of a multi-process trial (None: unchanged)."""
-    if threads is not None:
-        import torch
+    import torch.distributed as dist
 
+    if threads is not None:
         torch.set_num_threads(threads)
     train_and_evaluate(cfg_yaml, data)
+    if dist.is_initialized():  # a process of launch: every rank has passed the evaluation's last barrier
+        dist.destroy_process_group()
 
 
 @contextmanager
