@@ -17,6 +17,7 @@ Every conversion is checked by the forward-pass proof (``verify``, in detection/
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import pickle
@@ -248,6 +249,9 @@ def detect_layout(ckpt: Mapping[str, Any], fmt: str = "auto") -> Detected:
     exact = [d for d in found if not d.unaccounted]
     if len(exact) == 1:
         return exact[0]
+    if not exact and len(found) > 1:  # none accounts for everything: the closest ones (fewest unknown tensors)
+        fewest = min(len(d.unaccounted) for d in found)
+        found = [d for d in found if len(d.unaccounted) == fewest]
     if len(exact) > 1 or len(found) > 1:
         both = exact or found
         names = " and ".join(repr(d.layout.name) for d in both)
@@ -292,6 +296,7 @@ def describe_formats() -> str:
 
 
 # ------------------------------------------------------------------------------ strict extraction
+@functools.lru_cache(maxsize=None)
 def _expected_shapes(depth: int) -> dict[str, tuple[int, ...]]:
     """Backbone tensor shapes of torchvision's resnet{depth}, fc and num_batches_tracked excluded."""
     import torchvision
