@@ -212,3 +212,12 @@ def test_list_formats_names_every_layout_and_source(capsys):
     for lay in LAYOUTS.values():
         assert f"\n{lay.name}\n  source:   {lay.source}" in "\n" + out
     assert "projection_head., prototypes." in out and "encoder_q.0." in out
+
+
+def test_docs_table_has_every_layout_with_one_command():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "checkpoint-formats.md").read_text()
+    rows = {line.split("|")[1].strip(" `"): line for line in doc.splitlines() if line.startswith("| `")}
+    assert set(rows) == set(LAYOUTS)
+    assert all(line.count("`python -m mocobench.detection.convert ") == 1 for line in rows.values())
