@@ -48,9 +48,9 @@ def _latest(run_dir: Path) -> Path:
 
 
 def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: str | None = None,
-                 msra: bool = False) -> Init:
+                 msra: bool = False, fmt: str = "auto") -> Init:
     """--weights SPEC -> Init: 'random', a .pkl, a checkpoint (converted with proof, cached), or a
-    pretraining output folder (its latest checkpoint)."""
+    pretraining output folder (its latest checkpoint). fmt: the checkpoint layout (--format), or "auto"."""
     from mocobench.detection.convert import LAYOUTS, ConversionError, convert_file, load_checkpoint_report
 
     if kind is not None and kind not in INIT_KINDS:
@@ -76,13 +76,13 @@ def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: 
         raise RunnerError(f"--weights {spec}: {e}") from None
     epoch = _epoch(ckpt)
     mode = (ckpt.get("config") or {}).get("mode") if isinstance(ckpt.get("config"), dict) else None
-    pkl = cache_dir / f"{_label(path.name.split('.')[0])}-{sha[:12]}.pkl"
+    pkl = cache_dir / f"{_label(path.name.split('.')[0])}-{sha[:12]}{'' if fmt == 'auto' else '-' + fmt}.pkl"
     if pkl.exists():
         log.info("using the cached conversion %s", pkl)
         fmt, depth = _pkl_format(pkl), _pkl_depth(pkl)
     else:
         try:
-            conv = convert_file(path, pkl)[0]
+            conv = convert_file(path, pkl, fmt=fmt)[0]
         except ConversionError as e:
             raise RunnerError(f"--weights {spec}: {e}") from None
         fmt, depth = conv.format, conv.depth

@@ -4,6 +4,7 @@ the record carries the detected format and tables can label rows with it."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from mocobench import records
 from mocobench.__main__ import main as cli
@@ -64,3 +65,17 @@ def test_run_voc_det_with_a_swav_file_records_its_format(synthetic_layout, tmp_p
     assert labels == ["swav_800ep_pretrain (swav)"]
     plain = [r.label for t in aggregate.build_tables([rec]) for r in t.rows if r.source == "ours"]
     assert plain == ["swav_800ep_pretrain"]
+
+
+def test_run_format_decides_a_file_that_fits_two_layouts(synthetic_layout, tmp_path, capsys):
+    from tests.helpers.ckpt_layouts import _lightning
+
+    sd = {f"backbone.{k}": v for k, v in randomised_resnet(18).items() if not k.startswith("fc.")}
+    sd["prototypes.weight"] = torch.zeros(6, 4)
+    src = tmp_path / "swav.ckpt"
+    torch.save(_lightning(sd, {}), src)
+    assert cli(_argv(synthetic_layout, tmp_path, src, "--dry-run", "--trials", "1")) == 2
+    err = capsys.readouterr().err
+    assert "fits 2 layouts, 'solo-learn' and 'lightly'" in err and "Traceback" not in err
+    assert cli(_argv(synthetic_layout, tmp_path, src, "--dry-run", "--trials", "1", "--format", "lightly")) == 0
+    assert "format lightly, ResNet-18" in capsys.readouterr().out
