@@ -13,7 +13,9 @@ Schema (version 1); writers fill every key, readers rely on them:
       "init": {"label": "moco-v2-demo",        # table row name
                "kind": "moco" | "supervised" | "random" | "other",
                "weights": "path or null", "weights_sha256": "... or null",
-               "pretrain": {"run": "dir or null", "epoch": int or null}},
+               "pretrain": {"run": "dir or null", "epoch": int or null},
+               "format": "checkpoint layout the converter detected (swav, dino, ...) or null"},
+                                               # (format: absent in records written before it existed)
       "protocol": {...},                       # everything that must match for trials to be averaged:
                                                # config_hash, max_iter, ims_per_batch, base_lr,
                                                # scaling, amp, train/test datasets, synthetic flag

@@ -189,6 +189,7 @@ def records_frame(records: Iterable[dict[str, Any]]):
     for r in records:
         row = {"benchmark": r["benchmark"], "task": r["task"], "init": r["init"]["label"],
                "init_kind": r["init"]["kind"], "pretrain_epoch": (r["init"].get("pretrain") or {}).get("epoch"),
+               "init_format": r["init"].get("format"),
                "protocol_hash": r["protocol_hash"], "trial": r["trial"], "seed": r["seed"],
                "path": r.get("_path")}
         row.update({f"protocol.{k}": json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
@@ -248,7 +249,8 @@ def _protocol_differences(protocols: dict[str, dict[str, Any]]) -> list[str]:
     return [k for k in keys if len({repr(p.get(k, _ABSENT)) for p in protocols.values()}) > 1]
 
 
-def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column]) -> tuple[list[Row], list[str]]:
+def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label_format: bool = False
+              ) -> tuple[list[Row], list[str]]:
     notes: list[str] = []
     groups: dict[tuple, list[int]] = {}
     for i, r in enumerate(records):
@@ -269,6 +271,9 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column]) -> tu
             shown = f"{label} {parts[0]}" if len(parts) == 1 and parts[0].startswith("@") else \
                 f"{label} [{', '.join(parts)}]"
         sub = frame.iloc[idx]
+        formats = sorted({str(records[i]["init"].get("format")) for i in idx if records[i]["init"].get("format")})
+        if label_format and formats:  # the checkpoint layout the converter detected, e.g. "swav_800ep (swav)"
+            shown = f"{shown} ({', '.join(formats)})"
         row = Row(label=shown, kind=kind, trials=sorted(int(t) for t in sub["trial"]), pretrain_run=run,
                   pretrain_epoch=None if epoch is None else int(epoch), protocol_hash=phash)
         for col in columns:
@@ -336,8 +341,9 @@ def _user_title(title: str, protocol: dict[str, Any]) -> str:
 
 
 def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | None = None,
-                 reference: dict[str, Any] | None = None) -> list[Table]:
-    """All tables for these records (as from records.load_records), in the layout's benchmark order."""
+                 reference: dict[str, Any] | None = None, label_format: bool = False) -> list[Table]:
+    """All tables for these records (as from records.load_records), in the layout's benchmark order.
+    label_format: each of our rows' label carries its checkpoint layout, e.g. "swav_800ep (swav)"."""
     records = list(records)
     if not records:
         return []
@@ -389,7 +395,7 @@ def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | Non
                     f"{ch}: {', '.join(sorted(labels))}" for ch, labels in sorted(config_hashes.items()))
                     + "), as the init's own config delta does (MSRA BGR input, random-init norm); every other "
                       "protocol field is the same")
-            rows, row_notes = _our_rows(sub, recs, columns)
+            rows, row_notes = _our_rows(sub, recs, columns, label_format)
             rows = _order(rows)
             baseline, delta_notes = _apply_deltas(rows, "these records")
             notes += row_notes + delta_notes
