@@ -124,7 +124,8 @@ def finish(layout: str, root: Path, params: dict[str, Any], records: list[Any]) 
         for s, image, anns in records:
             if s == split:
                 images.append(image)
-                annotations += [{"id": len(annotations) + 1, **a} for a in anns]
+                for a in anns:
+                    annotations.append({"id": len(annotations) + 1, **a})
         doc = {"info": {"description": "moco-transfer-bench synthetic figures", "version": "1.0"}, "licenses": [],
                "images": images, "annotations": annotations, "categories": [category()]}
         write_text(root / "annotations" / f"person_keypoints_{split}.json", json.dumps(doc), overwrite=False,

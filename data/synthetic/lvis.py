@@ -105,7 +105,8 @@ def finish(layout: str, root: Path, params: dict[str, Any], records: list[Any]) 
         for s, image, anns in records:
             if s == split:
                 images.append(image)
-                annotations += [{"id": len(annotations) + 1, **a} for a in anns]
+                for a in anns:
+                    annotations.append({"id": len(annotations) + 1, **a})
         doc = {"info": {"description": "moco-transfer-bench synthetic long-tailed scenes", "version": "0.5"},
                "licenses": [], "images": images, "annotations": annotations, "categories": cats}
         write_text(root / f"lvis_v0.5_{split}.json", json.dumps(doc), overwrite=False, durable=False)
