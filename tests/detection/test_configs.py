@@ -52,7 +52,8 @@ def test_protocol_settings(name):
     elif name == "coco-kp-fpn-2x":  # Keypoint R-CNN: one class, COCO's 17 keypoints and OKS sigmas
         assert cfg.MODEL.KEYPOINT_ON and not cfg.MODEL.MASK_ON and cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1
         assert cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS == 17 and len(cfg.TEST.KEYPOINT_OKS_SIGMAS) == 17
-        assert cfg.DATASETS.TRAIN == ("keypoints_coco_2017_train",) and cfg.DATASETS.TEST == ("keypoints_coco_2017_val",)
+        assert cfg.DATASETS.TRAIN == ("keypoints_coco_2017_train",)
+        assert cfg.DATASETS.TEST == ("keypoints_coco_2017_val",)
     elif name == "lvis-mask-fpn-2x":  # the LVIS paper's baseline settings
         assert cfg.MODEL.MASK_ON and cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1230 and cfg.TEST.DETECTIONS_PER_IMAGE == 300
         assert cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST == 0.0001 and cfg.DATALOADER.REPEAT_THRESHOLD == 0.001
