@@ -58,6 +58,7 @@ class Cell:
     std: float | None = None  # sample std (ddof=1); None when fewer than 2 values
     n: int = 0                # trials that have this metric
     delta: float | None = None  # mean - mean of the supervised row of the same table
+    unverified: bool = False  # a reported number not yet checked against the paper (its own dagger)
 
     @property
     def mark(self) -> int:
@@ -149,6 +150,10 @@ def load_reference(path: str | Path = REFERENCE_FILE) -> dict[str, Any]:
             metrics = row.get("metrics")
             if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) for v in metrics.values()):
                 raise TableError(f"{where}: 'metrics' must map metric keys (e.g. bbox/AP) to numbers")
+            flag = row.get("unverified", False)
+            if not (isinstance(flag, bool) or (isinstance(flag, list) and set(flag) <= set(metrics))):
+                raise TableError(f"{where}: 'unverified' is true, false or a list of the row's metric keys, got "
+                                 f"{flag!r}")
     return data
 
 
@@ -298,16 +303,17 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label
 def _reference_rows(spec: dict[str, Any], columns: list[Column]) -> tuple[list[Row], list[str]]:
     rows = []
     for entry in spec.get("rows") or []:
-        row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE,
-                  unverified=bool(entry.get("unverified")))
+        flag = entry.get("unverified", False)
+        row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE, unverified=flag is True)
         for col in columns:
             v = entry["metrics"].get(col.key)
-            row.cells[col.key] = Cell(mean=float(v), n=1) if v is not None else Cell()
+            row.cells[col.key] = (Cell(mean=float(v), n=1, unverified=isinstance(flag, list) and col.key in flag)
+                                  if v is not None else Cell())
         rows.append(row)
     rows.sort(key=lambda r: KIND_ORDER[r.kind])  # stable: the paper's order within a kind
     _, notes = _apply_deltas(rows, "the reported rows")
-    if any(r.unverified for r in rows):
-        notes.append("† reported number not verified against the paper")
+    if any(r.unverified or any(c.unverified for c in r.cells.values()) for r in rows):
+        notes.append("† reported number not verified against the paper (on a row label: every number of the row)")
     missing = [c.header for c in columns if all(r.cells[c.key].mean is None for r in rows)]
     if missing:
         notes.append(f"the paper's {', '.join(missing)} are not in reference.yaml: shown as missing")
