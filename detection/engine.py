@@ -35,8 +35,8 @@ from mocobench.common.atomic import atomic_write
 from mocobench.common.errors import UsageError
 from mocobench.data.augmentation import sem_seg_train_augmentations
 from mocobench.data.datasets import read_label_png, register_builtin
-from mocobench.detection.precise_bn import PreciseBNAllRanks
 from mocobench.detection.lvis_eval import NumpyTwoLVISEvaluator
+from mocobench.detection.precise_bn import PreciseBNAllRanks
 
 METRICS_FILE = "eval_results.json"
 
