@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import torch
 
@@ -49,15 +48,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def source_tree_pythonpath() -> str:
-    """PYTHONPATH for the worker processes: the source tree's root when this copy runs from one (no install)."""
-    import mocobench
-
-    root = Path(mocobench.__file__).resolve().parent.parent
-    parts = [os.environ.get("PYTHONPATH", "")]
-    if (root / "pyproject.toml").is_file():
-        parts.insert(0, str(root))
-    return os.pathsep.join(p for p in parts if p)
+def parent_pythonpath() -> str:
+    """PYTHONPATH for the worker processes: this process's whole sys.path, so that they import the same copies
+    however it was started (an install, a source tree without one, a node's torch plus carried wheels)."""
+    return os.pathsep.join(p or os.getcwd() for p in sys.path)
 
 
 def check(ctx) -> Outcome:
@@ -76,7 +70,7 @@ def check(ctx) -> Outcome:
     procs = []
     for rank in range(WORLD):
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(WORLD), "LOCAL_RANK": "0",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "PYTHONPATH": source_tree_pythonpath(),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "PYTHONPATH": parent_pythonpath(),
                "OMP_NUM_THREADS": "1"}
         args = json.dumps({"overrides": small_overrides(ctx, data, work / f"rank{rank}", "train.threads=1"),
                            "shapes": next(k for k, v in SHAPES.items() if v == s),

@@ -26,6 +26,10 @@ def versions() -> dict:
         except Exception as e:  # noqa: BLE001 - an import that fails for any reason is "not usable"
             out[name] = None
             out[f"{name}_error"] = f"{type(e).__name__}: {e}"[:200]
+    import mocobench
+
+    out["mocobench_from"] = os.path.dirname(os.path.abspath(mocobench.__file__))
+    out["mocobench_path"] = list(mocobench.__path__)  # + the repository root when run from a source tree
     out["cuda_available"] = torch.cuda.is_available()
     out["cuda"] = torch.version.cuda
     out["cudnn"] = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None

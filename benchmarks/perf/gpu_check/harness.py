@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -61,6 +62,27 @@ class Result:
     details: dict[str, Any]
 
 
+@contextmanager
+def torch_state():
+    """Process-wide torch settings a check may change (the trainer's deterministic mode, the DDP check's TF32
+    switches, a check's threads), put back afterwards, so that no check runs under another's settings."""
+    import torch
+
+    saved = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
+             torch.backends.cuda.matmul.allow_tf32, torch.get_num_threads())
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0])
+        (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic, torch.backends.cudnn.allow_tf32,
+         torch.backends.cuda.matmul.allow_tf32) = saved[1:5]
+        torch.set_num_threads(saved[5])
+        if torch.cuda.is_available():
+            torch.cuda.set_sync_debug_mode(0)
+            torch.cuda.empty_cache()
+
+
 def run_checks(checks: list[tuple[str, Callable[[Any], Outcome]]], ctx: Any, *, inject: set[str] = frozenset(),
                budget_s: float | None = None, echo: Callable[[str], None] = print) -> list[Result]:
     start = time.perf_counter()
@@ -72,7 +94,8 @@ def run_checks(checks: list[tuple[str, Callable[[Any], Outcome]]], ctx: Any, *, 
         try:
             if name in inject:
                 raise InjectedFailure(f"--inject-failure {name}: failure injected in place of the check")
-            outcome = fn(ctx)
+            with torch_state():
+                outcome = fn(ctx)
         except Exception as e:  # noqa: BLE001 - a check's error is its failure, reported with its traceback
             outcome = failed(f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}",
                              traceback=traceback.format_exc(limit=8)[-4000:])

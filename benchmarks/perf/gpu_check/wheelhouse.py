@@ -103,7 +103,7 @@ def build(python_version: str, platform: str, dest: Path) -> dict:
     (dest / "README.txt").write_text(
         f"Made by `make wheels PY_VERSION={python_version} PLATFORM={platform}`: {summary['wheels']} wheels, "
         f"{summary['wheels_mib']} MiB. On the node, from the repository root (docs/gpu-check.md):\n"
-        f"  python -m mocobench.benchmarks.perf.gpu_check.wheelhouse unpack {dest.name} /tmp/mocobench-site\n"
+        f"  python -m mocobench.benchmarks.perf.gpu_check.wheelhouse unpack .whl/{dest.name} /tmp/mocobench-site\n"
         f"  PYTHONPATH=/tmp/mocobench-site python -m mocobench.benchmarks.perf.gpu_check\n")
     return summary
 
