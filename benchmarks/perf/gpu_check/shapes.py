@@ -52,7 +52,7 @@ FULL = Shapes(aug_batch=256, aug_size=224, aug_sources=IMAGENET_LIKE, aug_memory
 TINY = Shapes(aug_batch=8, aug_size=32, aug_sources=((40, 48), (48, 36)), aug_memory_budget_gib=None,
               small_size=32, small_batch=8, small_queue=32, resume_steps=2,
               speed_arch="resnet18", speed_stem="standard", speed_size=32, speed_batch=8, speed_queue=64,
-              speed_warmup=1, speed_steps=1, speed_distinct_jpegs=4, speed_sources=((40, 48), (48, 36)),
-              speed_compile=False, d2_protocol_sizes=False, d2_images_per_gpu=1, d2_warmup=1, d2_iters=1,
+              speed_warmup=0, speed_steps=1, speed_distinct_jpegs=4, speed_sources=((40, 48), (48, 36)),
+              speed_compile=False, d2_protocol_sizes=False, d2_images_per_gpu=1, d2_warmup=0, d2_iters=1,
               d2_tiny_input=64)
 SHAPES = {"full": FULL, "tiny": TINY}

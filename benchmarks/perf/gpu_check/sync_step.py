@@ -23,13 +23,13 @@ def check(ctx) -> Outcome:
     trainer = Trainer(cfg)
     trainer.model.train()
     batches = [tuple(b[:-1]) for b in trainer.loader]  # (uint8 images, sizes, targets); the skipped-files notes off
+    if not ctx.cuda:  # the same step, once (no warm-up needed: nothing is judged)
+        loss = float(trainer.run_step(batches[0]))
+        return skipped(f"set_sync_debug_mode is CUDA-only; the same step ran on the CPU (loss {loss:.3f})", loss=loss)
     for batch in batches[:WARMUP_STEPS]:
         trainer.run_step(batch)
     ctx.sync()
     batch = batches[WARMUP_STEPS % len(batches)]
-    if not ctx.cuda:
-        loss = float(trainer.run_step(batch))
-        return skipped(f"set_sync_debug_mode is CUDA-only; the same step ran on the CPU (loss {loss:.3f})", loss=loss)
     torch.cuda.set_sync_debug_mode("error")
     try:
         loss = trainer.run_step(batch)
