@@ -4,7 +4,10 @@ The paper trains on 8 GPUs, each normalising its own 32 images. On one device wi
 batch, BN would see all 256 at once and the query/key pair could "cheat" through the shared
 statistics (see the MoCo paper, Shuffle BN). `SplitBatchNorm2d` splits the batch into contiguous
 chunks -- chunk r holds what rank r of an r-GPU run would hold -- and normalises each chunk with its
-own statistics. Its state dict is a plain BatchNorm2d's, so checkpoints are interchangeable.
+own statistics: one `F.batch_norm` per chunk, on views of the input, so the activation is never
+rearranged (in channels_last a reshape of the batch into channels would copy it) and the output keeps
+the input's memory format, as BatchNorm2d's does. Its state dict is a plain BatchNorm2d's, so
+checkpoints are interchangeable.
 """
 from __future__ import annotations
 
@@ -31,19 +34,20 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         s = self.num_splits
         if not self.training or s == 1:
             return super().forward(x)
-        n, c, h, w = x.shape
+        n = x.shape[0]
         if n % s:
             raise ValueError(f"batch of {n} cannot be split into {s} BN groups: make the per-process batch "
                              f"a multiple of moco.bn_groups / world size")
-        # (N, C, H, W) -> (N/s, s*C, H, W): chunk r of the batch becomes channel block r.
-        xs = x.reshape(s, n // s, c, h, w).transpose(0, 1).reshape(n // s, s * c, h, w)
-        running_mean = self.running_mean.repeat(s)
-        running_var = self.running_var.repeat(s)
-        out = F.batch_norm(xs, running_mean, running_var, self.weight.repeat(s), self.bias.repeat(s),
-                           True, self.momentum, self.eps)
+        b = n // s
+        # each chunk updates its own copy of the running statistics, all starting from the current ones
+        means = self.running_mean.repeat(s, 1)  # s x C
+        vars_ = self.running_var.repeat(s, 1)
+        # split: views of the input; its backward is one concatenation of the chunks' gradients
+        out = [F.batch_norm(chunk, means[r], vars_[r], self.weight, self.bias, True, self.momentum, self.eps)
+               for r, chunk in enumerate(x.split(b))]
         with torch.no_grad():
-            # each chunk updated its own copy of the running stats; keep their mean, as an average over GPUs would
-            self.running_mean.copy_(running_mean.view(s, c).mean(0))
-            self.running_var.copy_(running_var.view(s, c).mean(0))
+            # keep the chunks' mean, as an average over GPUs would
+            self.running_mean.copy_(means.mean(0))
+            self.running_var.copy_(vars_.mean(0))
             self.num_batches_tracked.add_(1)
-        return out.reshape(n // s, s, c, h, w).transpose(0, 1).reshape(n, c, h, w)
+        return torch.cat(out)
