@@ -4,10 +4,16 @@ The paper trains on 8 GPUs, each normalising its own 32 images. On one device wi
 batch, BN would see all 256 at once and the query/key pair could "cheat" through the shared
 statistics (see the MoCo paper, Shuffle BN). `SplitBatchNorm2d` splits the batch into contiguous
 chunks -- chunk r holds what rank r of an r-GPU run would hold -- and normalises each chunk with its
-own statistics: one `F.batch_norm` per chunk, on views of the input, so the activation is never
-rearranged (in channels_last a reshape of the batch into channels would copy it) and the output keeps
-the input's memory format, as BatchNorm2d's does. Its state dict is a plain BatchNorm2d's, so
-checkpoints are interchangeable.
+own statistics. Two equivalent computations, by memory format:
+  channels_last   one `F.batch_norm` per chunk, on views of the input (splitting the batch dimension is
+                  free in every format); the output stays channels_last, as BatchNorm2d's does. Folding
+                  the chunks into channels would copy the activation on the way in and out, and lose the
+                  format.
+  contiguous      the chunks folded into channels, (N, C, H, W) -> (N/s, s*C, H, W), one `F.batch_norm`,
+                  unfolded: one copy each way, but one kernel over the whole batch. PyTorch's CPU kernel
+                  is several times slower per element on small contiguous chunks (measured:
+                  benchmarks/perf/results/split_bn.md), so there the fold is the faster of the two.
+Its state dict is a plain BatchNorm2d's, so checkpoints are interchangeable.
 """
 from __future__ import annotations
 
@@ -38,16 +44,34 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         if n % s:
             raise ValueError(f"batch of {n} cannot be split into {s} BN groups: make the per-process batch "
                              f"a multiple of moco.bn_groups / world size")
-        b = n // s
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            return self._per_chunk(x, s)
+        return self._folded(x, s)
+
+    def _per_chunk(self, x: torch.Tensor, s: int) -> torch.Tensor:
         # each chunk updates its own copy of the running statistics, all starting from the current ones
         means = self.running_mean.repeat(s, 1)  # s x C
         vars_ = self.running_var.repeat(s, 1)
         # split: views of the input; its backward is one concatenation of the chunks' gradients
         out = [F.batch_norm(chunk, means[r], vars_[r], self.weight, self.bias, True, self.momentum, self.eps)
-               for r, chunk in enumerate(x.split(b))]
-        with torch.no_grad():
-            # keep the chunks' mean, as an average over GPUs would
-            self.running_mean.copy_(means.mean(0))
-            self.running_var.copy_(vars_.mean(0))
-            self.num_batches_tracked.add_(1)
-        return torch.cat(out)
+               for r, chunk in enumerate(x.split(x.shape[0] // s))]
+        self._keep_mean(means, vars_)
+        return torch.cat(out)  # N x C x H x W, channels_last
+
+    def _folded(self, x: torch.Tensor, s: int) -> torch.Tensor:
+        n, c, h, w = x.shape
+        # (N, C, H, W) -> (N/s, s*C, H, W): chunk r of the batch becomes channel block r
+        xs = x.reshape(s, n // s, c, h, w).transpose(0, 1).reshape(n // s, s * c, h, w)
+        means, vars_ = self.running_mean.repeat(s), self.running_var.repeat(s)
+        out = F.batch_norm(xs, means, vars_, self.weight.repeat(s), self.bias.repeat(s), True, self.momentum,
+                           self.eps)
+        self._keep_mean(means.view(s, c), vars_.view(s, c))
+        return out.reshape(n // s, s, c, h, w).transpose(0, 1).reshape(n, c, h, w)
+
+    @torch.no_grad()
+    def _keep_mean(self, means: torch.Tensor, vars_: torch.Tensor) -> None:
+        """Each chunk updated its own copy (s x C) of the running statistics; keep their mean, as an average
+        over GPUs would."""
+        self.running_mean.copy_(means.mean(0))
+        self.running_var.copy_(vars_.mean(0))
+        self.num_batches_tracked.add_(1)
