@@ -149,7 +149,8 @@ def test_device_constants_are_copied_once_per_device():
     c = DeviceConstant([0.485, 0.456, 0.406])
     a, b = c.on("cpu"), c.on(torch.device("cpu"))
     assert a is b and a.tolist() == pytest.approx([0.485, 0.456, 0.406]) and a.dtype == torch.float32
-    assert c.on("cpu", torch.float64) is c.on("cpu", torch.float64) and c.on("cpu", torch.float64).dtype == torch.float64
+    d = c.on("cpu", torch.float64)
+    assert d is c.on("cpu", torch.float64) and d.dtype == torch.float64 and d is not a
     aug = B.BatchAugment(version="v2", size=8, min_scale=0.2, mean=MEAN, std=STD)
     assert aug._mean.on("cpu").tolist() == pytest.approx(list(MEAN)) and aug._mean.on("cpu") is aug._mean.on("cpu")
     assert aug._lo.on("cpu").tolist() == pytest.approx([0.6, 0.6, 0.6, -0.1])
