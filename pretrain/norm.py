@@ -4,16 +4,17 @@ The paper trains on 8 GPUs, each normalising its own 32 images. On one device wi
 batch, BN would see all 256 at once and the query/key pair could "cheat" through the shared
 statistics (see the MoCo paper, Shuffle BN). `SplitBatchNorm2d` splits the batch into contiguous
 chunks -- chunk r holds what rank r of an r-GPU run would hold -- and normalises each chunk with its
-own statistics. Two equivalent computations, by memory format:
-  channels_last   one `F.batch_norm` per chunk, on views of the input (splitting the batch dimension is
-                  free in every format); the output stays channels_last, as BatchNorm2d's does. Folding
-                  the chunks into channels would copy the activation on the way in and out, and lose the
-                  format.
-  contiguous      the chunks folded into channels, (N, C, H, W) -> (N/s, s*C, H, W), one `F.batch_norm`,
-                  unfolded: one copy each way, but one kernel over the whole batch. PyTorch's CPU kernel
-                  is several times slower per element on small contiguous chunks (measured:
-                  benchmarks/perf/results/split_bn.md), so there the fold is the faster of the two.
-Its state dict is a plain BatchNorm2d's, so checkpoints are interchangeable.
+own statistics. Two equivalent computations:
+  fold        the chunks folded into channels, (N, C, H, W) -> (N/s, s*C, H, W), one `F.batch_norm` over
+              the whole batch, unfolded. In NCHW one copy each way; in channels_last the fold and unfold
+              are copies too and the output comes back contiguous.
+  per chunk   one `F.batch_norm` per chunk, on views of the input (splitting the batch dimension is free
+              in every format): only the output is written, in the input's memory format.
+`per_chunk=None` (the default) takes the per-chunk computation for channels_last activations on CUDA,
+where the fold's copies and format changes cost memory traffic, and the fold everywhere else: on a CPU,
+PyTorch's batch_norm kernel is several times slower per element on small chunks, in both formats
+(benchmarks/perf/results/split_bn.md). Its state dict is a plain BatchNorm2d's, so checkpoints are
+interchangeable.
 """
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ from torch import nn
 class SplitBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are computed per contiguous chunk of the batch."""
 
-    def __init__(self, num_features: int, *, num_splits: int = 1, **kwargs) -> None:
+    def __init__(self, num_features: int, *, num_splits: int = 1, per_chunk: bool | None = None, **kwargs) -> None:
         super().__init__(num_features, **kwargs)
         if num_splits < 1:
             raise ValueError(f"num_splits must be >= 1, got {num_splits}")
         if self.momentum is None:
             raise ValueError("SplitBatchNorm2d needs a numeric momentum (cumulative averaging is not supported)")
         self.num_splits = num_splits
+        self.per_chunk = per_chunk  # None: per chunk for channels_last on CUDA, the fold otherwise
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", num_splits={self.num_splits}"
@@ -44,9 +46,10 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         if n % s:
             raise ValueError(f"batch of {n} cannot be split into {s} BN groups: make the per-process batch "
                              f"a multiple of moco.bn_groups / world size")
-        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            return self._per_chunk(x, s)
-        return self._folded(x, s)
+        per_chunk = self.per_chunk
+        if per_chunk is None:
+            per_chunk = x.is_cuda and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        return self._per_chunk(x, s) if per_chunk else self._folded(x, s)
 
     def _per_chunk(self, x: torch.Tensor, s: int) -> torch.Tensor:
         # each chunk updates its own copy of the running statistics, all starting from the current ones
@@ -56,7 +59,7 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         out = [F.batch_norm(chunk, means[r], vars_[r], self.weight, self.bias, True, self.momentum, self.eps)
                for r, chunk in enumerate(x.split(x.shape[0] // s))]
         self._keep_mean(means, vars_)
-        return torch.cat(out)  # N x C x H x W, channels_last
+        return torch.cat(out)  # N x C x H x W, in the input's memory format
 
     def _folded(self, x: torch.Tensor, s: int) -> torch.Tensor:
         n, c, h, w = x.shape

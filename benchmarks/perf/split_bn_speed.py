@@ -5,10 +5,11 @@
 
 Runs the trainer's real step (`Trainer.run_step`: both encoders, queue, backward, SGD) on random pairs already
 on the device, for three variants, interleaved over rounds so that a busy machine slows all of them alike:
-    plain BN        moco.bn_groups=1 (nn.BatchNorm2d)
-    split           moco.bn_groups=8 (pretrain/norm.py's SplitBatchNorm2d: one batch_norm per chunk)
-    split, reshape  moco.bn_groups=8 with the previous formula (batch reshaped into channels, normalised once,
-                    reshaped back), kept here as the "before" of the change
+    plain BN          moco.bn_groups=1 (nn.BatchNorm2d)
+    split, fold       moco.bn_groups=8, SplitBatchNorm2d(per_chunk=False): the batch folded into channels,
+                      one batch_norm, unfolded (the formula before issue 22; the default on a CPU)
+    split, per chunk  moco.bn_groups=8, SplitBatchNorm2d(per_chunk=True): one batch_norm per chunk on views
+                      (the default for channels_last on CUDA)
 Prints the median seconds per step of each and its overhead over plain BN, and one JSON line.
 """
 from __future__ import annotations
@@ -18,34 +19,16 @@ import json
 import statistics
 import tempfile
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-
-def reshape_forward(self, x: torch.Tensor) -> torch.Tensor:
-    """SplitBatchNorm2d.forward before the change: (N, C, H, W) -> (N/s, s*C, H, W), one batch_norm, back."""
-    s = self.num_splits
-    n, c, h, w = x.shape
-    xs = x.reshape(s, n // s, c, h, w).transpose(0, 1).reshape(n // s, s * c, h, w)
-    running_mean, running_var = self.running_mean.repeat(s), self.running_var.repeat(s)
-    out = F.batch_norm(xs, running_mean, running_var, self.weight.repeat(s), self.bias.repeat(s), True,
-                       self.momentum, self.eps)
-    with torch.no_grad():
-        self.running_mean.copy_(running_mean.view(s, c).mean(0))
-        self.running_var.copy_(running_var.view(s, c).mean(0))
-        self.num_batches_tracked.add_(1)
-    return out.reshape(n // s, s, c, h, w).transpose(0, 1).reshape(n, c, h, w)
+VARIANTS = {"plain BN": (1, None), "split, fold": (8, False), "split, per chunk": (8, True)}
 
 
-VARIANTS = {"plain BN": (1, False), "split": (8, False), "split, reshape": (8, True)}
-
-
-def build(tmp: Path, *, bn_groups: int, reshape: bool, arch: str, size: int, batch: int, queue: int,
+def build(tmp: Path, *, bn_groups: int, per_chunk: bool | None, arch: str, size: int, batch: int, queue: int,
           channels_last: bool, device: str, threads: int):
     from mocobench.pretrain.config import load_config
     from mocobench.pretrain.norm import SplitBatchNorm2d
@@ -56,7 +39,7 @@ def build(tmp: Path, *, bn_groups: int, reshape: bool, arch: str, size: int, bat
         data.mkdir(parents=True)
         for i in range(batch):
             Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(data / f"{i}.png")
-    out = tmp / f"out{bn_groups}{int(reshape)}"
+    out = tmp / f"out{bn_groups}{per_chunk}"
     cfg = load_config("demo", [
         f"arch={arch}", "stem=small", "data.source=imagefolder", f"data.path={data.parent}", f"data.image_size={size}",
         "data.aug_device=cpu", "data.workers=0", f"moco.queue_size={queue}", f"moco.bn_groups={bn_groups}",
@@ -64,10 +47,9 @@ def build(tmp: Path, *, bn_groups: int, reshape: bool, arch: str, size: int, bat
         f"train.channels_last={channels_last}", f"train.output_dir={out}", "train.progress=false",
         f"train.threads={threads}", "knn.every=0"])
     trainer = Trainer(cfg)
-    if reshape:
-        for m in trainer.model.modules():
-            if isinstance(m, SplitBatchNorm2d):
-                m.forward = types.MethodType(reshape_forward, m)
+    for m in trainer.model.modules():
+        if isinstance(m, SplitBatchNorm2d):
+            m.per_chunk = per_chunk
     trainer.model.train()
     return trainer
 
@@ -88,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
 
     times: dict[str, list[float]] = {name: [] for name in VARIANTS}
     with tempfile.TemporaryDirectory() as tmp:
-        trainers = {name: build(Path(tmp), bn_groups=g, reshape=r, arch=a.arch, size=a.size, batch=a.batch,
+        trainers = {name: build(Path(tmp), bn_groups=g, per_chunk=c, arch=a.arch, size=a.size, batch=a.batch,
                                 queue=a.queue, channels_last=a.channels_last, device=a.device, threads=a.threads)
-                    for name, (g, r) in VARIANTS.items()}
+                    for name, (g, c) in VARIANTS.items()}
         dev = next(iter(trainers.values())).env.device
         sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
         images = torch.randn(a.batch, 2, 3, a.size, a.size, device=dev)

@@ -213,12 +213,13 @@ def reshape_split_bn(bn: SplitBatchNorm2d, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("splits", [2, 4])
 def test_split_bn_per_chunk_equals_the_reshape_formula(fmt, splits):
-    """Outputs, gradients and running statistics equal the previous formula's (two steps); the output keeps
-    the input's memory format as BatchNorm2d's does (the previous formula returned channels_last inputs
-    contiguous); in channels_last the forward writes one activation-sized tensor (the previous formula five:
-    the fold's copies, batch_norm's output, the unfold's copy)."""
+    """The per-chunk computation (what channels_last on CUDA uses): outputs, gradients and running statistics
+    equal the previous formula's (two steps); the output keeps the input's memory format as BatchNorm2d's
+    does (the previous formula returned channels_last inputs contiguous); the forward writes one
+    activation-sized tensor (the previous formula five: the fold's copies, batch_norm's output, the
+    unfold's copy)."""
     torch.manual_seed(0)
-    bn = SplitBatchNorm2d(5, num_splits=splits)
+    bn = SplitBatchNorm2d(5, num_splits=splits, per_chunk=True)
     with torch.no_grad():
         bn.weight.uniform_(0.5, 1.5)
         bn.bias.uniform_(-0.5, 0.5)
@@ -241,5 +242,18 @@ def test_split_bn_per_chunk_equals_the_reshape_formula(fmt, splits):
         assert int(bn.num_batches_tracked) == int(ref.num_batches_tracked) == step + 1
         plain = nn.BatchNorm2d(5)(x)
         assert out.is_contiguous(memory_format=fmt) and plain.is_contiguous(memory_format=fmt)
-        if fmt == torch.channels_last:  # per chunk: only the output is written (the fold writes five)
-            assert seen.count == 1, f"{seen.count} activation-sized tensors written in the forward"
+        assert seen.count == 1, f"{seen.count} activation-sized tensors written in the forward"
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_split_bn_default_folds_on_cpu_and_equals_the_reshape_formula(fmt):
+    """On a CPU the default is the fold (faster there): the same numbers as the reference formula."""
+    torch.manual_seed(1)
+    bn = SplitBatchNorm2d(3, num_splits=4)
+    ref = copy.deepcopy(bn)
+    x = torch.randn(8, 3, 4, 5).contiguous(memory_format=fmt)
+    torch.testing.assert_close(bn(x), reshape_split_bn(ref, x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bn.running_var, ref.running_var, atol=1e-6, rtol=1e-6)
+    bn.eval()  # evaluation: plain BatchNorm2d with the kept running statistics
+    torch.testing.assert_close(bn(x), F.batch_norm(x, ref.running_mean, ref.running_var, ref.weight, ref.bias),
+                               atol=1e-5, rtol=1e-5)
