@@ -163,3 +163,20 @@ def test_real_suite_only_two_benchmarks_on_tiny_data(synthetic_layout, tmp_path,
     # the next plan estimates from these records (same benchmark, same device)
     assert cli([*argv[:-len(TINY) - 1], "--dry-run"]) == 0
     assert "record(s) of voc07-det-c4-synthetic on this device" in capsys.readouterr().out
+
+
+def test_submitted_suite_is_one_job_that_reruns_the_suite_on_each_node(synthetic_layout, tmp_path, capsys):
+    """--submit --dry-run: the suite is planned here on the job's devices, and each node's command is the same
+    `run suite ...` (so a requeue resumes the whole suite); nothing is submitted."""
+    slurm = tmp_path / "slurm"
+    argv = ["run", "suite", "--only", "voc-seg", "--weights", "random", "--data", "synthetic", "--synthetic-root",
+            str(synthetic_layout.root.parent), "--synthetic-preset", "tiny", "--results", str(tmp_path / "results"),
+            "--output-dir", str(tmp_path / "out"), "--submit", "--nodes", "2", "--gpus-per-node", "2",
+            "--slurm-folder", str(slurm), "--dry-run"]
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    assert "Suite plan" in out and "voc-seg-fcn-synthetic" in out
+    nodes = [line.split() for line in out.splitlines() if "--machine-rank" in line]
+    assert len(nodes) == 2 and all(line[1:5] == ["-m", "mocobench", "run", "suite"] for line in nodes)
+    assert [line[line.index("--machine-rank") + 1] for line in nodes] == ["0", "1"]
+    assert not slurm.exists() and not (tmp_path / "out").exists()
