@@ -24,7 +24,7 @@ from mocobench.records import load_records
 from mocobench.reporting import aggregate
 from mocobench.reporting.card import build_card, render_markdown, write_card
 from mocobench.runner.cli import add_run_options, request_from_args
-from mocobench.runner.run import print_node_commands
+from mocobench.runner.run import BANNER, print_node_commands
 from mocobench.runner.submit import submit_run
 from mocobench.runner.suite import paper_benchmarks, plan_suite, render_plan, run_suite, select_benchmarks, summary
 
@@ -49,6 +49,8 @@ def main(args: argparse.Namespace) -> int:
     names = select_benchmarks(args.only, args.skip)
     request = request_from_args(args, benchmark="suite")
     plan = plan_suite(request, names, records=load_records(request.results))
+    if any(e.prepared.synthetic for e in plan.runnable):
+        print(BANNER.format(what=f"preset {request.synthetic_preset!r} in {request.synthetic_root}"), flush=True)
     print(render_plan(plan), flush=True)
     if plan.job is not None:  # the whole suite as one job: each node runs this same command
         if request.dry_run:
@@ -68,8 +70,10 @@ def main(args: argparse.Namespace) -> int:
     hashes = {canonical_hash(p.protocol) for plans in planned.values() for p in plans}
     reference = None if args.no_reference else aggregate.load_reference()
     card = build_card(load_records(request.results), benchmarks, reference=reference, protocol_hashes=hashes)
-    paths = write_card(card, args.card_dir or Path(request.results) / "card")
-    print(render_markdown(card), flush=True)
+    title = "Report card" + (" - built-in synthetic data, not the paper's benchmark"
+                             if any(e.prepared.synthetic for e in plan.runnable) else "")
+    paths = write_card(card, args.card_dir or Path(request.results) / "card", title)
+    print(render_markdown(card, title), flush=True)
     log.info("report card -> " + ", ".join(str(p) for p in paths.values()))
     if result is not None:
         print(summary(result, plan), flush=True)
