@@ -28,6 +28,7 @@ help:
 	@echo "make transfer DATASET=    your own COCO/VOC data set: random / supervised / MoCo, then the tables"
 	@echo "make gpu-check            the GPU check (CUDA path, speeds; tiny shapes on a CPU): docs/gpu-check.md"
 	@echo "make wheels PY_VERSION=3.12 PLATFORM=manylinux_2_28_x86_64   dependencies for a node without a package index"
+	@echo "make suite                every benchmark of the paper for DET_WEIGHTS, SUP_WEIGHTS and random: plan + estimate, runs, report card (SUITE_ARGS=\"--only voc-det,voc-seg --dry-run\")"
 
 # The user's day on the built-in data (or on real data: DATA=..., DETECTRON2_DATASETS=...).
 demo: install
@@ -169,3 +170,18 @@ gpu-check: install
 
 wheels: install
 	$(PY) -m mocobench.benchmarks.perf.gpu_check.wheelhouse build --python-version $(PY_VERSION) --platform $(PLATFORM)
+# ---- the whole paper in one command (runner/suite.py, reporting/card.py; docs/suite.md) ------------------
+# make suite DET_WEIGHTS=... SUP_WEIGHTS=...   every benchmark of the paper (the registry's), cheap first, for
+#   DET_WEIGHTS, SUP_WEIGHTS and random init: the plan with its estimate, the runs (finished trials skipped, a
+#   failing benchmark reported at the end), then the report card in results/card/card.{md,csv,html,png}.
+#   The built-in data: each benchmark runs its demo, as the single targets do. SUITE_ARGS="--only voc-det,voc-seg
+#   --skip ... --dry-run --trials 5 --submit ..."; DET_ARGS as for the single targets.
+SUITE_ARGS ?=
+.PHONY: suite
+suite: install
+	@if [ "$(SUP_WEIGHTS)" = output/pretrain/supervised_demo ] && ! ls $(SUP_WEIGHTS)/checkpoint_*.pth.tar >/dev/null 2>&1 \
+	  && [ "$$($(PY) -c 'import sys; from mocobench.runner.cli import resolve_benchmark, data_mode; print(data_mode(resolve_benchmark(sys.argv[1]), "auto"))' voc-det 2>/dev/null)" = True ] \
+	  && [[ "$(SUITE_ARGS)" != *--dry-run* ]]; then \
+	  echo "[suite] no supervised synthetic baseline yet: make pretrain-supervised"; $(MAKE) pretrain-supervised; fi
+	$(PY) -m mocobench run suite --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
+	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(SUITE_ARGS) $(DET_ARGS)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from mocobench.common.atomic import atomic_write
+from mocobench.common.errors import UsageError
 from mocobench.common.hashing import canonical_hash
 
 SCHEMA_VERSION = 1
@@ -46,8 +47,9 @@ INIT_KINDS = ("moco", "supervised", "random", "other")
 SYNTHETIC_SUFFIX = "-synthetic"  # record name of a benchmark run on the built-in synthetic data
 
 
-class RecordError(ValueError):
-    """A record is malformed, or writing it would overwrite a finished trial."""
+class RecordError(UsageError):
+    """A record is malformed, or writing it would overwrite a finished trial (a UsageError: the command line
+    prints it as one line, exit status 2)."""
 
 
 @dataclass
@@ -76,7 +78,8 @@ def record_path(results_dir: str | os.PathLike, benchmark: str, init_label: str,
                 trial: int) -> Path:
     for name, value in (("benchmark", benchmark), ("init label", init_label)):
         if not value or "/" in value or value.startswith("."):
-            raise RecordError(f"{name} {value!r} cannot be used as a folder name")
+            raise RecordError(f"{name} {value!r} cannot be used as a folder name: give a name without '/' "
+                              f"that does not start with '.' (e.g. --label my-run)")
     return Path(results_dir) / "records" / benchmark / init_label / protocol_hash[:12] / f"trial{trial:02d}.json"
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from mocobench.common.benchmark import TASK_COLUMNS, Benchmark
+from mocobench.common.errors import UsageError
 from mocobench.common.hashing import canonical_hash
 from mocobench.detection.benchmarks import BENCHMARKS as DETECTION
 from mocobench.records import SYNTHETIC_SUFFIX
@@ -42,7 +43,7 @@ REFERENCE_FILE = Path(__file__).resolve().parent / "reference.yaml"
 BENCHMARKS: dict[str, Benchmark] = {**DETECTION, **SEGMENTATION}  # in the tables' order
 
 
-class TableError(ValueError):
+class TableError(UsageError):
     """The layout or reference data file is malformed."""
 
 
@@ -58,7 +59,13 @@ class Cell:
     std: float | None = None  # sample std (ddof=1); None when fewer than 2 values
     n: int = 0                # trials that have this metric
     delta: float | None = None  # mean - mean of the supervised row of the same table
-    unverified: bool = False  # a reported number not yet checked against the paper (its own dagger)
+    level: str | None = None    # reported numbers: evidence level A | B | U (reference.yaml)
+    source: str | None = None   # reported numbers: where the number comes from
+
+    @property
+    def unverified(self) -> bool:
+        """A reported number that two independent sources do not confirm (shown with a dagger)."""
+        return self.level is not None and self.level != "A"
 
     @property
     def mark(self) -> int:
@@ -137,8 +144,22 @@ def load_layout(path: str | Path | None = None) -> dict[str, Any]:
     return data
 
 
+LEVELS = ("A", "B", "U")  # evidence of a reported number (reference.yaml): A confirmed, B one source, U none
+
+
+def metric_level(entry: dict[str, Any], key: str) -> str:
+    """A reported number's evidence level: its own (`levels`), else its row's (`level`), else from the older
+    row flag `unverified` (B when set, A when not)."""
+    return (entry.get("levels") or {}).get(key) or entry.get("level") or ("B" if entry.get("unverified") else "A")
+
+
+def metric_source(entry: dict[str, Any], key: str) -> str | None:
+    return (entry.get("sources") or {}).get(key) or entry.get("source")
+
+
 def load_reference(path: str | Path = REFERENCE_FILE) -> dict[str, Any]:
-    """The paper's reported numbers, checked: every row has a label, a known kind and numeric metrics."""
+    """The paper's reported numbers, checked: every row has a label, a known kind, numeric metrics and
+    known evidence levels."""
     data = _load_yaml(path, "reference")
     for name, spec in data["benchmarks"].items():
         for i, row in enumerate((spec or {}).get("rows") or []):
@@ -150,10 +171,9 @@ def load_reference(path: str | Path = REFERENCE_FILE) -> dict[str, Any]:
             metrics = row.get("metrics")
             if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) for v in metrics.values()):
                 raise TableError(f"{where}: 'metrics' must map metric keys (e.g. bbox/AP) to numbers")
-            flag = row.get("unverified", False)
-            if not (isinstance(flag, bool) or (isinstance(flag, list) and set(flag) <= set(metrics))):
-                raise TableError(f"{where}: 'unverified' is true, false or a list of the row's metric keys, got "
-                                 f"{flag!r}")
+            levels = [row.get("level")] + list((row.get("levels") or {}).values())
+            if any(lv is not None and lv not in LEVELS for lv in levels):
+                raise TableError(f"{where}: evidence levels must be one of {LEVELS}, got {levels}")
     return data
 
 
@@ -303,17 +323,18 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label
 def _reference_rows(spec: dict[str, Any], columns: list[Column]) -> tuple[list[Row], list[str]]:
     rows = []
     for entry in spec.get("rows") or []:
-        flag = entry.get("unverified", False)
-        row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE, unverified=flag is True)
+        row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE)
         for col in columns:
             v = entry["metrics"].get(col.key)
-            row.cells[col.key] = (Cell(mean=float(v), n=1, unverified=isinstance(flag, list) and col.key in flag)
-                                  if v is not None else Cell())
+            row.cells[col.key] = Cell(mean=float(v), n=1, level=metric_level(entry, col.key),
+                                      source=metric_source(entry, col.key)) if v is not None else Cell()
+        row.unverified = any(c.unverified for c in row.cells.values())
         rows.append(row)
     rows.sort(key=lambda r: KIND_ORDER[r.kind])  # stable: the paper's order within a kind
     _, notes = _apply_deltas(rows, "the reported rows")
-    if any(r.unverified or any(c.unverified for c in r.cells.values()) for r in rows):
-        notes.append("† reported number not verified against the paper (on a row label: every number of the row)")
+    if any(r.unverified for r in rows):
+        notes.append("† reported number not verified against the paper: not confirmed by two independent "
+                     "sources (evidence level B or U in reference.yaml; the paper's own text could not be checked)")
     missing = [c.header for c in columns if all(r.cells[c.key].mean is None for r in rows)]
     if missing:
         notes.append(f"the paper's {', '.join(missing)} are not in reference.yaml: shown as missing")

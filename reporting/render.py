@@ -24,10 +24,11 @@ FILE_NAMES = {"md": "tables.md", "csv": "tables.csv", "tex": "tables.tex", "html
 
 
 def value_text(cell: Cell, pm: str = " ± ") -> str:
+    """mean ± std; a reported number not at evidence level A carries a dagger."""
     if cell.mean is None:
         return MISSING
-    std = f"{pm}{cell.std:.2f}" if cell.std is not None else ""
-    return f"{cell.mean:.1f}{std}" + ("†" if cell.unverified else "")
+    return f"{cell.mean:.1f}" + (f"{pm}{cell.std:.2f}" if cell.std is not None else "") + \
+        ("†" if cell.unverified else "")
 
 
 def delta_text(cell: Cell) -> str:

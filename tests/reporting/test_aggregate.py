@@ -142,15 +142,24 @@ def test_reference_rows_are_labelled_and_flagged(tmp_path):
     assert [r.kind for r in t.reference][:2] == ["random", "supervised"]
 
 
-def test_coco_reference_missing_columns_are_said(tmp_path):
+def test_coco_reference_columns_and_their_evidence_levels(tmp_path):
+    """The COCO AP50/AP75 columns are filled from docs/protocol.md; each number carries its own evidence level:
+    the dagger sits on every number that is not at level A (C4 1x MoCo: APbb/APmk A, the other four U)."""
     coco = {"bbox": {"AP": 38.0, "AP50": 58.0, "AP75": 41.0}, "segm": {"AP": 34.0, "AP50": 55.0, "AP75": 36.0}}
-    write_record(make_record("coco-mask-fpn-1x", "sup", "supervised", 0, coco, task="instance_seg",
-                             protocol=dict(PAPER_VOC, max_iter=90000)), tmp_path)
-    [t] = _tables(tmp_path)
-    assert [c.header for c in t.columns] == ["APbb", "AP50bb", "AP75bb", "APmk", "AP50mk", "AP75mk"]
-    sup = next(r for r in t.reference if r.kind == "supervised")
-    assert sup.cells["bbox/AP"].mean == 38.9 and sup.cells["bbox/AP50"].mean is None
-    assert any("AP50bb" in n and "shown as missing" in n for n in t.notes)
+    for bench in ("coco-mask-fpn-1x", "coco-mask-c4-1x"):
+        write_record(make_record(bench, "sup", "supervised", 0, coco, task="instance_seg",
+                                 protocol=dict(PAPER_VOC, max_iter=90000)), tmp_path)
+    fpn, c4 = sorted(_tables(tmp_path), key=lambda t: t.benchmark != "coco-mask-fpn-1x")
+    assert [c.header for c in fpn.columns] == ["APbb", "AP50bb", "AP75bb", "APmk", "AP50mk", "AP75mk"]
+    sup = next(r for r in fpn.reference if r.kind == "supervised")
+    assert [sup.cells[k].mean for k in ("bbox/AP", "bbox/AP50", "bbox/AP75", "segm/AP", "segm/AP50", "segm/AP75")] \
+        == [38.9, 59.6, 42.7, 35.4, 56.5, 38.1]
+    assert not any("shown as missing" in n for n in fpn.notes)
+    assert all(c.unverified for c in sup.cells.values()) and sup.unverified  # level B: one source
+    moco = next(r for r in c4.reference if r.label == "MoCo IN-1M")
+    assert {k for k, c in moco.cells.items() if not c.unverified} == {"bbox/AP", "segm/AP"}
+    assert moco.cells["bbox/AP50"].level == "U" and moco.cells["bbox/AP"].level == "A" and moco.unverified
+    assert not any(c.unverified for c in next(r for r in c4.reference if r.kind == "supervised").cells.values())
 
 
 def test_one_label_several_checkpoints_are_never_averaged(tmp_path):

@@ -252,14 +252,14 @@ def test_protocol_names_the_builtin_data_version(synthetic_layout, tmp_path):
 def test_coco_mask_alias_runs_the_c4_demo_on_builtin_data_only(synthetic_layout, tmp_path, capsys, monkeypatch):
     """`coco-mask` on the built-in data is Mask R-CNN C4 1x (DEMO_ALIASES), recorded and titled as such; on real
     data the alias stays the paper's FPN 1x; a full benchmark name is always run as given."""
-    from mocobench.runner import cli as runner_cli
+    from mocobench.runner import run as runner_run
 
     assert _run(synthetic_layout, tmp_path, "coco-mask", "random", extra=["--dry-run", "--trials", "1"]) == 0
     out = capsys.readouterr().out
     assert "runs its demo benchmark coco-mask-c4-1x" in out and "coco-mask-c4-1x-synthetic / random" in out
     assert _run(synthetic_layout, tmp_path, "coco-mask-fpn-1x", "random", extra=["--dry-run", "--trials", "1"]) == 0
     assert "coco-mask-fpn-1x-synthetic / random" in capsys.readouterr().out
-    monkeypatch.setattr(runner_cli, "data_mode", lambda bench, requested: False)  # as if real COCO were there
+    monkeypatch.setattr(runner_run, "data_mode", lambda bench, requested: False)  # as if real COCO were there
     assert _run(synthetic_layout, tmp_path, "coco-mask", "random", extra=["--dry-run", "--trials", "1"]) == 0
     out = capsys.readouterr().out
     assert "demo benchmark" not in out and "coco-mask-fpn-1x / random" in out

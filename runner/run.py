@@ -1,0 +1,273 @@
+"""One benchmark, N trials per initialisation, as a library call: `run_benchmark(RunRequest(...))`.
+
+    from mocobench.runner.run import RunRequest, run_benchmark
+    result = run_benchmark(RunRequest("voc-det", weights=["output/pretrain/moco_v2_demo", "random"]))
+    result.written   # the records written (finished trials write none: they are never re-run)
+
+`python -m mocobench run` (runner/cli.py) only parses its command line into a RunRequest; the suite
+(runner/suite.py) and a user's notebook call the same two steps: `prepare` (check the input, resolve the
+data, the initialisations and every trial's plan; trains nothing) and `execute` (run the planned trials,
+or submit them). Bad input raises RunnerError (a UsageError), which the command line prints as one line.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mocobench.common.benchmark import Benchmark
+from mocobench.common.cluster import RDZV_PORT, Rendezvous
+from mocobench.common.config import split_overrides
+from mocobench.data.custom import UserDataset
+from mocobench.data.datasets import register_builtin
+from mocobench.data.declarations import declare, resolve_dataset
+from mocobench.pretrain.checkpoint import latest_checkpoint
+from mocobench.runner import RunnerError
+from mocobench.runner.benchmarks import resolve_benchmark
+from mocobench.runner.parallel import auto_jobs, run_parallel
+from mocobench.runner.plan import TrialPlan, data_mode, plan_trial
+from mocobench.runner.submit import check_not_submitted, split_job_argv, submit_run
+from mocobench.runner.trial import run_trial
+from mocobench.runner.weights import Init, resolve_init
+
+log = logging.getLogger(__name__)
+
+# Trials per initialisation on the built-in data: at least 2, so that the demo tables show a trial std
+# next to each mean and a difference between initialisations can be told from noise.
+DEMO_TRIALS = 2
+BANNER = """
+################################################################################################
+#  BUILT-IN SYNTHETIC DATA ({what})
+#  No real dataset was found under DETECTRON2_DATASETS, so this run fine-tunes a ResNet-18 on
+#  small synthetic scenes with a short schedule. The numbers test the pipeline end to end and
+#  compare initialisations on toy data; they are NOT the paper's benchmark and are recorded
+#  under "<benchmark>-synthetic". For the real protocol, set DETECTRON2_DATASETS (see README).
+################################################################################################"""
+
+
+@dataclass
+class RunRequest:
+    """What `python -m mocobench run` takes, as data (runner/cli.py documents each option). None means
+    "the default for this run": num_gpus all visible, trials 1 on real data and DEMO_TRIALS on the built-in
+    data, jobs 2 on the built-in data on >= 2 cores. argv: the command line after `run`, needed by --submit
+    (the job runs the same command on each node)."""
+    benchmark: str
+    weights: list[str] = field(default_factory=list)
+    label: str | None = None
+    kind: str | None = None
+    format: str = "auto"
+    msra: bool = False
+    skip_missing: bool = False
+    trials: int | None = None
+    first_trial: int = 0
+    seed: int = 1000
+    dataset: str | None = None
+    train: str | None = None
+    test: str | None = None
+    epochs: float | None = None
+    data: str = "auto"
+    synthetic_root: str = "output/synthetic"
+    synthetic_preset: str = "demo"
+    num_gpus: int | None = None
+    num_procs: int | None = None
+    num_machines: int = 1
+    machine_rank: int = 0
+    dist_url: str = "auto"
+    ims_per_gpu: int = 2
+    norm: str | None = None
+    amp: bool = False
+    results: str = "results"
+    output_dir: str = "output/benchmarks"
+    keep_checkpoints: bool = False
+    verbose: bool = False
+    jobs: int | None = None
+    dry_run: bool = False
+    submit: bool = False
+    opts: list[str] = field(default_factory=list)
+    argv: list[str] | None = None
+
+    @classmethod
+    def from_namespace(cls, ns: Any, **changes: Any) -> RunRequest:
+        """The request an argparse namespace describes (attributes that are not fields are ignored)."""
+        values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
+        values.update(changes)
+        if values.get("opts") is None:
+            values["opts"] = []
+        return cls(**values)
+
+
+@dataclass
+class Prepared:
+    """A checked, planned run: the resolved request (num_gpus, trials and opts filled in), the benchmark
+    actually run (a demo on the built-in data), and every trial's plan."""
+    request: RunRequest
+    bench: Benchmark
+    synthetic: bool
+    data: dict[str, Any]
+    inits: list[Init]
+    plans: list[TrialPlan]
+    dataset: UserDataset | None = None
+    job: tuple | None = None     # --submit: (cluster spec, per-node command, wait)
+
+    @property
+    def num_devices(self) -> int:
+        return (self.request.num_procs or 1) * self.request.num_machines  # one process per device
+
+
+@dataclass
+class RunResult:
+    prepared: Prepared
+    written: list[Path]
+    submitted: bool = False
+
+    @property
+    def plans(self) -> list[TrialPlan]:
+        return self.prepared.plans
+
+
+def check_num_procs(num_procs: int | None, *, num_gpus: int) -> int:
+    """--num-procs: one process per GPU with GPUs; any count >= 1 on a CPU (default 1)."""
+    if num_procs is None:
+        return max(num_gpus, 1)
+    if num_procs < 1:
+        raise RunnerError(f"--num-procs {num_procs}: give 1 or more processes")
+    if num_gpus > 0 and num_procs != num_gpus:
+        raise RunnerError(f"--num-procs {num_procs} with --num-gpus {num_gpus}: with GPUs a trial runs one process "
+                          f"per GPU; drop --num-procs (or use --num-gpus 0 for CPU processes)")
+    return num_procs
+
+
+def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
+    """Check the request and plan every trial (configs, scaling rule, record paths); trains nothing.
+    Converts (and caches) checkpoints given as --weights, and registers the data sets. The request is
+    not changed: the returned Prepared holds a resolved copy."""
+    import torch
+
+    req = dataclasses.replace(request, weights=list(request.weights))
+    job = None
+    if req.submit:
+        if req.argv is None:
+            raise RunnerError("--submit needs the command line: run it as `python -m mocobench run ... --submit`")
+        job = split_job_argv(req.argv)
+        # plan every trial here, as a dry run on the job's devices: bad input fails now, not in the queue
+        cluster = job[0]
+        req.num_gpus, req.num_machines = cluster.gpus_per_node, cluster.nodes
+        log.info(f"--submit: planning the job's trials here ({cluster.nodes} node(s) x {cluster.gpus_per_node} GPU(s)) "
+                 f"before submitting it")
+    elif req.argv is not None:
+        check_not_submitted(req.argv)
+    if not req.weights:
+        raise RunnerError("no --weights given: name at least one initialisation (a pretraining folder, a "
+                          "checkpoint, a Detectron2 .pkl, or 'random')")
+    req.opts = [text for pair in split_overrides(req.opts or []) for text in pair]  # KEY VALUE ...
+    if req.num_gpus is None:
+        req.num_gpus = torch.cuda.device_count()
+    if job is None and req.num_gpus > torch.cuda.device_count():  # a job's GPUs are on its nodes
+        raise RunnerError(f"--num-gpus {req.num_gpus} but {torch.cuda.device_count()} CUDA devices are visible "
+                          f"(use --num-gpus 0 for CPU)")
+    if req.amp and req.num_gpus == 0:
+        raise RunnerError("--amp needs CUDA (Detectron2's AMPTrainer); drop --amp on CPU")
+    if req.num_gpus == 0 and req.num_machines > 1:
+        raise RunnerError("multi-machine runs need GPUs")
+    req.num_procs = check_num_procs(req.num_procs, num_gpus=req.num_gpus)
+    if (req.label or req.kind or req.format != "auto") and len(req.weights) > 1:
+        raise RunnerError("--label/--kind/--format apply to a single --weights; run once per initialisation")
+    if (req.trials is not None and req.trials < 1) or req.first_trial < 0:
+        raise RunnerError("--trials must be >= 1 and --first-trial >= 0")
+    bench = resolve_benchmark(req.benchmark)
+    dataset = None
+    if bench.epochs is not None:  # a generic benchmark: the user's data set, checked (and declared) first
+        if not req.dataset:
+            raise RunnerError(f"{bench.name} runs on your own data set: give --dataset NAME --train SPEC --test "
+                              f"SPEC (SPEC: coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT; --test "
+                              f"holdout:0.2 holds the test split out of --train), or "
+                              f"--dataset NAME once declared")
+        if req.data == "synthetic":
+            raise RunnerError(f"{bench.name} runs on --dataset; --data synthetic is for the paper's benchmarks")
+        dataset = resolve_dataset(req.dataset, req.train, req.test, req.results)
+        synthetic = False
+    elif req.dataset or req.train or req.test or req.epochs is not None:
+        raise RunnerError(f"--dataset/--train/--test/--epochs are for the generic benchmarks (det-fpn, det-c4, "
+                          f"mask-fpn, mask-c4, kp-fpn); {bench.name} has its own data sets")
+    else:
+        synthetic = data_mode(bench, req.data)
+        demo = resolve_benchmark(req.benchmark, builtin_data=synthetic)
+        if demo is not bench:
+            bench = demo
+            log.info(f"built-in data: {req.benchmark} runs its demo benchmark {bench.name} ({bench.title}); "
+                     f"see detection/benchmarks.py DEMO_ALIASES")
+    if req.trials is None:
+        req.trials = DEMO_TRIALS if synthetic else 1
+    data = {"synthetic": synthetic, "root": req.synthetic_root, "preset": req.synthetic_preset,
+            "user": dataset.to_dict() if dataset else None}
+    if synthetic and banner:
+        print(BANNER.format(what=f"preset {req.synthetic_preset!r} in {req.synthetic_root}"), flush=True)
+    register_builtin(data)
+    num_devices = req.num_procs * req.num_machines  # one process per device (a GPU, or a CPU process)
+    cache = Path(req.output_dir) / "converted"
+    inits = []
+    for spec in req.weights:
+        p = Path(spec)
+        absent = not p.exists() or (p.is_dir() and latest_checkpoint(p) is None)
+        if spec != "random" and absent and req.skip_missing:
+            log.warning(f"\n!!! --weights {spec}: no such file or no checkpoint in it: SKIPPED (baseline not "
+                        f"available) !!!\n")
+            continue
+        inits.append(resolve_init(spec, cache_dir=cache, label=req.label, kind=req.kind, msra=req.msra,
+                                  fmt=req.format))
+    labels = [i.label for i in inits]
+    if len(set(labels)) != len(labels):
+        raise RunnerError(f"two initialisations share a label: {labels}; pass them in separate runs with --label")
+    plans = [plan_trial(bench, init, trial, args=req, synthetic=synthetic, num_devices=num_devices, dataset=dataset)
+             for init in inits for trial in range(req.first_trial, req.first_trial + req.trials)]
+    return Prepared(req, bench, synthetic, data, inits, plans, dataset, job)
+
+
+def execute(prep: Prepared, *, banner: bool = True) -> RunResult:
+    """Run a prepared request's trials here (in sequence, or --jobs at once on a CPU), or submit them
+    (--submit). A trial with a record is skipped; an interrupted one resumes from its last checkpoint."""
+    req, plans = prep.request, prep.plans
+    dry_run = req.dry_run or prep.job is not None  # a job's trials are planned here, run on its nodes
+    if prep.dataset is not None and not dry_run:
+        declare(prep.dataset, req.results)  # every check passed and every trial is planned
+    jobs = auto_jobs(req.jobs, synthetic=prep.synthetic, num_gpus=req.num_gpus, trials=len(plans),
+                     num_procs=req.num_procs)
+    for plan in plans:
+        sc = plan.protocol["scaling"]
+        if sc["applied"]:
+            log.info(f"scaling rule applied ({prep.num_devices} devices < {sc['reference']['gpus']}): "
+                     f"{sc['reference']} -> {sc['result']}")
+        if dry_run:
+            log.info(f"dry run: {plan.benchmark} / {plan.init.label} trial {plan.trial} seed {plan.seed} -> "
+                     f"{plan.record_path} (max_iter {plan.cfg.SOLVER.MAX_ITER}, "
+                     f"batch {plan.cfg.SOLVER.IMS_PER_BATCH})")
+    if dry_run:
+        written = []
+    elif jobs > 1:
+        written = run_parallel(plans, args=req, data=prep.data, jobs=jobs)
+    else:
+        written = [path for plan in plans if (path := run_trial(plan, args=req, data=prep.data))]
+    if prep.job is not None:
+        if req.dry_run:  # --submit --dry-run: what each node would run; nothing submitted
+            print_node_commands(prep.job)
+            return RunResult(prep, [])
+        submit_run(*prep.job)
+        return RunResult(prep, [], submitted=True)
+    if prep.synthetic and banner:
+        print(BANNER.format(what="the numbers above come from it"), flush=True)
+    log.info(f"{len(written)} record(s) written under {req.results}")
+    return RunResult(prep, written)
+
+
+def print_node_commands(job: tuple) -> None:
+    cluster, build = job[0], job[1]
+    for node in range(cluster.nodes):
+        print(shlex.join(build(Rendezvous(node, cluster.nodes, "FIRST_NODE", RDZV_PORT, "JOB_ID"))), flush=True)
+
+
+def run_benchmark(request: RunRequest) -> RunResult:
+    """Check, plan and run (or submit) one benchmark's trials: `prepare` then `execute`."""
+    return execute(prepare(request))
