@@ -109,7 +109,7 @@ def tables_frame(tables: list[Table]) -> pd.DataFrame:
                     "metric": c.key, "header": c.header, "mean": cell.mean, "std": cell.std,
                     "n": cell.n if r.source != PAPER_SOURCE else None, "delta": cell.delta, "mark": cell.mark,
                     "baseline": t.baseline if r.source != PAPER_SOURCE else None,
-                    "unverified": r.unverified or cell.unverified})
+                    "unverified": cell.unverified})
     frame = pd.DataFrame(lines, columns=CSV_COLUMNS)
     return frame.astype({"n_trials": "Int64", "n": "Int64", "pretrain_epoch": "Int64"})
 

@@ -72,17 +72,22 @@ def test_tables_show_the_papers_rows_with_a_dagger_on_each_unconfirmed_number():
     tables = {t.benchmark: t for t in aggregate.build_tables(recs, reference=aggregate.load_reference())}
     assert [c.header for c in tables[kp].columns] == ["APkp", "AP50kp", "AP75kp"]
     assert [c.header for c in tables[lvis].columns] == ["APmk", "AP50mk", "AP75mk"]
-    md = formats.render_markdown(list(tables.values()))
-    paper = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[3:-1]]
-             for line in md.splitlines() if "reported (paper)" in line}
-    # keypoints: every number is from notes only (B): the whole row is daggered; AP50kp / AP75kp not found
-    assert paper["supervised IN-1M — reported (paper)†"] == ["65.8", "—", "—"]
+    def paper_rows(table):
+        md = formats.render_markdown([table])
+        return {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[3:-1]]
+                for line in md.splitlines() if "reported (paper)" in line}
+
+    paper = paper_rows(tables[kp])
+    # keypoints: every number is from notes only (B): each carries a dagger, and so does the row's label;
+    # AP50kp / AP75kp not found
+    assert paper["supervised IN-1M — reported (paper)†"] == ["65.8†", "—", "—"]
     assert paper["MoCo IN-1M — reported (paper)†"][0].startswith("66.8")
     assert paper["MoCo IG-1B — reported (paper)†"][0].startswith("66.9")
-    # LVIS: APmk confirmed (A), AP50mk and AP75mk not (B): a dagger on each of those numbers only
-    assert paper["supervised IN-1M (frozen BN) — reported (paper)"] == ["24.4", "37.8†", "25.8†"]
-    assert [c.split(" ")[0] for c in paper["MoCo IN-1M — reported (paper)"]] == ["24.1", "37.4†", "25.5†"]
-    assert [c.split(" ")[0] for c in paper["MoCo IG-1B — reported (paper)"]] == ["24.9", "38.2†", "26.4†"]
+    # LVIS: APmk confirmed (A), AP50mk and AP75mk not (B): a dagger on each of those numbers (and the label)
+    paper = paper_rows(tables[lvis])
+    assert paper["supervised IN-1M (frozen BN) — reported (paper)†"] == ["24.4", "37.8†", "25.8†"]
+    assert [c.split(" ")[0] for c in paper["MoCo IN-1M — reported (paper)†"]] == ["24.1", "37.4†", "25.5†"]
+    assert [c.split(" ")[0] for c in paper["MoCo IG-1B — reported (paper)†"]] == ["24.9", "38.2†", "26.4†"]
     assert "supervised IN-1M (tunable BN) — reported (paper)†" in paper
     assert any("not verified against the paper" in n for n in tables[lvis].notes)
     frame = formats.tables_frame(list(tables.values()))
