@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from mocobench.common.cluster import RDZV_PORT, Rendezvous, add_cluster_arguments
+from mocobench.common.cluster import Rendezvous, add_cluster_arguments, job_port
 from mocobench.common.config import split_overrides
 from mocobench.common.errors import UsageError
 from mocobench.common.logs import cli_logging
@@ -223,8 +223,9 @@ def _main(args: argparse.Namespace) -> int:
     else:
         written = [path for plan in plans if (path := run_trial(plan, args=args, data=data))]
     if job is not None and preview:  # --submit --dry-run: what each node would run; nothing submitted
-        for node in range(cluster.nodes):
-            print(shlex.join(job[1](Rendezvous(node, cluster.nodes, "FIRST_NODE", RDZV_PORT, "JOB_ID"))), flush=True)
+        for node in range(cluster.nodes):  # the port shown is JOB_ID's: each job derives its own from its id
+            print(shlex.join(job[1](Rendezvous(node, cluster.nodes, "FIRST_NODE", job_port("JOB_ID"), "JOB_ID"))),
+                  flush=True)
         return 0
     if job is not None:
         return submit_run(*job)
