@@ -36,7 +36,7 @@ def _train(args: argparse.Namespace) -> int:
         cfg["train"]["output_dir"] = args.output_dir
     try:
         Trainer(cfg, resume=args.resume).train()  # under torchrun the trainer joins the process group
-    finally:  # done or failed: leave it (a rank that stops on an error must not leave the group to exit's mercy)
+    finally:  # finished or failed, each rank shuts its process group down itself (not at interpreter exit)
         destroy_distributed()
     return 0
 
