@@ -28,12 +28,16 @@ line, --opts optim.epochs 10 train.amp bf16, as for the detection runner)."""
 
 def _train(args: argparse.Namespace) -> int:
     from mocobench.pretrain.config import load_config
+    from mocobench.pretrain.distributed import destroy_distributed
     from mocobench.pretrain.trainer import Trainer
 
     cfg = load_config(args.config, [*args.overrides, *args.opts])
     if args.output_dir:
         cfg["train"]["output_dir"] = args.output_dir
-    Trainer(cfg, resume=args.resume).train()
+    try:
+        Trainer(cfg, resume=args.resume).train()  # under torchrun the trainer joins the process group
+    finally:  # finished or failed, each rank shuts its process group down itself (not at interpreter exit)
+        destroy_distributed()
     return 0
 
 

@@ -130,3 +130,48 @@ def all_reduce_mean(value: float, device: torch.device) -> float:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def _initialized() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def all_gather_objects(obj) -> list:
+    """`obj` of every rank, in rank order (pickled; for small things such as lists of paths). [obj] alone
+    without a process group."""
+    if not _initialized():
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+@torch.no_grad()
+def all_gather_rows(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Each rank's rows (N_r x ..., N_r may differ between ranks) -> all rows in rank order, on x's device.
+    The collective runs on `device` (NCCL needs CUDA tensors); ranks pad to the longest part, then trim."""
+    if not _initialized():
+        return x
+    world = dist.get_world_size()
+    sizes = [torch.zeros(1, dtype=torch.long, device=device) for _ in range(world)]
+    dist.all_gather(sizes, torch.tensor([x.shape[0]], device=device))
+    counts = [int(s) for s in sizes]
+    padded = torch.zeros((max(counts), *x.shape[1:]), dtype=x.dtype, device=device)
+    padded[:x.shape[0]] = x.to(device)
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([p[:n] for p, n in zip(parts, counts)]).to(x.device)
+
+
+@torch.no_grad()
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Rank 0's parameters and buffers (BN statistics included) on every rank, in place."""
+    if _initialized():
+        for tensor in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(tensor.data, src=0)
+
+
+def destroy_distributed() -> None:
+    """Destroy the default process group if there is one (the end of a torchrun process, also after an error)."""
+    if _initialized():
+        dist.destroy_process_group()

@@ -30,6 +30,7 @@ from mocobench.pretrain.distributed import (
     DistEnv,
     DistributedExchange,
     LocalExchange,
+    all_gather_objects,
     barrier,
     init_distributed,
 )
@@ -212,8 +213,11 @@ class Trainer:
                     self.writer.add_scalar(f"{entry['kind']}/{key}", value, entry["step"])
 
     def _report_skipped(self, skipped: list[str], epoch: int) -> None:
-        """Unreadable images the loader replaced in this batch: each reported once per run (warning and a
-        "skipped" line in log.jsonl), however many epochs and loader workers meet it."""
+        """Unreadable images the loaders replaced since the last report, on every rank (gathered: a collective,
+        called by all ranks at the same step): each reported once per run (warning and a "skipped" line in
+        log.jsonl), however many epochs, ranks and loader workers meet it, and counted over all ranks, so that
+        every rank stops at once when there are more than data.max_bad_images."""
+        skipped = [item for part in all_gather_objects([item for item in skipped if item]) for item in part]
         for text in (t for item in skipped if item for t in item.split("\n")):
             path, _, reason = text.partition(" (")
             if path in self.skipped:
@@ -287,17 +291,14 @@ class Trainer:
         m["bar"].set_postfix(loss=f"{loss:.3f}", lr=f"{m['lr']:.3g}", pairs_s=f"{m['rate']:.1f}")
 
     # ---------------------------------------------------------------- hooks
-    def run_knn(self) -> float | None:
+    def run_knn(self) -> float:
+        """kNN top-1 of the backbone (rank 0's), the extraction shared by all ranks (pretrain/knn.py)."""
         k = self.cfg["knn"]
-        top1 = None
-        if self.env.is_main:
-            train_dir, val_dir = knn_paths(self.cfg)
-            top1 = knn_top1(self.model.backbone, train_dir, val_dir, image_size=self.cfg["data"]["image_size"],
-                            device=self.env.device, k=k["k"], temperature=k["temperature"], batch_size=k["batch_size"],
-                            workers=self.cfg["data"]["workers"], progress=self.cfg["train"]["progress"],
-                            limit=k["limit"])
-        barrier()
-        return top1
+        train_dir, val_dir = knn_paths(self.cfg)
+        return knn_top1(self.model.backbone, train_dir, val_dir, image_size=self.cfg["data"]["image_size"],
+                        device=self.env.device, k=k["k"], temperature=k["temperature"], batch_size=k["batch_size"],
+                        workers=self.cfg["data"]["workers"], progress=self.cfg["train"]["progress"],
+                        limit=k["limit"], distributed=self.env.world_size > 1)
 
     def train(self, stop_after_epoch: int | None = None) -> Path:
         """Train to optim.epochs (or stop after `stop_after_epoch` finished epochs, as an interruption would)."""
@@ -336,8 +337,9 @@ class Trainer:
             bar = tqdm(self.loader, desc=f"epoch {epoch + 1}/{o['epochs']}",
                        disable=not (self.env.is_main and t["progress"]), dynamic_ncols=True)
             tick, first = time.perf_counter(), self.step + 1
+            unreported: list[str] = []  # unreadable files skipped since the last report (gathered when logging)
             for *batch, skipped in bar:  # (images, [sizes,] targets, unreadable files skipped for this batch)
-                self._report_skipped(skipped, epoch)
+                unreported += skipped
                 loss = self.run_step(tuple(batch))
                 window.add(loss)
                 epoch_losses.add(loss)
@@ -349,6 +351,9 @@ class Trainer:
                     if pending is not None:
                         self._log_steps(pending)
                     pending, tick, first = reading, now, self.step + 1
+                    self._report_skipped(unreported, epoch)
+                    unreported = []
+            self._report_skipped(unreported, epoch)
             if pending is not None:
                 self._log_steps(pending)
             entry = {"kind": "epoch", "epoch": epoch, "step": self.step,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mocobench.common.benchmark import Benchmark
-from mocobench.common.cluster import RDZV_PORT, Rendezvous
+from mocobench.common.cluster import Rendezvous, job_port
 from mocobench.common.config import split_overrides
 from mocobench.data.custom import UserDataset
 from mocobench.data.datasets import register_builtin
@@ -265,7 +265,8 @@ def execute(prep: Prepared, *, banner: bool = True) -> RunResult:
 def print_node_commands(job: tuple) -> None:
     cluster, build = job[0], job[1]
     for node in range(cluster.nodes):
-        print(shlex.join(build(Rendezvous(node, cluster.nodes, "FIRST_NODE", RDZV_PORT, "JOB_ID"))), flush=True)
+        rendezvous = Rendezvous(node, cluster.nodes, "FIRST_NODE", job_port("JOB_ID"), "JOB_ID")
+        print(shlex.join(build(rendezvous)), flush=True)
 
 
 def run_benchmark(request: RunRequest) -> RunResult:

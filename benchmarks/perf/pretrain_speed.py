@@ -48,12 +48,13 @@ def measure(arch: str, stem: str, size: int, batch: int, queue: int, steps: int,
             Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(Path(tmp) / "data" / "c0" / f"{i}.png")
         cfg = load_config("demo", [
             f"arch={arch}", f"stem={stem}", "data.source=imagefolder", f"data.path={tmp}/data",
-            f"data.image_size={size}",
+            f"data.image_size={size}", *RECIPE,
             f"moco.queue_size={queue}", f"moco.bn_groups={bn_groups}", f"optim.batch_size={batch}",
             f"train.device={device}", f"train.amp={amp}", f"train.channels_last={channels_last}",
             f"train.output_dir={tmp}/out", "train.progress=false", "data.workers=0",
             f"train.threads={threads if threads else 'null'}"])
         trainer = Trainer(cfg)
+        assert trainer.augment is None  # the step takes (augmented views, targets), as with data.aug_device=cpu
         images = torch.randn(batch, 2, 3, size, size, device=trainer.env.device)
         targets = torch.zeros(batch, dtype=torch.long)
         sync = torch.cuda.synchronize if trainer.env.device.type == "cuda" else (lambda: None)
@@ -62,17 +63,22 @@ def measure(arch: str, stem: str, size: int, batch: int, queue: int, steps: int,
         sync()
         start = time.perf_counter()
         for _ in range(steps):
-            trainer.run_step((images, targets))
+            loss = trainer.run_step((images, targets))
         sync()
         elapsed = time.perf_counter() - start
     prov = provenance.collect()
     return {"arch": arch, "stem": stem, "size": size, "batch": batch, "queue": queue, "amp": amp,
             "channels_last": channels_last, "device": device, "steps": steps,
             "pairs_per_s": round(batch * steps / elapsed, 2), "s_per_step": round(elapsed / steps, 3),
+            "loss": round(float(loss), 3),
             "torch_threads": torch.get_num_threads(), "git_sha": prov["git_sha"],
             "gpus": prov["device"]["gpus"], "torch": prov["versions"]["torch"]}
 
 
+# what the demo config (the base of both measurements) changes from MoCo v2 that matters here: it batches the
+# augmentation on the device and trains with AdamW; the benchmark measures the paper's step (SGD) and starts
+# from the per-image CPU augmentation in the loader workers
+RECIPE = ("data.aug_device=cpu", "optim.optimizer=sgd")
 # cumulative stages of the ladder: each adds its overrides to the previous ones
 LADDER = (("fp32, CPU aug", ()), ("+ AMP bf16", ("train.amp=bf16",)),
           ("+ channels_last", ("train.channels_last=true",)), ("+ GPU aug", ("data.aug_device=gpu",)),
@@ -97,7 +103,7 @@ def write_jpegs(root: Path, n: int, sizes: list[tuple[int, int]], seed: int = 0)
 
 def ladder(arch: str, stem: str, size: int, batch: int, queue: int, steps: int, warmup: int, device: str,
            workers: int, threads: int | None = None, stages: int = len(LADDER)) -> list[dict]:
-    """pairs/s end to end (JPEG files -> loader -> augmentation -> step) for each cumulative stage."""
+    """pairs/s end to end (JPEG files -> loader -> augmentation -> step) for each cumulative stage (warmup >= 1)."""
     from mocobench.pretrain.config import load_config
     from mocobench.pretrain.trainer import Trainer
 
@@ -110,7 +116,7 @@ def ladder(arch: str, stem: str, size: int, batch: int, queue: int, steps: int, 
             cfg = load_config("demo", [
                 f"arch={arch}", f"stem={stem}", "data.source=imagefolder", f"data.path={data}",
                 f"data.image_size={size}", "data.aug=v2", "data.min_scale=0.2", f"data.workers={workers}",
-                f"moco.queue_size={queue}", f"optim.batch_size={batch}", "optim.optimizer=sgd",
+                f"moco.queue_size={queue}", f"optim.batch_size={batch}", *RECIPE,
                 f"train.device={device}", f"train.output_dir={tmp}/out{k}", "train.progress=false",
                 f"train.threads={threads if threads else 'null'}", *overrides])
             trainer = Trainer(cfg)
@@ -120,7 +126,10 @@ def ladder(arch: str, stem: str, size: int, batch: int, queue: int, steps: int, 
             # unreadable files the loader skipped (the trainer's loop reports them), not a step input
             it = (tuple(batch[:-1]) for batch in trainer.loader)
             compile_start = time.perf_counter()
-            for _ in range(warmup):
+            first = next(it)  # CPU aug: float views N x 2 x 3 x S x S; batched aug: the decoded uint8 images
+            loaded = str(first[0].dtype).removeprefix("torch.")
+            trainer.run_step(first)
+            for _ in range(warmup - 1):
                 trainer.run_step(next(it))
             sync()
             start = time.perf_counter()
@@ -130,6 +139,9 @@ def ladder(arch: str, stem: str, size: int, batch: int, queue: int, steps: int, 
             elapsed = time.perf_counter() - start
             rate = batch * steps / elapsed
             results.append({"stage": name, "pairs_per_s": round(rate, 2),
+                            # the augmentation this stage's trainer ran: per image in the loader workers (cpu) or
+                            # batched in the training process (gpu: on the device, the CPU on a CPU-only machine)
+                            "aug_device": "cpu" if trainer.augment is None else "gpu", "loaded": loaded,
                             "ratio": round(rate / results[0]["pairs_per_s"], 2) if results else 1.0,
                             "warmup_s": round(start - compile_start, 1), "loss": round(float(loss), 3)})
             print(f"{name:18s} {rate:9.1f} pairs/s  x{results[-1]['ratio']:.2f}  "
