@@ -19,14 +19,9 @@ from mocobench.__main__ import main as cli
 from mocobench.detection import engine
 from mocobench.reporting.aggregate import build_tables
 from tests.helpers.checkpoints import randomised_resnet, wrap
-from tests.helpers.user_data import CLASSES, TINY_USER, coco_specs, user_layout, voc_specs
+from tests.helpers.user_data import CLASSES, TINY_USER, coco_specs, voc_specs
 
 EPOCHS = 0.8  # about 10 annotated train images, batch 2: 4 iterations
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    return user_layout(tmp_path_factory.mktemp("user"))
 
 
 def _run(tmp_path, bench, dataset_args, *weights):
