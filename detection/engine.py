@@ -1,19 +1,24 @@
 """The Detectron2 train/eval entry of one trial (every benchmark, detection and segmentation):
 `train_and_evaluate(cfg_yaml, data)`, run by detectron2.engine.launch in every process of a trial, with
-`Trainer` (Detectron2's DefaultTrainer plus our evaluators, and the segmentation recipe's augmentations
-for SemanticSegmentor models). Rank 0 writes OUTPUT_DIR/eval_results.json ({task: {metric: value or null}})."""
+`Trainer` (Detectron2's DefaultTrainer plus our evaluators, the segmentation recipe's augmentations for
+SemanticSegmentor models, DDP built for the trial's device (GPU or CPU/gloo) and PreciseBN over all ranks).
+Every rank trains and evaluates once; rank 0 writes OUTPUT_DIR/eval_results.json ({task: {metric: value or
+null}}). See docs/multi-gpu-trials.md."""
 from __future__ import annotations
 
 import json
 import logging
 import math
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
-from detectron2.engine import DefaultTrainer
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model, hooks
+from detectron2.engine.train_loop import TrainerBase
 from detectron2.evaluation import (
     CityscapesInstanceEvaluator,
     COCOEvaluator,
@@ -24,11 +29,13 @@ from detectron2.evaluation import (
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.logger import setup_logger
+from fvcore.nn.precise_bn import get_bn_modules
 
 from mocobench.common.atomic import atomic_write
 from mocobench.common.errors import UsageError
 from mocobench.data.augmentation import sem_seg_train_augmentations
 from mocobench.data.datasets import read_label_png, register_builtin
+from mocobench.detection.precise_bn import PreciseBNAllRanks
 
 METRICS_FILE = "eval_results.json"
 
@@ -76,7 +83,56 @@ def build_evaluator(cfg, dataset_name: str, output_folder: str):
 
 
 class Trainer(DefaultTrainer):
-    """DefaultTrainer with our evaluators; `train()` returns the final evaluation's results."""
+    """DefaultTrainer with our evaluators, the DDP wrapper built for the trial's device, PreciseBN over all
+    ranks (detection.precise_bn); `train()` returns the final evaluation's results (on ranks > 0: {})."""
+
+    def __init__(self, cfg):
+        # DefaultTrainer.__init__'s construction, in its order, with one change: the DDP wrapper comes from
+        # build_ddp_model (DefaultTrainer passes device_ids=[local rank], which DDP refuses for a CPU model).
+        TrainerBase.__init__(self)
+        cfg = self.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        model = self.build_ddp_model(cfg, model)
+        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_ddp_model(cls, cfg, model):
+        """DistributedDataParallel for the device the model is on: device_ids [local rank] on CUDA (as
+        Detectron2), none on a CPU (gloo). broadcast_buffers=False as Detectron2: each rank keeps its BN
+        buffers between PreciseBN runs. One process: the model itself."""
+        device = next(model.parameters()).device
+        if device.type == "cuda":
+            return create_ddp_model(model, broadcast_buffers=False)
+        return create_ddp_model(model, broadcast_buffers=False, device_ids=None)
+
+    def build_hooks(self):
+        """Detectron2's hooks with PreciseBN replaced by PreciseBNAllRanks, at the same place (before the
+        checkpointer and the evaluation, which must see the updated statistics)."""
+        full = self.cfg
+        cfg = full.clone()
+        cfg.defrost()
+        cfg.TEST.PRECISE_BN.ENABLED = False  # Detectron2's own PreciseBN hook is not built
+        self.cfg = cfg
+        try:
+            ret = super().build_hooks()
+        finally:
+            self.cfg = full
+        ret = [h for h in ret if h is not None]
+        if full.TEST.PRECISE_BN.ENABLED and get_bn_modules(self.model):
+            loader_cfg = full.clone()
+            loader_cfg.defrost()
+            loader_cfg.DATALOADER.NUM_WORKERS = 0  # as Detectron2: a light loader of its own, apart from training
+            hook = PreciseBNAllRanks(full.TEST.EVAL_PERIOD, self.model, self.build_train_loader(loader_cfg),
+                                     full.TEST.PRECISE_BN.NUM_ITER)
+            at = next(i for i, h in enumerate(ret) if isinstance(h, (hooks.PeriodicCheckpointer, hooks.EvalHook)))
+            ret.insert(at, hook)
+        return ret
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -91,9 +147,13 @@ class Trainer(DefaultTrainer):
 
     def train(self) -> dict[str, dict[str, Any]]:
         super().train()
-        # DefaultTrainer's EvalHook evaluates after the last iteration (also when resumed at the end) and
-        # keeps the result in _last_eval_results; evaluate here only if it did not run.
-        return getattr(self, "_last_eval_results", None) or self.test(self.cfg, self.model)
+        # DefaultTrainer's EvalHook evaluates after the last iteration (also when resumed at the end), on
+        # every rank, and keeps the result in _last_eval_results: the metrics on rank 0, {} on the others.
+        # Whether it ran is the same on every rank; whether the result is empty is not (evaluating again on
+        # ranks > 0 alone would wait in the evaluator's gather for a rank 0 that has left).
+        if not hasattr(self, "_last_eval_results"):
+            self._last_eval_results = self.test(self.cfg, self.model)
+        return self._last_eval_results
 
 
 def check_weights_loaded(model, pkl: str) -> None:

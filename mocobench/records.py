@@ -21,7 +21,7 @@ Schema (version 1); writers fill every key, readers rely on them:
       "trial": 0, "seed": 123,
       "metrics": {"bbox": {"AP": .., "AP50": .., "AP75": ..}, "segm": {...}, "sem_seg": {"mIoU": ..}},
       "config": "resolved config (YAML text)",
-      "provenance": {"git_sha", "versions", "device", "num_gpus", "num_machines",
+      "provenance": {"git_sha", "versions", "device", "num_gpus", "num_procs" (per machine), "num_machines",
                      "wall_time_s" (attempts that ended), "attempts", "killed_attempts" (ended by a kill,
                      their time unknown), "started", "finished"}
     }

@@ -23,7 +23,7 @@ PER_TRIAL_KEYS = frozenset({"SEED", "OUTPUT_DIR", "MODEL.WEIGHTS", "MODEL.DEVICE
 # key -> how the scaling rule (runner.scaling, factor k) changes it: "div" (batch, lr) or "mul" (iterations)
 SCALED_KEYS = {"SOLVER.IMS_PER_BATCH": "div", "SOLVER.BASE_LR": "div", "SOLVER.MAX_ITER": "mul",
                "SOLVER.STEPS": "mul", "SOLVER.WARMUP_ITERS": "mul", "SOLVER.CHECKPOINT_PERIOD": "mul",
-               "TEST.EVAL_PERIOD": "mul"}
+               "TEST.EVAL_PERIOD": "mul", "TEST.PRECISE_BN.NUM_ITER": "mul"}
 
 
 @dataclass(frozen=True)

@@ -87,6 +87,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic-root", default="output/synthetic")
     parser.add_argument("--synthetic-preset", default="demo", help="built-in data preset (demo | small | tiny)")
     parser.add_argument("--num-gpus", type=int, default=None, help="GPUs per machine (default: all visible; 0 = CPU)")
+    parser.add_argument("--num-procs", type=int, default=None,
+                        help="processes per machine: one per GPU (the default, and the only choice with GPUs); with "
+                             "--num-gpus 0, N gloo processes on this machine's CPU, each with cores/N threads (the "
+                             "multi-GPU code path, tested without GPUs; docs/multi-gpu-trials.md)")
     parser.add_argument("--num-machines", type=int, default=1)
     parser.add_argument("--machine-rank", type=int, default=0)
     parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 for multi-machine runs")
@@ -117,6 +121,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="config overrides KEY VALUE or KEY=VALUE ... (last on the command line), e.g. "
                              "--opts SOLVER.MAX_ITER 50")
+
+
+def check_num_procs(num_procs: int | None, *, num_gpus: int) -> int:
+    """--num-procs: one process per GPU with GPUs; any count >= 1 on a CPU (default 1)."""
+    if num_procs is None:
+        return max(num_gpus, 1)
+    if num_procs < 1:
+        raise RunnerError(f"--num-procs {num_procs}: give 1 or more processes")
+    if num_gpus > 0 and num_procs != num_gpus:
+        raise RunnerError(f"--num-procs {num_procs} with --num-gpus {num_gpus}: with GPUs a trial runs one process "
+                          f"per GPU; drop --num-procs (or use --num-gpus 0 for CPU processes)")
+    return num_procs
 
 
 def main(args: argparse.Namespace) -> int:
@@ -155,6 +171,7 @@ def _main(args: argparse.Namespace) -> int:
         raise RunnerError("--amp needs CUDA (Detectron2's AMPTrainer); drop --amp on CPU")
     if args.num_gpus == 0 and args.num_machines > 1:
         raise RunnerError("multi-machine runs need GPUs")
+    args.num_procs = check_num_procs(args.num_procs, num_gpus=args.num_gpus)
     if (args.label or args.kind) and len(args.weights) > 1:
         raise RunnerError("--label/--kind apply to a single --weights; run once per initialisation")
     if (args.trials is not None and args.trials < 1) or args.first_trial < 0:
@@ -188,7 +205,7 @@ def _main(args: argparse.Namespace) -> int:
     if synthetic:
         print(BANNER.format(what=f"preset {args.synthetic_preset!r} in {args.synthetic_root}"), flush=True)
     register_builtin(data)
-    num_devices = max(args.num_gpus, 1) * args.num_machines
+    num_devices = args.num_procs * args.num_machines  # one process per device (a GPU, or a CPU process)
     cache = Path(args.output_dir) / "converted"
     inits = []
     for spec in args.weights:
@@ -206,7 +223,8 @@ def _main(args: argparse.Namespace) -> int:
              for init in inits for trial in range(args.first_trial, args.first_trial + args.trials)]
     if dataset is not None and not args.dry_run:
         declare(dataset, args.results)  # every check passed and every trial is planned
-    jobs = auto_jobs(args.jobs, synthetic=synthetic, num_gpus=args.num_gpus, trials=len(plans))
+    jobs = auto_jobs(args.jobs, synthetic=synthetic, num_gpus=args.num_gpus, trials=len(plans),
+                     num_procs=args.num_procs)
     for plan in plans:
         sc = plan.protocol["scaling"]
         if sc["applied"]:

@@ -20,14 +20,21 @@ from mocobench.runner.trial import run_trial
 log = logging.getLogger(__name__)
 
 
-def auto_jobs(requested: int | None, *, synthetic: bool, num_gpus: int, trials: int) -> int:
-    """--jobs: as given; by default 2 for built-in-data trials on a CPU with >= 2 cores, else 1."""
+def auto_jobs(requested: int | None, *, synthetic: bool, num_gpus: int, trials: int, num_procs: int = 1) -> int:
+    """--jobs: as given; by default 2 for built-in-data trials on a CPU with >= 2 cores, else 1. A trial of
+    several processes (--num-procs) runs alone: its processes are the parallelism (and the pool's workers,
+    daemonic, could not start them)."""
     if requested is not None:
         if requested < 1:
             raise RunnerError(f"--jobs {requested}: give 1 or more trials to run at once")
         if requested > 1 and num_gpus > 0:
             raise RunnerError("--jobs > 1 is for CPU runs (--num-gpus 0); on GPUs a trial uses them all")
+        if requested > 1 and num_procs > 1:
+            raise RunnerError(f"--jobs {requested} with --num-procs {num_procs}: a trial of several processes runs "
+                              f"alone; give one of the two")
         return min(requested, max(trials, 1))
+    if num_procs > 1:
+        return 1
     return 2 if synthetic and num_gpus == 0 and (os.cpu_count() or 1) >= 2 and trials > 1 else 1
 
 

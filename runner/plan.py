@@ -53,6 +53,10 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
     else:
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes = num_classes_of(datasets)
     cfg.MODEL.DEVICE = "cuda" if args.num_gpus > 0 else "cpu"
+    if cfg.MODEL.DEVICE == "cpu" and num_devices > 1 and (keys := sync_bn_keys(cfg)):
+        raise RunnerError(f"{', '.join(keys)} = SyncBN: torch's SyncBatchNorm trains on GPUs only, so it cannot run "
+                          f"in CPU processes (--num-gpus 0 --num-procs {num_devices}); use the default naiveSyncBN "
+                          f"(drop --norm SyncBN), which all-reduces over gloo, or give GPUs")
     cfg.SOLVER.AMP.ENABLED = bool(args.amp)
     reference = 1 if synthetic else bench.reference_gpus  # the demo schedule is written for one device
     scaling = apply_scaling_rule(cfg, num_devices=num_devices, ims_per_device=args.ims_per_gpu,
@@ -79,6 +83,17 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
     cfg.SEED, cfg.OUTPUT_DIR = seed, str(out)
     return TrialPlan(name, bench, init, trial, seed, cfg, protocol, out,
                      record_path(args.results, name, init.label, phash, trial))
+
+
+def sync_bn_keys(cfg, prefix: str = "") -> list[str]:
+    """The config keys (any *.NORM) set to torch's SyncBN."""
+    keys = []
+    for k, v in cfg.items():
+        if hasattr(v, "items"):
+            keys += sync_bn_keys(v, f"{prefix}{k}.")
+        elif k.endswith("NORM") and v == "SyncBN":
+            keys.append(prefix + k)
+    return keys
 
 
 def synthetic_data_id(cfg) -> str:

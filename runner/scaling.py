@@ -13,10 +13,11 @@ class Scaling:
     factor: float          # protocol batch / used batch (1 when not applied)
     num_devices: int
     ims_per_device: int    # the most images one device takes (--ims-per-gpu)
-    reference: dict[str, Any]  # the protocol's gpus, IMS_PER_BATCH, BASE_LR, MAX_ITER, STEPS, WARMUP_ITERS
+    reference: dict[str, Any]  # the protocol's gpus, IMS_PER_BATCH, BASE_LR, MAX_ITER, STEPS, WARMUP_ITERS,
+                               # TEST.PRECISE_BN.NUM_ITER
     result: dict[str, Any]     # the same keys after scaling
     rule: str = ("linear scaling (MoCo detection README: fewer GPUs -> e.g. IMS_PER_BATCH 8, BASE_LR 0.01, "
-                 "2x STEPS/MAX_ITER): batch / k, lr / k, iterations x k")
+                 "2x STEPS/MAX_ITER): batch / k, lr / k, iterations (and PreciseBN's) x k")
 
 
 def apply_scaling_rule(cfg, *, num_devices: int, ims_per_device: int, reference_gpus: int) -> Scaling:
@@ -24,13 +25,16 @@ def apply_scaling_rule(cfg, *, num_devices: int, ims_per_device: int, reference_
 
     With fewer devices than the protocol's reference_gpus and a batch that does not fit, the batch is
     divided by the smallest integer k that makes it fit (and divide evenly over the devices); BASE_LR
-    is divided by k and MAX_ITER, STEPS, WARMUP_ITERS, CHECKPOINT_PERIOD and EVAL_PERIOD multiplied by k,
-    so the number of epochs and the lr per image stay those of the protocol. Edits cfg in place."""
+    is divided by k and MAX_ITER, STEPS, WARMUP_ITERS, CHECKPOINT_PERIOD, EVAL_PERIOD and
+    TEST.PRECISE_BN.NUM_ITER multiplied by k, so the number of epochs, the lr per image and the number of
+    images PreciseBN averages over (NUM_ITER x IMS_PER_BATCH, over all processes: detection.precise_bn)
+    stay those of the protocol. Edits cfg in place."""
     if num_devices < 1 or ims_per_device < 1:
         raise RunnerError(f"need at least one device and one image per device (got {num_devices}, {ims_per_device})")
     s = cfg.SOLVER
     ref = {"gpus": reference_gpus, "ims_per_batch": s.IMS_PER_BATCH, "base_lr": s.BASE_LR, "max_iter": s.MAX_ITER,
-           "steps": list(s.STEPS), "warmup_iters": s.WARMUP_ITERS}
+           "steps": list(s.STEPS), "warmup_iters": s.WARMUP_ITERS,
+           "precise_bn_num_iter": cfg.TEST.PRECISE_BN.NUM_ITER}
     batch = s.IMS_PER_BATCH
     fits = num_devices * ims_per_device >= batch and batch % num_devices == 0
     if num_devices >= reference_gpus or fits:
@@ -49,6 +53,8 @@ def apply_scaling_rule(cfg, *, num_devices: int, ims_per_device: int, reference_
     s.WARMUP_ITERS = s.WARMUP_ITERS * k
     s.CHECKPOINT_PERIOD = s.CHECKPOINT_PERIOD * k
     cfg.TEST.EVAL_PERIOD = cfg.TEST.EVAL_PERIOD * k
+    cfg.TEST.PRECISE_BN.NUM_ITER = cfg.TEST.PRECISE_BN.NUM_ITER * k
     res = {"gpus": num_devices, "ims_per_batch": s.IMS_PER_BATCH, "base_lr": s.BASE_LR, "max_iter": s.MAX_ITER,
-           "steps": list(s.STEPS), "warmup_iters": s.WARMUP_ITERS}
+           "steps": list(s.STEPS), "warmup_iters": s.WARMUP_ITERS,
+           "precise_bn_num_iter": cfg.TEST.PRECISE_BN.NUM_ITER}
     return Scaling(True, float(k), num_devices, ims_per_device, ref, res)

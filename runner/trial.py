@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+import torch
 
 import mocobench.segmentation  # noqa: F401  (registers the dilated ResNet and FCNHead in this process)
 from mocobench.common import provenance
@@ -19,10 +23,36 @@ from mocobench.runner.plan import TrialPlan
 log = logging.getLogger(__name__)
 
 
-def run_in_process(cfg_yaml: str, data: dict) -> None:
+def run_in_process(cfg_yaml: str, data: dict, threads: int | None = None) -> None:
     """What every process of a trial runs. Spawned processes import this module to find it, and with it
-    both rooms' Detectron2 registrations (our ROI head, the dilated ResNet, FCNHead)."""
+    both rooms' Detectron2 registrations (our ROI head, the dilated ResNet, FCNHead). threads: torch threads
+    of each CPU process of a multi-process trial (None: unchanged)."""
+    import torch.distributed as dist
+
+    if threads is not None:
+        torch.set_num_threads(threads)
     train_and_evaluate(cfg_yaml, data)
+    if dist.is_initialized():  # a process of launch: every rank has passed the evaluation's last barrier
+        dist.destroy_process_group()
+
+
+@contextmanager
+def cpu_only_children(enabled: bool):
+    """While launching CPU processes (--num-gpus 0 --num-procs N): hide CUDA from them. Detectron2's launch
+    picks NCCL and one GPU per process whenever CUDA is available in the child; a CPU trial needs gloo,
+    which launch picks when no GPU is visible. The parent's own environment is restored afterwards."""
+    if not enabled:
+        yield
+        return
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
 
 
 def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
@@ -46,13 +76,17 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
     started = provenance.now_iso()
     t0 = time.perf_counter()
     ok = False
+    procs = getattr(args, "num_procs", None) or max(args.num_gpus, 1)  # per machine
+    cpu_procs = args.num_gpus == 0 and procs > 1  # gloo processes on this CPU, cores / procs threads each
+    threads = max(1, torch.get_num_threads() // procs) if cpu_procs else None
     first = args.machine_rank == 0  # the machine that writes the record counts the attempts (once per attempt)
     # a "start" line first: an attempt killed outright (SIGKILL, power loss) still counts as one
     if first:
         append_line(attempts_file, json.dumps({"event": "start", "started": started, "resumed": resuming}))
     try:
-        launch(run_in_process, max(args.num_gpus, 1), num_machines=args.num_machines,
-               machine_rank=args.machine_rank, dist_url=args.dist_url, args=(cfg_yaml, data))
+        with cpu_only_children(cpu_procs):  # one machine: --dist-url auto is a free local port
+            launch(run_in_process, procs, num_machines=args.num_machines, machine_rank=args.machine_rank,
+                   dist_url=args.dist_url, args=(cfg_yaml, data, threads))
         ok = True
     finally:  # interrupted attempts count too: wall time is the sum over the attempts that ended
         if first:
@@ -71,7 +105,7 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
         protocol=plan.protocol, protocol_hash=canonical_hash(plan.protocol), trial=plan.trial, seed=plan.seed,
         metrics=json.loads(metrics_file.read_text()), config=cfg_yaml,
         provenance={"git_sha": prov["git_sha"], "versions": prov["versions"], "device": prov["device"],
-                    "num_gpus": args.num_gpus, "num_machines": args.num_machines,
+                    "num_gpus": args.num_gpus, "num_procs": procs, "num_machines": args.num_machines,
                     "wall_time_s": round(sum(a["seconds"] for a in attempts), 1),
                     "attempts": started_count, "killed_attempts": started_count - len(attempts),
                     "started": lines[0]["started"],
