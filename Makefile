@@ -23,6 +23,7 @@ help:
 	@echo "make convert IN= OUT=     checkpoint -> Detectron2 pickle, with the forward-pass proof"
 	@echo "make voc-det | coco-mask  detection benchmarks (real data under DETECTRON2_DATASETS, else built-in)"
 	@echo "make cityscapes-mask | voc-seg | cityscapes-seg   segmentation benchmarks (same runner, data rule, trials)"
+	@echo "make coco-kp | lvis-mask  COCO keypoints (Keypoint R-CNN R50-FPN 2x) | LVIS v0.5 masks (Mask R-CNN R50-FPN 2x)"
 	@echo "make tables               paper-style tables and plots from results/records"
 	@echo "make transfer DATASET=    your own COCO/VOC data set: random / supervised / MoCo, then the tables"
 
@@ -119,8 +120,8 @@ TABLES_AFTER_RUN ?= 1
 # make cityscapes-mask | voc-seg | cityscapes-seg   the segmentation benchmarks (segmentation/): Cityscapes Mask
 #   R-CNN R50-FPN, the paper appendix's FCN on dilated R50 for VOC train_aug -> val 2012 and Cityscapes; the
 #   same weights, baselines, trials and built-in fallback as above.
-.PHONY: voc-det coco-mask convert cityscapes-mask voc-seg cityscapes-seg
-voc-det coco-mask cityscapes-mask voc-seg cityscapes-seg: install
+.PHONY: voc-det coco-mask convert cityscapes-mask voc-seg cityscapes-seg coco-kp lvis-mask
+voc-det coco-mask cityscapes-mask voc-seg cityscapes-seg coco-kp lvis-mask: install
 	@if [ "$(SUP_WEIGHTS)" = output/pretrain/supervised_demo ] && ! ls $(SUP_WEIGHTS)/checkpoint_*.pth.tar >/dev/null 2>&1 \
 	  && [ "$$($(PY) -c 'import sys; from mocobench.runner.cli import resolve_benchmark, data_mode; print(data_mode(resolve_benchmark(sys.argv[1]), "auto"))' $@ 2>/dev/null)" = True ]; then \
 	  echo "[$@] no supervised synthetic baseline yet: make pretrain-supervised"; $(MAKE) pretrain-supervised; fi

@@ -13,6 +13,7 @@ TASK_COLUMNS: dict[str, dict[str, str]] = {
     "instance_seg": {"bbox/AP": "APbb", "bbox/AP50": "AP50bb", "bbox/AP75": "AP75bb", "segm/AP": "APmk",
                      "segm/AP50": "AP50mk", "segm/AP75": "AP75mk"},
     "sem_seg": {"sem_seg/mIoU": "mIoU"},
+    "keypoints": {"keypoints/AP": "APkp", "keypoints/AP50": "AP50kp", "keypoints/AP75": "AP75kp"},
 }
 
 
@@ -23,7 +24,7 @@ class BenchmarkError(UsageError):
 @dataclass(frozen=True)
 class Benchmark:
     name: str
-    task: str                      # detection | instance_seg | sem_seg (records' "task")
+    task: str                      # detection | instance_seg | sem_seg | keypoints (records' "task")
     title: str                     # the table's title
     config: str | None = None      # config file of the protocol, relative to detection/configs or absolute
     demo_delta: str | None = None  # config delta used on the built-in synthetic data (same rule)

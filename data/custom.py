@@ -8,8 +8,10 @@
 (DatasetError), anything Detectron2 would crash on or score wrongly: a file that is not COCO, images
 missing from the image folder, boxes outside the image or with zero area, VOC classes that differ
 between train and test, a split without an annotated image, a name that clashes with Detectron2's
-builtin data sets. Classes come from the data (COCO categories in id order; the sorted VOC object
-names); non-contiguous COCO category ids are mapped to 0..K-1 in id order, as Detectron2's
+builtin data sets; for COCO keypoint files (categories with 'keypoints'), keypoint lists of the wrong length,
+counts or names that differ between categories or between the files, and a flip map that is missing, names
+an unknown keypoint or is not a set of disjoint pairs. Classes come from the data (COCO categories in id
+order; the sorted VOC object names); non-contiguous COCO category ids are mapped to 0..K-1 in id order, as Detectron2's
 load_coco_json does. Nothing is written here; declarations are stored by data/declarations.py.
 """
 from __future__ import annotations
@@ -63,6 +65,8 @@ class UserDataset:
     test_images: int
     annotations_sha256: str         # hash of every annotation file of both splits
     holdout: dict[str, Any] | None = None  # test held out of one source: {source, fraction, seed} (data/holdout.py)
+    keypoint_names: tuple[str, ...] = ()   # COCO keypoint data: the categories' 'keypoints' (else empty)
+    keypoint_flip_map: tuple[tuple[str, str], ...] = ()  # left/right pairs a horizontal flip swaps (declared)
 
     def dataset_name(self, split: str) -> str:
         return f"{self.name}_{split}"
@@ -71,17 +75,23 @@ class UserDataset:
         """What a record's protocol says about the data: two versions never share a table."""
         return {"name": self.name, "format": self.format, "annotations_sha256": self.annotations_sha256,
                 "classes": list(self.classes), "train_images": self.train_images, "test_images": self.test_images,
-                "masks": self.has_masks, **({"holdout": self.holdout} if self.holdout else {})}
+                "masks": self.has_masks, **({"holdout": self.holdout} if self.holdout else {}),
+                **({"keypoints": list(self.keypoint_names),
+                    "keypoint_flip_map": [list(p) for p in self.keypoint_flip_map]} if self.keypoint_names else {})}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["classes"], d["category_ids"] = list(self.classes), list(self.category_ids)
+        d["keypoint_names"] = list(self.keypoint_names)
+        d["keypoint_flip_map"] = [list(p) for p in self.keypoint_flip_map]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UserDataset:
         return cls(**{**d, "train": Source(**d["train"]), "test": Source(**d["test"]),
-                      "classes": tuple(d["classes"]), "category_ids": tuple(d["category_ids"])})
+                      "classes": tuple(d["classes"]), "category_ids": tuple(d["category_ids"]),
+                      "keypoint_names": tuple(d.get("keypoint_names") or ()),
+                      "keypoint_flip_map": tuple(tuple(p) for p in d.get("keypoint_flip_map") or ())})
 
 
 def parse_source(text: str, base: str | os.PathLike | None = None) -> Source:
@@ -146,6 +156,8 @@ def _check_coco(src: Source, split: str, staged: dict[str, str], linked: dict[st
         raise DatasetError(f"{len(missing)} of the {len(images)} images listed in {src.path} are missing from "
                            f"{src.images}: {_listing(missing)}. Point IMAGE_DIR at the folder their file_name "
                            f"is relative to")
+    keypoints = _keypoint_names(src, data["categories"])
+    bad_kp: list[str] = []
     bad_ref, bad_box, masks, annotated = [], [], True, set()
     for a in data["annotations"]:
         im = images.get(a["image_id"])
@@ -165,6 +177,10 @@ def _check_coco(src: Source, split: str, staged: dict[str, str], linked: dict[st
                            f"{im['width']}x{im['height']} image")
         seg = a.get("segmentation")
         masks = masks and bool(seg)
+        if keypoints and not a.get("iscrowd", 0):
+            why = _keypoint_problem(a, len(keypoints))
+            if why:
+                bad_kp.append(f"annotation {a['id']} in {im['file_name']}: {why}")
         if not a.get("iscrowd", 0):
             annotated.add(a["image_id"])
     if bad_ref:
@@ -173,12 +189,82 @@ def _check_coco(src: Source, split: str, staged: dict[str, str], linked: dict[st
     if bad_box:
         raise DatasetError(f"{src.path}: {len(bad_box)} boxes (COCO [x, y, width, height] in pixels) lie outside "
                            f"their image or have zero area: {_listing(bad_box)}. Fix or drop these annotations")
+    if bad_kp:
+        raise DatasetError(f"{src.path}: {len(bad_kp)} annotations have keypoints that do not fit its "
+                           f"{len(keypoints)} keypoint names (COCO 'keypoints' is [x1, y1, v1, ...], 3 numbers per "
+                           f"name with visibility v 0, 1 or 2, and 'num_keypoints' counts v > 0): {_listing(bad_kp)}")
     if not annotated:
         raise DatasetError(f"the {split} split {src.path} has no annotated image ({len(images)} images, "
                            f"{len(data['annotations'])} annotations): nothing to train or evaluate on")
     ids = sorted(cats)  # Detectron2's load_coco_json: classes in id order, ids mapped to 0..K-1
     return {"classes": [cats[i] for i in ids], "category_ids": ids, "masks": masks, "annotated": len(annotated),
+            "keypoints": keypoints,
             "files": {Path(src.path).name: sha256_file(src.path) if text is None else sha256_text(text)}}
+
+
+def _keypoint_names(src: Source, categories: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The keypoint names of a COCO keypoint file (every category lists the same 'keypoints'), or () for a
+    file without keypoints. Detectron2's keypoint head predicts one set of K keypoints for every class."""
+    lists = {c["name"]: c.get("keypoints") for c in categories}
+    given = {n: k for n, k in lists.items() if k}
+    if not given:
+        return ()
+    bad = [n for n, k in given.items() if not (isinstance(k, list) and all(isinstance(x, str) and x for x in k))]
+    if bad:
+        raise DatasetError(f"{src.path}: the 'keypoints' of categories {bad} are not lists of names")
+    if len(given) < len(lists) or len({tuple(k) for k in given.values()}) > 1:
+        shown = {n: (len(k) if k else 0) for n, k in lists.items()}
+        raise DatasetError(f"{src.path}: its categories list different keypoints ({len(lists)} categories, keypoint "
+                           f"counts {shown}); a keypoint data set gives every category the same 'keypoints' names "
+                           f"(Detectron2's keypoint head predicts one set for all classes)")
+    names = tuple(next(iter(given.values())))
+    if len(set(names)) != len(names):
+        raise DatasetError(f"{src.path}: keypoint names repeat: {list(names)}")
+    return names
+
+
+def _keypoint_problem(ann: dict[str, Any], k: int) -> str | None:
+    kps = ann.get("keypoints")
+    if not isinstance(kps, list) or len(kps) != 3 * k or not all(isinstance(v, (int, float)) for v in kps):
+        got = "missing" if kps is None else f"{len(kps)} values" if isinstance(kps, list) else repr(kps)
+        return f"'keypoints' is {got}, not {3 * k} numbers"
+    if any(v not in (0, 1, 2) for v in kps[2::3]):
+        return f"visibility flags {sorted(set(kps[2::3]))}: each is 0, 1 or 2"
+    labelled = sum(v > 0 for v in kps[2::3])
+    if ann.get("num_keypoints") != labelled:
+        return f"num_keypoints {ann.get('num_keypoints')!r} but {labelled} keypoints have v > 0 (COCOeval reads it)"
+    return None
+
+
+def check_flip_map(names: tuple[str, ...], flip_map: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """The declared left/right flip map of keypoint data, as disjoint (a, b) pairs of known names; keypoints in
+    no pair map to themselves (a nose). Raises DatasetError for a missing, unknown or asymmetric map."""
+    how = ("declare it in the dataset YAML file as keypoint_flip_map: [[left_eye, right_eye], ...] (every "
+           "left/right pair once; [] when no keypoint has a mirror twin)")
+    if flip_map is None:
+        raise DatasetError(f"{where}: the data set has keypoints {list(names)} but no flip map: a horizontal flip "
+                           f"must swap left and right keypoints and nothing in a COCO file says which; {how}")
+    pairs = []
+    if isinstance(flip_map, dict):
+        flip_map = list(flip_map.items())
+    if not isinstance(flip_map, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2
+                                                          for p in flip_map):
+        raise DatasetError(f"{where}: keypoint_flip_map {flip_map!r} is not a list of [a, b] pairs; {how}")
+    seen: dict[str, int] = {}
+    for i, (a, b) in enumerate(flip_map):
+        unknown = [x for x in (a, b) if x not in names]
+        if unknown:
+            raise DatasetError(f"{where}: keypoint_flip_map pair {[a, b]} names {unknown}, not keypoints of the data "
+                               f"set {list(names)}")
+        if a == b:
+            raise DatasetError(f"{where}: keypoint_flip_map pair {[a, b]} maps a keypoint to itself; leave it out")
+        for x in (a, b):
+            if x in seen:
+                raise DatasetError(f"{where}: keypoint_flip_map is not symmetric: {x!r} is in pair {seen[x] + 1} and "
+                                   f"pair {i + 1}; a flip swaps each keypoint with exactly one twin")
+            seen[x] = i
+        pairs.append((str(a), str(b)))
+    return tuple(pairs)
 
 
 # ---- VOC --------------------------------------------------------------------------------------
@@ -286,8 +372,10 @@ def check_name(name: str) -> None:
 
 
 def inspect_dataset(name: str, train: Source, test: Source, *, staged: dict[str, str] | None = None,
-                    linked: dict[str, str] | None = None, holdout: dict[str, Any] | None = None) -> UserDataset:
+                    linked: dict[str, str] | None = None, holdout: dict[str, Any] | None = None,
+                    keypoint_flip_map: Any = None) -> UserDataset:
     """Check a user's data set (both splits, every annotation) and describe it; raises DatasetError.
+    keypoint_flip_map: the declared flip map of COCO keypoint data (pairs of names; required for it).
     A held-out split (data/holdout.py) is checked before it is written: `staged` holds the text of its
     split files (absolute path -> text), `linked` the VOC folders that will be links (path -> target)."""
     check_name(name)
@@ -304,6 +392,11 @@ def inspect_dataset(name: str, train: Source, test: Source, *, staged: dict[str,
                                f"{dict(zip(te['category_ids'], te['classes']))} differ; both splits need the "
                                f"same category list")
         ids = tr["category_ids"]
+        if tr["keypoints"] != te["keypoints"]:
+            raise DatasetError(f"dataset {name!r}: the keypoints of {train.path} ({len(tr['keypoints'])}: "
+                               f"{list(tr['keypoints'])}) and of {test.path} ({len(te['keypoints'])}: "
+                               f"{list(te['keypoints'])}) differ; both splits need the same keypoint names, in the "
+                               f"same order")
     else:
         if tr["classes"] != te["classes"]:
             only = {split: sorted(set(a["classes"]) - set(b["classes"]))
@@ -314,11 +407,19 @@ def inspect_dataset(name: str, train: Source, test: Source, *, staged: dict[str,
                                f"({'; '.join(where[:SHOW])}). Rename or drop those objects so both splits have "
                                f"the same classes")
         ids = list(range(1, len(tr["classes"]) + 1))
+    names = tuple(tr.get("keypoints") or ())
+    if names:
+        flips = check_flip_map(names, keypoint_flip_map, f"dataset {name!r}")
+    elif keypoint_flip_map is not None:
+        raise DatasetError(f"dataset {name!r}: a keypoint_flip_map is declared but its annotation files have no "
+                           f"keypoints (COCO categories with 'keypoints'); drop it or point at the keypoint files")
+    else:
+        flips = ()
     digest = canonical_hash({split: info[split]["files"] for split in SPLITS})
     return UserDataset(name=name, format=train.format, train=train, test=test, classes=tuple(tr["classes"]),
                        category_ids=tuple(ids), has_masks=tr["masks"] and te["masks"],
                        train_images=tr["annotated"], test_images=te["annotated"], annotations_sha256=digest,
-                       holdout=holdout)
+                       holdout=holdout, keypoint_names=names, keypoint_flip_map=flips)
 
 
 def register_user_dataset(ds: UserDataset) -> list[str]:
@@ -343,6 +444,9 @@ def register_user_dataset(ds: UserDataset) -> list[str]:
         if ds.format == "coco":
             meta = {"thing_classes": list(ds.classes),
                     "thing_dataset_id_to_contiguous_id": {cid: i for i, cid in enumerate(ds.category_ids)}}
+            if ds.keypoint_names:  # what the train mapper's horizontal flip reads
+                meta.update(keypoint_names=list(ds.keypoint_names),
+                            keypoint_flip_map=[list(p) for p in ds.keypoint_flip_map])
             register_coco_instances(n, meta, src.path, src.images)  # evaluator_type "coco"
         else:
             register_pascal_voc(n, src.path, src.images, VOC_YEAR, class_names=list(ds.classes))

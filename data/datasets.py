@@ -5,9 +5,9 @@
 
 Synthetic names start with "synth_" so they never collide with detectron2's builtin names. Each is
 registered through detectron2's own loader (register_pascal_voc, register_coco_instances,
-load_cityscapes_instances / load_cityscapes_semantic) with the metadata fields detectron2's builtin
+load_cityscapes_instances / load_cityscapes_semantic, load_lvis_json) with the metadata fields detectron2's builtin
 registration sets for the real data set (thing_classes, evaluator_type, dirname/year/split,
-json_file/image_root, image_dir/gt_dir, stuff_classes, ignore_label).
+json_file/image_root, image_dir/gt_dir, stuff_classes, ignore_label, keypoint_names/keypoint_flip_map).
 """
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.data.datasets.builtin_meta import _get_builtin_metadata
 from detectron2.data.datasets.cityscapes import load_cityscapes_instances, load_cityscapes_semantic
+from detectron2.data.datasets.lvis import load_lvis_json
 from detectron2.data.datasets.pascal_voc import register_pascal_voc
 from detectron2.utils.file_io import PathManager
 from PIL import Image
 
 from mocobench.data.custom import UserDataset, register_user_dataset
 from mocobench.data.synthetic import SyntheticLayout, ensure_synthetic
+from mocobench.data.synthetic import figure as synthetic_figure
 
 PREFIX = "synth_"
 # Real data set (detectron2's builtin name) -> its twin in the built-in synthetic data.
@@ -34,7 +36,10 @@ SYNTHETIC_TWINS = {"voc_2007_trainval": "synth_voc_2007_trainval", "voc_2012_tra
                    **{f"cityscapes_fine_{t}_{s}": f"synth_cityscapes_fine_{t}_{s}"
                       for t in ("instance_seg", "sem_seg") for s in ("train", "val")},
                    "voc_2012_sem_seg_train_aug": "synth_voc_2012_sem_seg_train_aug",
-                   "voc_2012_sem_seg_val": "synth_voc_2012_sem_seg_val"}
+                   "voc_2012_sem_seg_val": "synth_voc_2012_sem_seg_val",
+                   "keypoints_coco_2017_train": "synth_keypoints_coco_train",
+                   "keypoints_coco_2017_val": "synth_keypoints_coco_val",
+                   "lvis_v0.5_train": "synth_lvis_v0.5_train", "lvis_v0.5_val": "synth_lvis_v0.5_val"}
 
 
 def synthetic_names() -> list[str]:
@@ -42,7 +47,9 @@ def synthetic_names() -> list[str]:
             f"{PREFIX}coco_train", f"{PREFIX}coco_val",
             f"{PREFIX}cityscapes_fine_instance_seg_train", f"{PREFIX}cityscapes_fine_instance_seg_val",
             f"{PREFIX}cityscapes_fine_sem_seg_train", f"{PREFIX}cityscapes_fine_sem_seg_val",
-            f"{PREFIX}voc_2012_sem_seg_train_aug", f"{PREFIX}voc_2012_sem_seg_val"]
+            f"{PREFIX}voc_2012_sem_seg_train_aug", f"{PREFIX}voc_2012_sem_seg_val",
+            f"{PREFIX}keypoints_coco_train", f"{PREFIX}keypoints_coco_val",
+            f"{PREFIX}lvis_v0.5_train", f"{PREFIX}lvis_v0.5_val"]
 
 
 def register_synthetic(layout: SyntheticLayout, replace: bool = False) -> list[str]:
@@ -97,7 +104,32 @@ def register_synthetic(layout: SyntheticLayout, replace: bool = False) -> list[s
     for split in VOC_SEG_SPLITS:
         register_voc_sem_seg(f"{PREFIX}voc_2012_sem_seg_{split}", layout.voc2012_seg, split, classes,
                              synthetic_root=tag)
+    for split in ("train", "val"):
+        register_coco_instances(f"{PREFIX}keypoints_coco_{split}", {**keypoint_metadata(), "synthetic_root": tag},
+                                str(layout.coco_kp / "annotations" / f"person_keypoints_{split}.json"),
+                                str(layout.coco_kp / split))
+        register_lvis(f"{PREFIX}lvis_v0.5_{split}", layout.lvis / f"lvis_v0.5_{split}.json", layout.lvis,
+                      layout.lvis_classes, synthetic_root=tag)
     return names
+
+
+def keypoint_metadata() -> dict:
+    """Metadata of the keypoint layout's data sets, as Detectron2's builtin COCO person metadata has it: one
+    class, the 17 keypoint names and the left/right flip map (read by the train mapper's horizontal flip)."""
+    f = synthetic_figure
+    return {"thing_classes": ["figure"], "thing_dataset_id_to_contiguous_id": {1: 0},
+            "keypoint_names": list(f.KEYPOINT_NAMES), "keypoint_flip_map": [list(p) for p in f.FLIP_MAP],
+            "keypoint_connection_rules": [(f.KEYPOINT_NAMES[a - 1], f.KEYPOINT_NAMES[b - 1], (255, 255, 255))
+                                          for a, b in f.SKELETON]}
+
+
+def register_lvis(name: str, json_file: str | os.PathLike, image_root: str | os.PathLike, classes, **meta) -> None:
+    """An LVIS-format data set (category ids 1..K in class order; images in image_root/<coco_url's folder>/)
+    with the metadata Detectron2's register_lvis_instances sets (evaluator_type "lvis")."""
+    root = str(image_root).rstrip("/") + "/"  # load_lvis_json joins image_root and the split folder as strings
+    DatasetCatalog.register(name, lambda j=str(json_file), r=root: load_lvis_json(j, r))
+    MetadataCatalog.get(name).set(thing_classes=list(classes), json_file=str(json_file), image_root=root,
+                                  evaluator_type="lvis", **meta)
 
 
 def register_builtin(data: dict) -> None:
@@ -184,6 +216,10 @@ _COCO = {f"coco_{y}_{s}": (f"coco/{s}{y}", f"coco/annotations/instances_{s}{y}.j
 _CITYSCAPES = {f"cityscapes_fine_{task}_{s}": (f"cityscapes/leftImg8bit/{s}", f"cityscapes/gtFine/{s}", task)
                for task in ("instance_seg", "sem_seg") for s in ("train", "val", "test")}
 _VOC_SEG = {"voc_2012_sem_seg_train_aug": "train_aug", "voc_2012_sem_seg_val": "val"}
+# detectron2's builtin names (data/datasets/builtin.py) -> (image folder, annotation file)
+_KEYPOINTS = {f"keypoints_coco_2017_{s}": (f"coco/{s}2017", f"coco/annotations/person_keypoints_{s}2017.json")
+              for s in ("train", "val")}
+_LVIS = {f"lvis_v0.5_{s}": (f"coco/{s}2017", f"lvis/lvis_v0.5_{s}.json") for s in ("train", "val")}
 
 
 def datasets_root() -> Path:
@@ -202,6 +238,9 @@ def real_dataset_files(name: str, root: str | os.PathLike | None = None) -> list
     if name in _COCO:
         image_root, json_file = _COCO[name]
         return [base / json_file, base / image_root]
+    if name in _KEYPOINTS or name in _LVIS:
+        image_root, json_file = {**_KEYPOINTS, **_LVIS}[name]
+        return [base / json_file, base / image_root]
     if name in _CITYSCAPES:
         image_dir, gt_dir, _ = _CITYSCAPES[name]
         return [base / image_dir, base / gt_dir]
@@ -209,7 +248,7 @@ def real_dataset_files(name: str, root: str | os.PathLike | None = None) -> list
         ids_file, label_dir, _ = VOC_SEG_SPLITS[_VOC_SEG[name]]
         d = base / "VOC2012"
         return [d / "ImageSets" / "Segmentation" / ids_file, d / "JPEGImages", d / label_dir]
-    known = sorted([*_VOC, *_COCO, *_CITYSCAPES, *_VOC_SEG])
+    known = sorted([*_VOC, *_COCO, *_CITYSCAPES, *_VOC_SEG, *_KEYPOINTS, *_LVIS])
     raise KeyError(f"no file check for data set {name!r}; known: {', '.join(known)}")
 
 

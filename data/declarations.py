@@ -8,6 +8,7 @@ annotation files when it was declared. The same YAML shape is what a user may wr
     name: widgets
     train: coco:annotations/train.json:images       # or voc:VOC_ROOT:SPLIT
     test: coco:annotations/val.json:images          # or holdout:0.2 (data/holdout.py): held out of train
+    keypoint_flip_map: [[left_eye, right_eye], ...]  # COCO keypoint data only (required there: kp-fpn)
 
 A held-out test split is written, with the declaration, into the folder `<results>/datasets/<name>/`
 (split files written once, never replaced; a later run recomputes them and refuses if they changed).
@@ -54,6 +55,12 @@ def read_dataset_file(path: str | Path) -> tuple[str, Source, Source | Holdout]:
     return data["name"], parse_source(data["train"], base), parse_test(data["test"], base)
 
 
+def read_flip_map(path: str | Path):
+    """The keypoint_flip_map of a dataset file (None when it declares none)."""
+    data = yaml.safe_load(Path(path).read_text())
+    return data.get("keypoint_flip_map") if isinstance(data, dict) else None
+
+
 def resolve_dataset(dataset: str, train: str | None, test: str | None, results: str | Path) -> UserDataset:
     """--dataset NAME|FILE.yaml [--train SPEC --test SPEC] -> a checked UserDataset. Writes nothing: a new
     one is declared by `declare` once the run that uses it is planned."""
@@ -61,11 +68,13 @@ def resolve_dataset(dataset: str, train: str | None, test: str | None, results: 
         if train or test:
             raise DatasetError("--dataset FILE.yaml declares the splits itself; drop --train/--test")
         name, tr, te = read_dataset_file(dataset)
+        flips = read_flip_map(dataset)
     else:
         name = dataset
         check_name(name)
         tr = parse_source(train) if train else None
         te = parse_test(test) if test else None
+        flips = None
     stored = declaration_path(results, name)
     if stored.exists():
         _, old_tr, old_te = read_dataset_file(stored)
@@ -73,15 +82,19 @@ def resolve_dataset(dataset: str, train: str | None, test: str | None, results: 
             raise DatasetError(f"dataset {name!r} is declared already in {stored} (train {old_tr.text()}, test "
                                f"{old_te.text()}); give the same splits, no splits (--dataset {name} alone), or "
                                f"another name")
-        tr, te = old_tr, old_te
+        old_flips = read_flip_map(stored)
+        if flips is not None and flips != old_flips:
+            raise DatasetError(f"dataset {name!r} is declared already in {stored} with keypoint_flip_map "
+                               f"{old_flips!r}; give the same map, none, or another name")
+        tr, te, flips = old_tr, old_te, old_flips
     elif not (tr and te):
         raise DatasetError(f"dataset {name!r} is not declared under {Path(results) / FOLDER}: declare it once with "
                            f"--train and --test (coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT) or a "
                            f"dataset YAML file")
     if isinstance(te, Holdout):
-        ds = _inspect_holdout(name, tr, te, results)
+        ds = _inspect_holdout(name, tr, te, results, flips)
     else:
-        ds = inspect_dataset(name, tr, te)
+        ds = inspect_dataset(name, tr, te, keypoint_flip_map=flips)
     if stored.exists():
         declared = (yaml.safe_load(stored.read_text()) or {}).get("annotations_sha256")
         if declared and declared != ds.annotations_sha256:
@@ -110,7 +123,7 @@ def _holdout_plan(train: Source, holdout: Holdout, results: str | Path, name: st
     return plan
 
 
-def _inspect_holdout(name: str, train: Source, holdout: Holdout, results: str | Path) -> UserDataset:
+def _inspect_holdout(name: str, train: Source, holdout: Holdout, results: str | Path, flips=None) -> UserDataset:
     """Split `train` by `holdout` in memory and check both splits as they will be written."""
     check_name(name)
     plan = _holdout_plan(train, holdout, results, name)
@@ -119,7 +132,8 @@ def _inspect_holdout(name: str, train: Source, holdout: Holdout, results: str | 
     return inspect_dataset(name, plan.train, plan.test,
                            staged={str(plan.folder / rel): text for rel, text in plan.files.items()},
                            linked={str(plan.folder / rel): target for rel, target in plan.links.items()},
-                           holdout={"source": train.text(), "fraction": holdout.fraction, "seed": holdout.seed})
+                           holdout={"source": train.text(), "fraction": holdout.fraction, "seed": holdout.seed},
+                           keypoint_flip_map=flips)
 
 
 def _write_holdout(ds: UserDataset, results: str | Path) -> None:
@@ -147,7 +161,8 @@ def declare(ds: UserDataset, results: str | Path) -> Path | None:
                   "splits": {"train": ds.train.text(), "test": ds.test.text()}}
     else:
         splits = {"train": ds.train.text(), "test": ds.test.text()}
-    text = yaml.safe_dump({"name": ds.name, **splits, "format": ds.format, "classes": list(ds.classes),
+    keypoints = {"keypoint_flip_map": [list(p) for p in ds.keypoint_flip_map]} if ds.keypoint_names else {}
+    text = yaml.safe_dump({"name": ds.name, **splits, **keypoints, "format": ds.format, "classes": list(ds.classes),
                            "annotations_sha256": ds.annotations_sha256}, sort_keys=False)
     try:
         write_text(path, text, overwrite=False)

@@ -23,9 +23,12 @@ from mocobench.detection import CONFIG_DIR
 INIT_DELTAS = {"msra": "init/msra-caffe.yaml", "random": "init/random.yaml"}
 # Synchronised BN of the backbone (and FPN): the official MoCo detection configs use naiveSyncBN ("SyncBN
 # seems to cause larger variance"), our default; SyncBN (the paper's wording) is the named variant.
-# The norm is part of every record's protocol, so tables never average or mix the two.
+# FrozenBN is the other named variant: the MoCo appendix's supervised LVIS baseline fine-tuned with frozen BN
+# (better for it on LVIS); the backbone's BN is then frozen and the newly initialised FPN has no norm, as in
+# Detectron2's own LVIS baselines. Pretrained weights only (from random init it diverges).
+# The norm is part of every record's protocol, so tables never average or mix them.
 DEFAULT_NORM = "naiveSyncBN"
-NORMS = ("naiveSyncBN", "SyncBN")
+NORMS = ("naiveSyncBN", "SyncBN", "FrozenBN")
 # A user data set's schedule, as fractions of MAX_ITER: lr steps of COCO's 1x (60k and 80k of 90k);
 # warmup at most a tenth of the schedule.
 STEP_FRACTIONS = (2 / 3, 8 / 9)
@@ -70,7 +73,7 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
                               f"MoCo detection configs)")
         cfg.MODEL.RESNETS.NORM = norm
         if "fpn" in cfg.MODEL.BACKBONE.NAME:
-            cfg.MODEL.FPN.NORM = norm
+            cfg.MODEL.FPN.NORM = "" if norm == "FrozenBN" else norm
     if msra:
         merge_overlay(cfg, CONFIG_DIR / INIT_DELTAS["msra"])
     if random_init:
@@ -86,7 +89,8 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
         raise ConfigError(f"benchmark {bench.name}: " + ("it runs on a user's data set: give --dataset NAME"
                                                            if dataset is None else
                                                            "it has its own data sets; --dataset is for the "
-                                                           "generic benchmarks (det-fpn, det-c4, mask-fpn, mask-c4)"))
+                                                           "generic benchmarks (det-fpn, det-c4, mask-fpn, mask-c4, "
+                                                           "kp-fpn)"))
     if dataset is not None:
         cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (dataset.dataset_name("train"),), (dataset.dataset_name("test"),)
     if opts:
@@ -100,6 +104,8 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
             why = "VOC: boxes only" if dataset.format == "voc" else "an annotation without segmentation"
             raise ConfigError(f"{bench.name} is Mask R-CNN but dataset {dataset.name!r} has no masks ({why}); "
                               f"run the box-only variant ({bench.name.replace('mask-', 'det-')})")
+        if cfg.MODEL.KEYPOINT_ON:
+            apply_keypoints(cfg, bench.name, dataset)
         if "SOLVER.MAX_ITER" not in (opts or [])[::2]:
             apply_epoch_schedule(cfg, bench.epochs if epochs is None else epochs, dataset.train_images)
     cfg.MODEL.WEIGHTS = weights or ""
@@ -111,6 +117,22 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
     if cfg.MODEL.RESNETS.NORM == "FrozenBN" and random_init:
         raise ConfigError("random init with FrozenBN diverges; keep (Sync)BN or GN")
     return cfg
+
+
+def apply_keypoints(cfg, bench_name: str, dataset: UserDataset) -> None:
+    """A keypoint benchmark on a user's data set: NUM_KEYPOINTS from its keypoint names; the OKS sigmas must
+    give one value per keypoint (the config's are COCO's 17)."""
+    names = dataset.keypoint_names
+    if not names:
+        raise ConfigError(f"{bench_name} is Keypoint R-CNN but dataset {dataset.name!r} has no keypoints (its "
+                          f"COCO categories list no 'keypoints'); run det-fpn or mask-fpn")
+    cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS = len(names)
+    sigmas = list(cfg.TEST.KEYPOINT_OKS_SIGMAS)
+    if len(sigmas) != len(names):
+        raise ConfigError(f"dataset {dataset.name!r} has {len(names)} keypoints but TEST.KEYPOINT_OKS_SIGMAS has "
+                          f"{len(sigmas)} values (COCO's person sigmas): give one OKS sigma per keypoint, in the "
+                          f"order {list(names)}, e.g. --opts TEST.KEYPOINT_OKS_SIGMAS "
+                          f"\"[{', '.join(['0.05'] * len(names))}]\"")
 
 
 def apply_epoch_schedule(cfg, epochs: float, train_images: int) -> None:

@@ -35,6 +35,7 @@ from mocobench.common.atomic import atomic_write
 from mocobench.common.errors import UsageError
 from mocobench.data.augmentation import sem_seg_train_augmentations
 from mocobench.data.datasets import read_label_png, register_builtin
+from mocobench.detection.lvis_eval import NumpyTwoLVISEvaluator
 from mocobench.detection.precise_bn import PreciseBNAllRanks
 from mocobench.detection.progress import TrialProgress
 
@@ -73,13 +74,19 @@ def build_evaluator(cfg, dataset_name: str, output_folder: str):
     if kind == "pascal_voc":
         return PascalVOCDetectionEvaluator(dataset_name)
     if kind == "coco":  # no compiled ops here: pycocotools' scorer (use_fast_impl=False)
-        tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)  # explicit: also when nothing is predicted
-        return COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder, use_fast_impl=False)
+        # tasks explicit: also when nothing is predicted; keypoints scored with the config's OKS sigmas
+        tasks = ("bbox",) + (("segm",) if cfg.MODEL.MASK_ON else ()) + (("keypoints",) if cfg.MODEL.KEYPOINT_ON else ())
+        return COCOEvaluator(dataset_name, tasks=tasks, output_dir=output_folder, use_fast_impl=False,
+                             kpt_oks_sigmas=tuple(cfg.TEST.KEYPOINT_OKS_SIGMAS))
+    if kind == "lvis":  # the lvis package's LVISEval, at most TEST.DETECTIONS_PER_IMAGE per image (LVIS: 300)
+        tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
+        return NumpyTwoLVISEvaluator(dataset_name, tasks=tasks, output_dir=output_folder,
+                                     max_dets_per_image=cfg.TEST.DETECTIONS_PER_IMAGE)
     if kind == "cityscapes_instance":  # mask AP / AP50 by cityscapesscripts, run in the trial's own folder
         return InFolder(CityscapesInstanceEvaluator(dataset_name), str(Path(output_folder).resolve()))
     if kind in ("sem_seg", "cityscapes_sem_seg"):  # mIoU; numpy 2 needs our label reader
         return SemSegEvaluator(dataset_name, distributed=True, output_dir=None, sem_seg_loading_fn=read_label_png)
-    raise TrainingError(f"dataset {dataset_name} has evaluator_type {kind!r}; expected pascal_voc, coco, "
+    raise TrainingError(f"dataset {dataset_name} has evaluator_type {kind!r}; expected pascal_voc, coco, lvis, "
                         f"cityscapes_instance, sem_seg or cityscapes_sem_seg")
 
 

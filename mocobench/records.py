@@ -9,17 +9,20 @@ Schema (version 1); writers fill every key, readers rely on them:
     {
       "schema": 1,
       "benchmark": "voc0712-det-c4",          # protocol family, e.g. voc07-det-c4, coco-mask-fpn-1x
-      "task": "detection",                     # detection | instance_seg | sem_seg
+      "task": "detection",                     # detection | instance_seg | sem_seg | keypoints
       "init": {"label": "moco-v2-demo",        # table row name
                "kind": "moco" | "supervised" | "random" | "other",
                "weights": "path or null", "weights_sha256": "... or null",
-               "pretrain": {"run": "dir or null", "epoch": int or null}},
+               "pretrain": {"run": "dir or null", "epoch": int or null},
+               "format": "checkpoint layout the converter detected (swav, dino, ...) or null"},
+                                               # (format: absent in records written before it existed)
       "protocol": {...},                       # everything that must match for trials to be averaged:
                                                # config_hash, max_iter, ims_per_batch, base_lr,
                                                # scaling, amp, train/test datasets, synthetic flag
       "protocol_hash": "sha256 of the canonical JSON of protocol",
       "trial": 0, "seed": 123,
-      "metrics": {"bbox": {"AP": .., "AP50": .., "AP75": ..}, "segm": {...}, "sem_seg": {"mIoU": ..}},
+      "metrics": {"bbox": {"AP": .., "AP50": .., "AP75": ..}, "segm": {...}, "keypoints": {...},
+                  "sem_seg": {"mIoU": ..}},
       "config": "resolved config (YAML text)",
       "provenance": {"git_sha", "versions", "device", "num_gpus", "num_procs" (per machine), "num_machines",
                      "wall_time_s" (attempts that ended), "attempts", "killed_attempts" (ended by a kill,

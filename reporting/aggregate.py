@@ -58,6 +58,7 @@ class Cell:
     std: float | None = None  # sample std (ddof=1); None when fewer than 2 values
     n: int = 0                # trials that have this metric
     delta: float | None = None  # mean - mean of the supervised row of the same table
+    unverified: bool = False  # a reported number not yet checked against the paper (its own dagger)
 
     @property
     def mark(self) -> int:
@@ -149,6 +150,10 @@ def load_reference(path: str | Path = REFERENCE_FILE) -> dict[str, Any]:
             metrics = row.get("metrics")
             if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) for v in metrics.values()):
                 raise TableError(f"{where}: 'metrics' must map metric keys (e.g. bbox/AP) to numbers")
+            flag = row.get("unverified", False)
+            if not (isinstance(flag, bool) or (isinstance(flag, list) and set(flag) <= set(metrics))):
+                raise TableError(f"{where}: 'unverified' is true, false or a list of the row's metric keys, got "
+                                 f"{flag!r}")
     return data
 
 
@@ -189,6 +194,7 @@ def records_frame(records: Iterable[dict[str, Any]]):
     for r in records:
         row = {"benchmark": r["benchmark"], "task": r["task"], "init": r["init"]["label"],
                "init_kind": r["init"]["kind"], "pretrain_epoch": (r["init"].get("pretrain") or {}).get("epoch"),
+               "init_format": r["init"].get("format"),
                "protocol_hash": r["protocol_hash"], "trial": r["trial"], "seed": r["seed"],
                "path": r.get("_path")}
         row.update({f"protocol.{k}": json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v
@@ -248,7 +254,8 @@ def _protocol_differences(protocols: dict[str, dict[str, Any]]) -> list[str]:
     return [k for k in keys if len({repr(p.get(k, _ABSENT)) for p in protocols.values()}) > 1]
 
 
-def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column]) -> tuple[list[Row], list[str]]:
+def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label_format: bool = False
+              ) -> tuple[list[Row], list[str]]:
     notes: list[str] = []
     groups: dict[tuple, list[int]] = {}
     for i, r in enumerate(records):
@@ -269,6 +276,9 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column]) -> tu
             shown = f"{label} {parts[0]}" if len(parts) == 1 and parts[0].startswith("@") else \
                 f"{label} [{', '.join(parts)}]"
         sub = frame.iloc[idx]
+        formats = sorted({str(records[i]["init"].get("format")) for i in idx if records[i]["init"].get("format")})
+        if label_format and formats:  # the checkpoint layout the converter detected, e.g. "swav_800ep (swav)"
+            shown = f"{shown} ({', '.join(formats)})"
         row = Row(label=shown, kind=kind, trials=sorted(int(t) for t in sub["trial"]), pretrain_run=run,
                   pretrain_epoch=None if epoch is None else int(epoch), protocol_hash=phash)
         for col in columns:
@@ -293,16 +303,17 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column]) -> tu
 def _reference_rows(spec: dict[str, Any], columns: list[Column]) -> tuple[list[Row], list[str]]:
     rows = []
     for entry in spec.get("rows") or []:
-        row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE,
-                  unverified=bool(entry.get("unverified")))
+        flag = entry.get("unverified", False)
+        row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE, unverified=flag is True)
         for col in columns:
             v = entry["metrics"].get(col.key)
-            row.cells[col.key] = Cell(mean=float(v), n=1) if v is not None else Cell()
+            row.cells[col.key] = (Cell(mean=float(v), n=1, unverified=isinstance(flag, list) and col.key in flag)
+                                  if v is not None else Cell())
         rows.append(row)
     rows.sort(key=lambda r: KIND_ORDER[r.kind])  # stable: the paper's order within a kind
     _, notes = _apply_deltas(rows, "the reported rows")
-    if any(r.unverified for r in rows):
-        notes.append("† reported number not verified against the paper")
+    if any(r.unverified or any(c.unverified for c in r.cells.values()) for r in rows):
+        notes.append("† reported number not verified against the paper (on a row label: every number of the row)")
     missing = [c.header for c in columns if all(r.cells[c.key].mean is None for r in rows)]
     if missing:
         notes.append(f"the paper's {', '.join(missing)} are not in reference.yaml: shown as missing")
@@ -336,8 +347,9 @@ def _user_title(title: str, protocol: dict[str, Any]) -> str:
 
 
 def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | None = None,
-                 reference: dict[str, Any] | None = None) -> list[Table]:
-    """All tables for these records (as from records.load_records), in the layout's benchmark order."""
+                 reference: dict[str, Any] | None = None, label_format: bool = False) -> list[Table]:
+    """All tables for these records (as from records.load_records), in the layout's benchmark order.
+    label_format: each of our rows' label carries its checkpoint layout, e.g. "swav_800ep (swav)"."""
     records = list(records)
     if not records:
         return []
@@ -389,7 +401,7 @@ def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | Non
                     f"{ch}: {', '.join(sorted(labels))}" for ch, labels in sorted(config_hashes.items()))
                     + "), as the init's own config delta does (MSRA BGR input, random-init norm); every other "
                       "protocol field is the same")
-            rows, row_notes = _our_rows(sub, recs, columns)
+            rows, row_notes = _our_rows(sub, recs, columns, label_format)
             rows = _order(rows)
             baseline, delta_notes = _apply_deltas(rows, "these records")
             notes += row_notes + delta_notes

@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="YAML of table titles and columns (default: those of the benchmark registry, "
                              "mocobench.detection.benchmarks and mocobench.segmentation.benchmarks)")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument("--label-format", action="store_true",
+                        help="label each row with its checkpoint layout too, e.g. 'swav_800ep (swav)'")
     parser.add_argument("--quiet", action="store_true", help="do not print the Markdown tables")
 
 
@@ -76,7 +78,8 @@ def main(args: argparse.Namespace) -> int:
               f"(or `python -m mocobench run ...`), then run `make tables` again.")
     else:
         log.info(f"{len(records)} records from {records_dir}")
-        tables = aggregate.build_tables(records, layout=layout, reference=reference)
+        tables = aggregate.build_tables(records, layout=layout, reference=reference,
+                                        label_format=getattr(args, "label_format", False))
         paths = formats.write_tables(tables, tables_dir)
         if not args.quiet:
             print(formats.render_markdown(tables))

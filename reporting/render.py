@@ -26,7 +26,8 @@ FILE_NAMES = {"md": "tables.md", "csv": "tables.csv", "tex": "tables.tex", "html
 def value_text(cell: Cell, pm: str = " ± ") -> str:
     if cell.mean is None:
         return MISSING
-    return f"{cell.mean:.1f}" + (f"{pm}{cell.std:.2f}" if cell.std is not None else "")
+    std = f"{pm}{cell.std:.2f}" if cell.std is not None else ""
+    return f"{cell.mean:.1f}{std}" + ("†" if cell.unverified else "")
 
 
 def delta_text(cell: Cell) -> str:
@@ -106,7 +107,8 @@ def tables_frame(tables: list[Table]) -> pd.DataFrame:
                     "trials": " ".join(map(str, r.trials)), "missing_trials": " ".join(map(str, r.missing_trials)),
                     "metric": c.key, "header": c.header, "mean": cell.mean, "std": cell.std,
                     "n": cell.n if r.source != PAPER_SOURCE else None, "delta": cell.delta, "mark": cell.mark,
-                    "baseline": t.baseline if r.source != PAPER_SOURCE else None, "unverified": r.unverified})
+                    "baseline": t.baseline if r.source != PAPER_SOURCE else None,
+                    "unverified": r.unverified or cell.unverified})
     frame = pd.DataFrame(lines, columns=CSV_COLUMNS)
     return frame.astype({"n_trials": "Int64", "n": "Int64", "pretrain_epoch": "Int64"})
 

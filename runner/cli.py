@@ -60,6 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "a Detectron2 .pkl, or 'random'")
     parser.add_argument("--label", help="table row name (one --weights only); default from the folder/file and epoch")
     parser.add_argument("--kind", choices=INIT_KINDS, help="init kind (one --weights only); default detected")
+    parser.add_argument("--format", default="auto", metavar="LAYOUT",
+                        help="checkpoint layout of the --weights file (one --weights only), for a file that fits two; "
+                             "default: detect it (python -m mocobench.detection.convert --list-formats)")
     parser.add_argument("--msra", action="store_true",
                         help="the .pkl is MSRA caffe-format supervised (BGR, std 1, stride in 1x1)")
     parser.add_argument("--skip-missing", action="store_true",
@@ -175,8 +178,8 @@ def _main(args: argparse.Namespace) -> int:
     if args.num_gpus == 0 and args.num_machines > 1:
         raise RunnerError("multi-machine runs need GPUs")
     args.num_procs = check_num_procs(args.num_procs, num_gpus=args.num_gpus)
-    if (args.label or args.kind) and len(args.weights) > 1:
-        raise RunnerError("--label/--kind apply to a single --weights; run once per initialisation")
+    if (args.label or args.kind or args.format != "auto") and len(args.weights) > 1:
+        raise RunnerError("--label/--kind/--format apply to a single --weights; run once per initialisation")
     if (args.trials is not None and args.trials < 1) or args.first_trial < 0:
         raise RunnerError("--trials must be >= 1 and --first-trial >= 0")
     bench = resolve_benchmark(args.benchmark)
@@ -218,7 +221,8 @@ def _main(args: argparse.Namespace) -> int:
             log.warning(f"\n!!! --weights {spec}: no such file or no checkpoint in it: SKIPPED (baseline not "
                         f"available) !!!\n")
             continue
-        inits.append(resolve_init(spec, cache_dir=cache, label=args.label, kind=args.kind, msra=args.msra))
+        inits.append(resolve_init(spec, cache_dir=cache, label=args.label, kind=args.kind, msra=args.msra,
+                                  fmt=args.format))
     labels = [i.label for i in inits]
     if len(set(labels)) != len(labels):
         raise RunnerError(f"two initialisations share a label: {labels}; pass them in separate runs with --label")

@@ -10,7 +10,7 @@ from typing import Any
 from mocobench.common import safe_pickle
 from mocobench.common.hashing import sha256_file
 from mocobench.common.naming import safe_name
-from mocobench.pretrain.checkpoint import CheckpointError, latest_checkpoint, read_checkpoint
+from mocobench.pretrain.checkpoint import latest_checkpoint
 from mocobench.records import INIT_KINDS
 from mocobench.runner import RunnerError
 
@@ -27,11 +27,12 @@ class Init:
     pretrain: dict[str, Any] = field(default_factory=lambda: {"run": None, "epoch": None})
     msra: bool = False
     depth: int | None = None        # ResNet depth of the weights, when known (checked against the config)
+    format: str | None = None       # the checkpoint layout the converter detected (detection/formats.py)
 
     def record_field(self) -> dict[str, Any]:
         return {"label": self.label, "kind": self.kind, "weights": self.weights,
                 "weights_sha256": self.weights_sha256, "pretrain": self.pretrain, "detectron2_weights": self.pkl,
-                "msra": self.msra}
+                "msra": self.msra, "format": self.format}
 
 
 def _label(text: str) -> str:
@@ -47,10 +48,10 @@ def _latest(run_dir: Path) -> Path:
 
 
 def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: str | None = None,
-                 msra: bool = False) -> Init:
+                 msra: bool = False, fmt: str = "auto") -> Init:
     """--weights SPEC -> Init: 'random', a .pkl, a checkpoint (converted with proof, cached), or a
-    pretraining output folder (its latest checkpoint)."""
-    from mocobench.detection.convert import ConversionError, convert_file
+    pretraining output folder (its latest checkpoint). fmt: the checkpoint layout (--format), or "auto"."""
+    from mocobench.detection.convert import LAYOUTS, ConversionError, convert_file, load_checkpoint_report
 
     if kind is not None and kind not in INIT_KINDS:
         raise RunnerError(f"--kind must be one of {INIT_KINDS}")
@@ -68,28 +69,38 @@ def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: 
     if path.suffix == ".pkl":  # Detectron2 loads it with plain pickle: first make sure that runs no code
         safe_pickle.check(path)
         return Init(_label(label or path.stem), kind or ("supervised" if msra else "other"), str(path), sha,
-                    str(path), msra=msra, depth=_pkl_depth(path))
-    try:
-        ckpt = read_checkpoint(path)
-    except CheckpointError as e:
-        raise RunnerError(str(e)) from None
-    epoch = ckpt.get("epoch") if isinstance(ckpt.get("epoch"), int) else None
+                    str(path), msra=msra, depth=_pkl_depth(path), format=_pkl_source(path).get("format"))
+    try:  # any layout of detection/formats.py: torch files (foreign objects inert) or .safetensors
+        ckpt = load_checkpoint_report(path)[0]
+    except ConversionError as e:
+        raise RunnerError(f"--weights {spec}: {e}") from None
+    epoch = _epoch(ckpt)
     mode = (ckpt.get("config") or {}).get("mode") if isinstance(ckpt.get("config"), dict) else None
-    pkl = cache_dir / f"{_label(path.name.split('.')[0])}-{sha[:12]}.pkl"
+    pkl = cache_dir / f"{_label(path.name.split('.')[0])}-{sha[:12]}{'' if fmt == 'auto' else '-' + fmt}.pkl"
     if pkl.exists():
         log.info("using the cached conversion %s", pkl)
         fmt, depth = _pkl_format(pkl), _pkl_depth(pkl)
     else:
         try:
-            conv = convert_file(path, pkl)[0]
+            conv = convert_file(path, pkl, fmt=fmt)[0]
         except ConversionError as e:
             raise RunnerError(f"--weights {spec}: {e}") from None
         fmt, depth = conv.format, conv.depth
-    guessed_kind = "moco" if fmt.startswith("moco") else ("supervised" if mode in (None, "supervised") else "other")
+    guessed_kind = LAYOUTS[fmt].kind if fmt in LAYOUTS else "other"
+    if guessed_kind == "supervised" and mode not in (None, "supervised"):
+        guessed_kind = "other"
     if label is None:
         label = f"{run_dir.name}-ep{epoch}" if run_dir is not None and epoch is not None else path.name.split(".")[0]
     return Init(_label(label), kind or guessed_kind, str(path), sha, str(pkl),
-                {"run": str(run_dir) if run_dir else None, "epoch": epoch}, depth=depth)
+                {"run": str(run_dir) if run_dir else None, "epoch": epoch}, depth=depth, format=fmt)
+
+
+def _epoch(ckpt: dict[str, Any]) -> int | None:
+    """The pretraining epoch a checkpoint states (top level, or mmcv/mmengine's meta), if any."""
+    for holder in (ckpt, ckpt.get("meta")):
+        if isinstance(holder, dict) and isinstance(holder.get("epoch"), int) and not isinstance(holder["epoch"], bool):
+            return holder["epoch"]
+    return None
 
 
 def _pkl_source(pkl: Path) -> dict[str, Any]:

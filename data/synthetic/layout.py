@@ -26,7 +26,7 @@ from tqdm import tqdm
 from mocobench.common.atomic import write_text
 from mocobench.common.hashing import canonical_hash
 
-from . import cityscapes, coco, imagefolder, shapes, voc, voc_seg
+from . import cityscapes, coco, coco_keypoints, imagefolder, lvis, shapes, voc, voc_seg
 from .presets import GENERATOR_VERSION, resolve_params
 
 logger = logging.getLogger(__name__)
@@ -39,6 +39,8 @@ WRITERS = {
     "voc2012_seg": (voc_seg, "VOCdevkit/VOC2012"),  # semantic segmentation files in the same year folder
     "coco": (coco, "coco"),
     "cityscapes": (cityscapes, "cityscapes"),
+    "coco_kp": (coco_keypoints, "coco_kp"),  # COCO keypoints: articulated figures with 17 keypoints
+    "lvis": (lvis, "lvis"),                  # LVIS v0.5: many long-tailed categories
 }
 
 
@@ -83,6 +85,19 @@ class SyntheticLayout:
     def cityscapes(self) -> Path:
         return self.root / WRITERS["cityscapes"][1]
 
+    @property
+    def coco_kp(self) -> Path:
+        return self.root / WRITERS["coco_kp"][1]
+
+    @property
+    def lvis(self) -> Path:
+        return self.root / WRITERS["lvis"][1]
+
+    @property
+    def lvis_classes(self) -> list[str]:
+        """The LVIS layout's category names, in id order."""
+        return lvis.category_names(self.params["lvis_categories"])
+
     @classmethod
     def open(cls, root: str | os.PathLike) -> "SyntheticLayout":
         """A finished layout folder, from its manifest."""
@@ -116,6 +131,7 @@ def _check_params(params: Mapping[str, Any]) -> None:
         for split, n in counts.items():
             if not isinstance(n, int) or n < 1:
                 raise ValueError(f"counts.{layout}.{split} = {n!r}: give a positive number of images")
+    lvis.vocabulary(params)  # a bad category count fails here too
     for name in ("imagefolder_size",):
         if params[name] < 32:
             raise ValueError(f"{name} = {params[name]}: images smaller than 32 px cannot hold the scenes")

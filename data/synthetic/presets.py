@@ -29,6 +29,13 @@ Keys of a preset:
                         max(this, 120): its evaluator ignores regions under 100 px)
     min_visible_frac    smallest visible fraction of an occluded instance
     jpeg_quality        JPEG quality of the written images
+    figures             [min, max] articulated figures per image of the keypoint layout (coco_kp)
+    figure_scale        [min, max] figure height as a fraction of the image height
+    lvis_categories     number of categories of the LVIS layout (shape x surface pattern, at most 60)
+    lvis_zipf           exponent of their long tail: category k is drawn in proportion to (k + 1) ** -lvis_zipf
+    lvis_frequency      [r, c]: a category in at most r train images is rare, at most c common, else frequent
+    lvis_negatives      most absent categories listed per image as verified negatives (neg_category_ids)
+    lvis_not_exhaustive probability that one category of an image is flagged not exhaustively annotated
     counts              images per layout and split (voc2012_seg: the VOC semantic segmentation
                         splits train_aug and val)
 """
@@ -41,7 +48,8 @@ from mocobench.common.config import merge
 from .shapes import CATEGORIES
 
 # Bump whenever the generator's output for the same parameters changes (drawing, file formats).
-GENERATOR_VERSION = 4  # 3: the VOC semantic segmentation layout (voc2012_seg); 4: dots and rings, category_patterns
+GENERATOR_VERSION = 5  # 3: the VOC semantic segmentation layout (voc2012_seg); 4: dots and rings, category_patterns;
+#                        5: the COCO keypoint (coco_kp) and LVIS (lvis) layouts
 
 _COMMON: dict[str, Any] = {
     "categories": list(CATEGORIES),
@@ -58,6 +66,11 @@ _COMMON: dict[str, Any] = {
     "min_visible_frac": 0.35,
     "jpeg_quality": 90,
     "category_patterns": False,
+    "figures": [1, 3],
+    "figure_scale": [0.5, 0.9],
+    "lvis_zipf": 1.5,
+    "lvis_negatives": 3,
+    "lvis_not_exhaustive": 0.2,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -75,7 +88,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             "voc2012_seg": {"train_aug": 4, "val": 3},
             "coco": {"train": 6, "val": 6},
             "cityscapes": {"train": 3, "val": 3},
+            "coco_kp": {"train": 6, "val": 4},
+            "lvis": {"train": 8, "val": 4},
         },
+        "lvis_categories": 12,
+        "lvis_frequency": [1, 3],
     },
     # For quick manual runs: a few hundred images.
     "small": {
@@ -90,7 +107,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             "voc2012_seg": {"train_aug": 80, "val": 40},
             "coco": {"train": 160, "val": 60},
             "cityscapes": {"train": 30, "val": 15},
+            "coco_kp": {"train": 120, "val": 40},
+            "lvis": {"train": 160, "val": 60},
         },
+        "lvis_categories": 20,
+        "lvis_frequency": [4, 20],
     },
     # The demo chain (`make demo`): pretrain ResNet-18 on the ImageFolder, fine-tune detectors on VOC /
     # COCO, all within 15 minutes on 2 CPU cores, and still show transfer. So the data is made to be
@@ -122,7 +143,12 @@ PRESETS: dict[str, dict[str, Any]] = {
             "voc2012_seg": {"train_aug": 400, "val": 100},
             "coco": {"train": 800, "val": 120},
             "cityscapes": {"train": 100, "val": 50},
+            "coco_kp": {"train": 600, "val": 100},
+            "lvis": {"train": 800, "val": 120},
         },
+        # 30 categories at zipf 1.5 over ~1600 train instances: about 4 frequent, 11 common, 15 rare
+        "lvis_categories": 30,
+        "lvis_frequency": [10, 60],
     },
 }
 

@@ -47,6 +47,16 @@ class StuffRegion:
     polygon: np.ndarray             # (N, 2) int32
 
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """Categories made of a shape and a surface pattern, for layouts with more categories than shapes (LVIS):
+    category k is drawn as shapes.CATEGORIES[shape[k]] painted with PATTERNS[pattern[k]]. `population` lists
+    category indices, each as often as it should be drawn (a long-tailed count: frequent ones many times)."""
+    shape: tuple[int, ...]
+    pattern: tuple[int, ...]
+    population: tuple[int, ...]
+
+
 @dataclass
 class Scene:
     image: np.ndarray               # (H, W, 3) uint8 RGB
@@ -163,11 +173,13 @@ def _visible_ok(item: _Item, params: dict[str, Any], min_px: float) -> bool:
 
 def _sample_instance(rng: np.random.Generator, categories: list[int], radius_range: tuple[float, float],
                      center_box: tuple[float, float, float, float], frame: BaseGeometry,
-                     category: int | None = None) -> tuple[Instance, BaseGeometry] | None:
+                     category: int | None = None, shape_of: tuple[int, ...] | None = None
+                     ) -> tuple[Instance, BaseGeometry] | None:
     for _ in range(8):
         cat = categories[int(rng.integers(len(categories)))] if category is None else category
         cx, cy = rng.uniform(center_box[0], center_box[2]), rng.uniform(center_box[1], center_box[3])
-        pts = shapes.place(cat, (cx, cy), rng.uniform(*radius_range), rng.uniform(0, 2 * np.pi),
+        shape = cat if shape_of is None else shape_of[cat]
+        pts = shapes.place(shape, (cx, cy), rng.uniform(*radius_range), rng.uniform(0, 2 * np.pi),
                            float(np.exp(rng.uniform(-0.3, 0.3))))
         if not shapes.is_valid_outline(pts):
             continue
@@ -182,7 +194,8 @@ def _sample_instance(rng: np.random.Generator, categories: list[int], radius_ran
 
 
 def _place_items(rng: np.random.Generator, params: dict[str, Any], width: int, height: int,
-                 categories: list[int], min_px: float, ground: float, top: _Item | None) -> list[_Item]:
+                 categories: list[int], min_px: float, ground: float, top: _Item | None,
+                 shape_of: tuple[int, ...] | None = None) -> list[_Item]:
     """Crowd cluster (maybe) at the bottom, then regular instances; `top` stays above all of them."""
     frame = box(0, 0, width, height)
     side = min(width, height)
@@ -215,7 +228,7 @@ def _place_items(rng: np.random.Generator, params: dict[str, Any], width: int, h
         for _ in range(int(rng.integers(lo, hi + 1))):
             r = rng.uniform(0.04, 0.07) * side
             s = _sample_instance(rng, categories, (r, r), (cx - spread, cy - spread, cx + spread, cy + spread),
-                                 frame, category=cat)
+                                 frame, category=cat, shape_of=shape_of)
             if s is not None:
                 s[0].crowd = True
                 members.append(s[0])
@@ -232,7 +245,7 @@ def _place_items(rng: np.random.Generator, params: dict[str, Any], width: int, h
     placed, attempts = 0, 0
     while placed < want and attempts < _MAX_ATTEMPTS:
         attempts += 1
-        s = _sample_instance(rng, categories, (r_lo * side, r_hi * side), center_box, frame)
+        s = _sample_instance(rng, categories, (r_lo * side, r_hi * side), center_box, frame, shape_of=shape_of)
         if s is not None and add(_Item([s[0]], s[1], s[1], crowd=False)):
             placed += 1
     return items
@@ -279,18 +292,26 @@ def _street_stuff(rng: np.random.Generator, width: int, height: int) -> list[Stu
 # ---------------------------------------------------------------------------------------------
 
 def generate_scene(rng: np.random.Generator, width: int, height: int, params: dict[str, Any],
-                   kind: SceneKind = "objects", label: int | None = None) -> Scene:
+                   kind: SceneKind = "objects", label: int | None = None,
+                   vocabulary: Vocabulary | None = None) -> Scene:
     """Draw one scene.
 
     kind: "objects" (VOC / COCO), "main" (ImageFolder: one large central object of category `label`
     on top of smaller clutter instances), "street" (Cityscapes: street-like stuff regions, objects
     from the first 8 categories standing on the lower half). Objects and main scenes draw from
-    params["categories"]; categories and `label` are indices into shapes.CATEGORIES.
+    params["categories"]; categories and `label` are indices into shapes.CATEGORIES. With a `vocabulary`
+    ("objects" scenes only), instances draw their category from its population instead and
+    Instance.category is an index into the vocabulary.
     """
+    if vocabulary is not None and kind != "objects":
+        raise ValueError("a vocabulary is for 'objects' scenes")
     if kind == "street":
         categories = list(range(len(shapes.CITYSCAPES_THING_CLASSES)))
+    elif vocabulary is not None:
+        categories = list(vocabulary.population)
     else:
         categories = shapes.category_ids(params["categories"])
+    shape_of = vocabulary.shape if vocabulary is not None else None
     min_px = params["min_visible_px"] if kind != "street" else max(params["min_visible_px"], 120)
     side = min(width, height)
     frame = box(0, 0, width, height)
@@ -306,7 +327,7 @@ def generate_scene(rng: np.random.Generator, width: int, height: int, params: di
             s = _sample_instance(rng, categories, (r[0] * side, r[1] * side), c, frame, category=label)
         top = _Item([s[0]], s[1], s[1], crowd=False)
     items = _place_items(rng, params, width, height, categories, min_px,
-                         ground=0.45 if kind == "street" else 0.0, top=top)
+                         ground=0.45 if kind == "street" else 0.0, top=top, shape_of=shape_of)
     if top is not None:
         items.append(top)
 
@@ -340,7 +361,10 @@ def generate_scene(rng: np.random.Generator, width: int, height: int, params: di
         draw.polygon([tuple(p) for p in inst.polygon.tolist()], fill=k)
     id_map = np.asarray(id_img)
     for k, inst in enumerate(instances, start=1):
-        pattern = categories.index(inst.category) % len(PATTERNS) if params["category_patterns"] else None
+        if vocabulary is not None:
+            pattern = vocabulary.pattern[inst.category]
+        else:
+            pattern = categories.index(inst.category) % len(PATTERNS) if params["category_patterns"] else None
         _paint(rng, img, id_map, k, inst.polygon, params["solid_prob"], pattern)
         inst.mask = id_map == k
     for item in items:

@@ -18,8 +18,10 @@ def test_names_cannot_collide_with_builtin_ones(synthetic_layout):
     from detectron2.data import DatasetCatalog, MetadataCatalog
 
     names = synthetic_names()
-    assert len(names) == 11 and all(n.startswith("synth_") for n in names)  # VOC, COCO, Cityscapes, VOC segmentation
-    assert {"voc_2007_trainval", "coco_2017_train", "cityscapes_fine_instance_seg_train"} <= set(DatasetCatalog.list())
+    # VOC, COCO, Cityscapes, VOC segmentation, COCO keypoints, LVIS v0.5
+    assert len(names) == 15 and all(n.startswith("synth_") for n in names)
+    assert {"voc_2007_trainval", "coco_2017_train", "cityscapes_fine_instance_seg_train", "keypoints_coco_2017_train",
+            "lvis_v0.5_train"} <= set(DatasetCatalog.list())
     assert register_synthetic(synthetic_layout) == names  # idempotent
     other = dataclasses.replace(synthetic_layout, root=synthetic_layout.root.parent / "elsewhere")
     with pytest.raises(ValueError, match="already registered"):

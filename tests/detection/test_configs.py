@@ -37,7 +37,8 @@ def test_protocol_settings(name):
     assert cfg.SOLVER.REFERENCE_WORLD_SIZE == 0  # our scaling rule, not Detectron2's silent auto-scaling
     expected = {"voc0712-det-c4": (24000, (18000, 22000)), "voc07-det-c4": (9000, (6750, 8250)),
                 "coco-mask-fpn-1x": (90000, (60000, 80000)), "coco-mask-c4-1x": (90000, (60000, 80000)),
-                "coco-mask-fpn-2x": (180000, (120000, 160000)), "coco-mask-c4-2x": (180000, (120000, 160000))}[name]
+                "coco-mask-fpn-2x": (180000, (120000, 160000)), "coco-mask-c4-2x": (180000, (120000, 160000)),
+                "coco-kp-fpn-2x": (180000, (120000, 160000)), "lvis-mask-fpn-2x": (180000, (120000, 160000))}[name]
     assert (cfg.SOLVER.MAX_ITER, tuple(cfg.SOLVER.STEPS)) == expected
     if "c4" in name:
         assert cfg.MODEL.ROI_HEADS.NAME == "Res5ROIHeadsExtraNorm"
@@ -48,8 +49,29 @@ def test_protocol_settings(name):
         assert not cfg.MODEL.MASK_ON and cfg.DATASETS.TEST == ("voc_2007_test",)
         assert cfg.DATASETS.TRAIN == (("voc_2007_trainval",) if name == "voc07-det-c4"
                                       else ("voc_2007_trainval", "voc_2012_trainval"))
+    elif name == "coco-kp-fpn-2x":  # Keypoint R-CNN: one class, COCO's 17 keypoints and OKS sigmas
+        assert cfg.MODEL.KEYPOINT_ON and not cfg.MODEL.MASK_ON and cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1
+        assert cfg.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS == 17 and len(cfg.TEST.KEYPOINT_OKS_SIGMAS) == 17
+        assert cfg.DATASETS.TRAIN == ("keypoints_coco_2017_train",)
+        assert cfg.DATASETS.TEST == ("keypoints_coco_2017_val",)
+    elif name == "lvis-mask-fpn-2x":  # the LVIS paper's baseline settings
+        assert cfg.MODEL.MASK_ON and cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1230 and cfg.TEST.DETECTIONS_PER_IMAGE == 300
+        assert cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST == 0.0001 and cfg.DATALOADER.REPEAT_THRESHOLD == 0.001
+        assert cfg.DATALOADER.SAMPLER_TRAIN == "RepeatFactorTrainingSampler"
+        assert cfg.DATASETS.TRAIN == ("lvis_v0.5_train",) and cfg.DATASETS.TEST == ("lvis_v0.5_val",)
     else:
         assert cfg.MODEL.MASK_ON and cfg.DATASETS.TEST == ("coco_2017_val",)
+
+
+def test_frozen_bn_variant():
+    """--norm FrozenBN (the appendix's supervised LVIS baseline): frozen backbone BN, no norm in the new FPN;
+    refused from random init."""
+    from mocobench.common.config import ConfigError
+
+    cfg = build_config(BENCHMARKS["lvis-mask-fpn-2x"], weights=None, norm="FrozenBN")
+    assert cfg.MODEL.RESNETS.NORM == "FrozenBN" and cfg.MODEL.FPN.NORM == ""
+    with pytest.raises(ConfigError, match="FrozenBN diverges"):
+        build_config(BENCHMARKS["lvis-mask-fpn-2x"], weights=None, norm="FrozenBN", random_init=True)
 
 
 def test_init_variants():
@@ -62,7 +84,8 @@ def test_init_variants():
     assert sup.dump() == _cfg("coco-mask-fpn-1x").dump()  # torchvision-format supervised: same settings as MoCo
 
 
-@pytest.mark.parametrize("name,synthetic", [(n, s) for n in ("voc0712-det-c4", "coco-mask-fpn-1x", "coco-mask-c4-2x")
+@pytest.mark.parametrize("name,synthetic", [(n, s) for n in ("voc0712-det-c4", "coco-mask-fpn-1x", "coco-mask-c4-2x",
+                                                      "coco-kp-fpn-2x", "lvis-mask-fpn-2x")
                                             for s in (False, True)])
 def test_models_build(name, synthetic):
     from detectron2.modeling import build_model
@@ -71,6 +94,8 @@ def test_models_build(name, synthetic):
     keys = model.state_dict().keys()
     if "c4" in name:
         assert "roi_heads.res5.norm.running_var" in keys and "backbone.res5.0.conv1.weight" not in keys
+    if name == "coco-kp-fpn-2x":
+        assert any(k.startswith("roi_heads.keypoint_head.") for k in keys) and not any("mask_head" in k for k in keys)
     if synthetic:
         assert "backbone.bottom_up.res2.0.conv1.weight" in keys or "backbone.res2.0.conv1.weight" in keys
         assert not any(k.endswith("conv3.weight") for k in keys)  # ResNet-18: BasicBlocks throughout
