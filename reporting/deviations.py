@@ -54,7 +54,7 @@ def paper_config(bench: Benchmark, msra: bool = False) -> dict[str, Any]:
 def _paper_config(name: str, config: str, msra: bool) -> tuple[tuple[str, Any], ...]:
     from mocobench.detection.config import build_config
 
-    cfg = build_config(Benchmark(name, "detection", name, config), weights=None, msra=msra)
+    cfg = build_config(Benchmark(name=name, task="detection", title=name, config=config), weights=None, msra=msra)
     return tuple(flatten(yaml.safe_load(cfg.dump())).items())
 
 
