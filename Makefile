@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # sal-detectron2 (cp310 wheel, pure Python use). Hash-pinned.
 D2_REQ := sal-detectron2==0.7.2 --hash=sha256:491af0c7f79bdb2d178e46f6cb16a97c4ac968d45c41ea3f6b6435d59bbee561
 
-.PHONY: help install demo test lint clean-venv
+.PHONY: help install demo test lint clean-venv gpu-check wheels
 .DEFAULT_GOAL := help
 
 help:
@@ -26,6 +26,8 @@ help:
 	@echo "make coco-kp | lvis-mask  COCO keypoints (Keypoint R-CNN R50-FPN 2x) | LVIS v0.5 masks (Mask R-CNN R50-FPN 2x)"
 	@echo "make tables               paper-style tables and plots from results/records"
 	@echo "make transfer DATASET=    your own COCO/VOC data set: random / supervised / MoCo, then the tables"
+	@echo "make gpu-check            the GPU check (CUDA path, speeds; tiny shapes on a CPU): docs/gpu-check.md"
+	@echo "make wheels PY_VERSION=3.12 PLATFORM=manylinux_2_28_x86_64   dependencies for a node without a package index"
 
 # The user's day on the built-in data (or on real data: DATA=..., DETECTRON2_DATASETS=...).
 demo: install
@@ -150,3 +152,20 @@ transfer: install
 	  --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
 	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(DET_ARGS)
 	$(if $(TABLES_AFTER_RUN),$(MAKE) tables)
+
+# ---- the GPU check and a node without a package index (docs/gpu-check.md) ---------------------------
+# make gpu-check                     every check on the CUDA device (full shapes, <= 6 min) or tiny on a CPU
+# make wheels PY_VERSION=3.12 PLATFORM=manylinux_2_28_x86_64   (manylinux2014_x86_64 = glibc 2.17: shapely 2.2
+#   and pandas 3.1 have no wheel for it) the project's dependencies (not torch/torchvision, nor what they bring) as
+#   wheels for that Python and platform in .whl/py$(PY_VERSION)-$(PLATFORM)/wheels (about 54 MiB); fvcore and
+#   antlr4 wheels built here from their source archives; detectron2 fetched by the --python-version 3.10 trick.
+#   On the node: python -m mocobench.benchmarks.perf.gpu_check.wheelhouse unpack DIR SITE; PYTHONPATH=SITE ...
+PY_VERSION ?= 3.12
+PLATFORM ?= manylinux_2_28_x86_64
+GPU_CHECK_ARGS ?=
+.PHONY: gpu-check wheels
+gpu-check: install
+	$(PY) -m mocobench.benchmarks.perf.gpu_check $(GPU_CHECK_ARGS)
+
+wheels: install
+	$(PY) -m mocobench.benchmarks.perf.gpu_check.wheelhouse build --python-version $(PY_VERSION) --platform $(PLATFORM)
