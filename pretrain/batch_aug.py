@@ -5,8 +5,9 @@ workers only decode (uint8 tensors, padded into one batch) and everything else r
 tensor operations where the model runs, with every random parameter drawn per sample:
 
     RandomResizedCrop   scale (min_scale, 1), ratio (3/4, 4/3), 10 tries then a centre crop, as torchvision;
-                        one `roi_align` over all boxes (bilinear, averaging ceil(box/size) samples per output
-                        pixel: an area filter where the crop shrinks, plain bilinear where it grows)
+                        `roi_align` over the boxes (bilinear, averaging ceil(box/size) samples per output
+                        pixel: an area filter where the crop shrinks, plain bilinear where it grows), on the
+                        uint8 images a few at a time: crop first, scale to [0, 1] after (see `resized_crop`)
     v1: grayscale p=0.2 -> ColorJitter(0.4, 0.4, 0.4, 0.4) -> flip p=0.5
     v2: ColorJitter(0.4, 0.4, 0.4, 0.1) with p=0.8 -> grayscale p=0.2 -> blur p=0.5 (sigma as data.py) -> flip
     supervised: crop -> flip
@@ -17,6 +18,10 @@ paths' sampled parameters and output statistics. Differences by construction: co
 floats (PIL rounds to uint8 after each), and the crop's downscaling filter is an area average (PIL:
 a triangle filter), so pixel values differ slightly while their distribution matches within the tests'
 tolerances. Runs on CPU tensors too (the tests and the CPU speed ladder use that).
+
+Nothing in a step waits for the GPU: the constants (jitter ranges, mean/std) are copied to each device once,
+the image sizes arrive through pinned memory without blocking (`pretrain/device.py`), and no random draw is
+read on the host.
 """
 from __future__ import annotations
 
@@ -25,7 +30,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import roi_align
+import torchvision  # noqa: F401  (registers the compiled torch.ops.torchvision.roi_align)
+
+from mocobench.pretrain.device import DeviceConstant, to_device
 
 # ITU-R 601-2 luma with torchvision's rounding of its first weight (rgb_to_grayscale on tensors)
 LUMA = (0.2989, 0.587, 0.114)
@@ -85,15 +92,42 @@ def sample_crops(heights: torch.Tensor, widths: torch.Tensor, *, scale: tuple[fl
                         torch.where(found, h, fh), torch.where(found, w, fw)], dim=1)
 
 
-def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int, index: torch.Tensor | None = None
-                 ) -> torch.Tensor:
-    """Crop boxes (M x 4: i, j, h, w) out of images (N x C x H x W float; box m from images[index[m]])
-    and resize each to size x size (bilinear, pixel-centre aligned) -> M x C x size x size."""
-    if index is None:
-        index = torch.arange(boxes.shape[0], device=boxes.device)
-    i, j, h, w = boxes.unbind(1)
-    rois = torch.stack([index.to(boxes.dtype), j, i, j + w, i + h], dim=1).to(images.dtype)  # (b, x1, y1, x2, y2)
-    return roi_align(images, rois, output_size=(size, size), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+def roi_align(x: torch.Tensor, rois: torch.Tensor, size: int) -> torch.Tensor:
+    """torchvision's compiled RoIAlign (aligned, adaptive sampling): x N x C x H x W float, rois M x 5
+    (b, x1, y1, x2, y2) -> M x C x size x size.
+
+    Called directly, not through `torchvision.ops.roi_align`: under `torch.use_deterministic_algorithms(True)`
+    that wrapper runs a pure-Python version on CUDA whose temporaries are M x C x size x size x H x W
+    (tens of GB at ImageNet shapes). The compiled forward is deterministic (one thread per output value,
+    no atomics); only its backward is not, and augmentation never runs a backward."""
+    return torch.ops.torchvision.roi_align(x, rois, 1.0, size, size, -1, True)
+
+
+def resized_crop(images: torch.Tensor, boxes: torch.Tensor, size: int, views_per_image: int = 1) -> torch.Tensor:
+    """Crop boxes (M x 4: i, j, h, w) out of images (N x C x H x W; box m from images[m // views_per_image])
+    and resize each to size x size (bilinear, pixel-centre aligned) -> M x C x size x size float32, in the
+    images' units (0..255 for uint8).
+
+    uint8 images are converted to float a few at a time, so that no intermediate is larger than the output
+    (or than one image where a single image is larger): a batch padded to one 3000 x 4000 photo costs the
+    crops' size, not N float copies of the photo. The scaling to [0, 1] is then done on the crops."""
+    n, c, h, w = images.shape
+    m = boxes.shape[0]
+    if m != n * views_per_image:
+        raise ValueError(f"{m} boxes for {n} images x {views_per_image} views")
+    i, j, bh, bw = boxes.float().unbind(1)
+    image_of = torch.div(torch.arange(m, device=boxes.device), views_per_image, rounding_mode="floor")
+    rois = torch.stack([image_of.float(), j, i, j + bw, i + bh], dim=1)  # (b, x1, y1, x2, y2)
+    if images.dtype == torch.float32:  # nothing to convert: one call
+        return roi_align(images, rois, size)
+    per_chunk = max(1, (m * c * size * size) // (c * h * w))  # images per chunk: float copy <= the output
+    out = []
+    for b0 in range(0, n, per_chunk):
+        b1 = min(n, b0 + per_chunk)
+        chunk_rois = rois[b0 * views_per_image:b1 * views_per_image].clone()
+        chunk_rois[:, 0] -= b0
+        out.append(roi_align(images[b0:b1].float(), chunk_rois, size))
+    return out[0] if len(out) == 1 else torch.cat(out)
 
 
 def grayscale(x: torch.Tensor) -> torch.Tensor:
@@ -189,16 +223,18 @@ class BatchAugment:
             raise ValueError(f"augmentation must be one of {VERSIONS}, got {version!r}")
         self.version, self.size, self.scale = version, size, (min_scale, 1.0)
         self.mean, self.std = mean, std
+        self._mean, self._std = DeviceConstant(mean), DeviceConstant(std)  # copied to each device once
         self.blur_kernel, self.blur_sigma = blur_settings(size)
         j = (0.4, 0.4, 0.4, 0.4) if version == "v1" else (0.4, 0.4, 0.4, 0.1)
         self.jitter_ranges = [(1 - j[0], 1 + j[0]), (1 - j[1], 1 + j[1]), (1 - j[2], 1 + j[2]), (-j[3], j[3])]
+        self._lo = DeviceConstant([r[0] for r in self.jitter_ranges])
+        self._hi = DeviceConstant([r[1] for r in self.jitter_ranges])
 
     def sample(self, heights: torch.Tensor, widths: torch.Tensor, generator: torch.Generator | None = None
                ) -> AugParams:
         n, dev = heights.shape[0], heights.device
         u = torch.rand(n, 9, generator=generator, device=dev)
-        lo = torch.tensor([r[0] for r in self.jitter_ranges], device=dev)
-        hi = torch.tensor([r[1] for r in self.jitter_ranges], device=dev)
+        lo, hi = self._lo.on(dev), self._hi.on(dev)
         boxes = sample_crops(heights, widths, scale=self.scale, generator=generator)
         order = torch.argsort(torch.rand(n, 4, generator=generator, device=dev), dim=1)  # uniform permutation
         v1, v2 = self.version == "v1", self.version == "v2"
@@ -212,11 +248,11 @@ class BatchAugment:
             blur=(u[:, 7] < 0.5) if v2 else false,
             sigma=bs[0] + (bs[1] - bs[0]) * u[:, 8])
 
-    def apply(self, images: torch.Tensor, params: AugParams, index: torch.Tensor | None = None) -> torch.Tensor:
+    def apply(self, images: torch.Tensor, params: AugParams, views_per_image: int = 1) -> torch.Tensor:
         """images: N x 3 x H x W uint8 (or float in [0, 1]) -> M x 3 x size x size normalised float32
-        (M = len(params.boxes); crop m from images[index[m]])."""
-        x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-        x = resized_crop(x, params.boxes, self.size, index).clamp_(0, 1)
+        (M = len(params.boxes) = N x views_per_image; crop m from images[m // views_per_image])."""
+        x = resized_crop(images, params.boxes, self.size, views_per_image)
+        x = (x.div_(255.0) if images.dtype == torch.uint8 else x).clamp_(0, 1)
         if self.version == "v1":
             x = torch.where(params.gray.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
             x = color_jitter(x, params.factors, params.order, params.jitter)
@@ -225,8 +261,8 @@ class BatchAugment:
             x = torch.where(params.gray.view(-1, 1, 1, 1), grayscale(x).expand_as(x), x)
             x = torch.where(params.blur.view(-1, 1, 1, 1), gaussian_blur(x, params.sigma, self.blur_kernel), x)
         x = torch.where(params.flip.view(-1, 1, 1, 1), x.flip(-1), x)
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
+        mean = self._mean.on(x.device, x.dtype).view(1, -1, 1, 1)
+        std = self._std.on(x.device, x.dtype).view(1, -1, 1, 1)
         return (x - mean) / std
 
     def views(self, images: torch.Tensor, sizes: torch.Tensor, n_views: int,
@@ -236,7 +272,7 @@ class BatchAugment:
         images: N x 3 x Hmax x Wmax uint8, image b in its top-left sizes[b] = (h, w) corner."""
         n = images.shape[0]
         index = torch.arange(n, device=images.device).repeat_interleave(n_views)  # (b0, b0, b1, b1, ...)
-        sizes = sizes.to(images.device)
+        sizes = to_device(sizes, images.device)  # from the loader's pinned batch: no wait
         params = self.sample(sizes[index, 0], sizes[index, 1], generator)
-        out = self.apply(images, params, index)
+        out = self.apply(images, params, n_views)
         return out.view(n, n_views, *out.shape[1:])

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from mocobench.pretrain.device import to_device
+
 
 @dataclass(frozen=True)
 class DistEnv:
@@ -89,7 +91,8 @@ class LocalExchange(BatchExchange):
         return x
 
     def _permutation(self, n: int, device: torch.device) -> torch.Tensor:
-        return torch.randperm(n, generator=self.generator).to(device)
+        # drawn on the host (its generator is checkpointed), copied without making the host wait for the GPU
+        return to_device(torch.randperm(n, generator=self.generator), device)
 
 
 class DistributedExchange(BatchExchange):
@@ -110,7 +113,7 @@ class DistributedExchange(BatchExchange):
         return torch.cat(parts, dim=0)
 
     def _permutation(self, n: int, device: torch.device) -> torch.Tensor:
-        perm = torch.randperm(n, generator=self.generator).to(device)
+        perm = to_device(torch.randperm(n, generator=self.generator), device)  # no host wait (device.py)
         dist.broadcast(perm, src=dist.get_global_rank(self.group, 0) if self.group else 0, group=self.group)
         return perm
 

@@ -111,9 +111,12 @@ class MoCo(nn.Module):
         q = F.normalize(self.encoder_q(im_q).float(), dim=1)  # N x C
         self.momentum_update(momentum)  # before the keys, as in Algorithm 1
         k = self._keys(im_k)  # N x C, no gradient
-        l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)  # positive logits: N x 1
-        l_neg = torch.einsum("nc,ck->nk", q, self.queue.clone().detach())  # negative logits: N x K
-        logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature  # N x (1+K)
+        # in fp32 even under autocast, which would run the einsums' bmm in bf16/fp16: at T = 0.07 that rounds
+        # the logits by up to ~0.03, on positive-negative margins of a few hundredths in cosine
+        with torch.autocast(q.device.type, enabled=False):
+            l_pos = torch.einsum("nc,nc->n", q, k).unsqueeze(-1)  # positive logits: N x 1
+            l_neg = torch.einsum("nc,ck->nk", q, self.queue.clone().detach().float())  # negative logits: N x K
+            logits = torch.cat([l_pos, l_neg], dim=1) / self.temperature  # N x (1+K), float32
         labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)  # positives are column 0
         self.enqueue(self.exchange.gather(k))
         return logits, labels
