@@ -21,7 +21,7 @@ class BenchmarkError(UsageError):
     """An unknown benchmark name."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Benchmark:
     name: str
     task: str                      # detection | instance_seg | sem_seg | keypoints (records' "task")

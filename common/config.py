@@ -89,11 +89,25 @@ def split_overrides(tokens: list[str] | tuple[str, ...]) -> list[tuple[str, str]
         m = _KEY_VALUE.match(token)
         if m:
             pairs.append((m.group(1), m.group(2)))
+        elif any(c.isspace() for c in token):  # "KEY VALUE" quoted as one word would shift every later pair
+            raise ConfigError(f"override {token!r} holds a space: give the key and its value as two words "
+                              f"(KEY VALUE) or as one KEY=VALUE word")
         elif rest:
             pairs.append((token, rest.pop(0)))
         else:
             raise ConfigError(f"override {token!r} has no value: give key.sub=value or KEY VALUE")
     return pairs
+
+
+def flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {"a.b.c": value}; tuples become lists, as a YAML dump reads back."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def overrides_delta(tokens: list[str] | tuple[str, ...]) -> dict:

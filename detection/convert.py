@@ -34,6 +34,7 @@ from mocobench.common import safe_pickle
 from mocobench.common.atomic import atomic_write
 from mocobench.common.errors import UsageError
 from mocobench.common.logs import cli_logging
+from mocobench.common.resnets import RESNET_DEPTHS
 from mocobench.detection.formats import LAYOUTS, TORCHVISION_PIXELS, Detected, Layout
 from mocobench.detection.proof import ProofError, VerifyReport, verify
 from mocobench.pretrain.checkpoint import CheckpointError, read_checkpoint
@@ -43,14 +44,6 @@ log = logging.getLogger(__name__)
 __all__ = ["ConversionError", "CheckpointFormat", "FORMATS", "LAYOUTS", "Conversion", "VerifyReport",
            "load_checkpoint", "load_checkpoint_report", "detect_layout", "match_layout", "extract_backbone",
            "torchvision_to_detectron2", "convert", "save_detectron2", "verify", "convert_file", "main"]
-
-_DEPTHS = {  # depth -> (blocks per layer1..layer4, bottleneck blocks?)
-    18: ((2, 2, 2, 2), False),
-    34: ((3, 4, 6, 3), False),
-    50: ((3, 4, 6, 3), True),
-    101: ((3, 4, 23, 3), True),
-    152: ((3, 8, 36, 3), True),
-}
 
 
 class ConversionError(UsageError):
@@ -313,7 +306,7 @@ def _infer_depth(state: Mapping[str, torch.Tensor]) -> int:
         raise ConversionError(f"not a ResNet: no conv1.weight and no layer1..layer4 tensors (keys: {list(state)[:6]})")
     bottleneck = any(re.match(r"layer\d\.\d+\.conv3\.weight$", k) for k in state)
     best, best_missing = None, None
-    for depth, (_, is_bottleneck) in _DEPTHS.items():
+    for depth, (_, is_bottleneck) in RESNET_DEPTHS.items():
         if is_bottleneck != bottleneck:
             continue
         missing = sorted(set(_expected_shapes(depth)) - set(state))
@@ -323,7 +316,7 @@ def _infer_depth(state: Mapping[str, torch.Tensor]) -> int:
     if best_missing:
         blocks = [len({m.group(1) for k in state if (m := re.match(rf"layer{i}\.(\d+)\.", k))}) for i in range(1, 5)]
         raise ConversionError(
-            f"incomplete ResNet: closest is ResNet-{best} (blocks per layer {list(_DEPTHS[best][0])}, found "
+            f"incomplete ResNet: closest is ResNet-{best} (blocks per layer {list(RESNET_DEPTHS[best][0])}, found "
             f"{blocks}), but {len(best_missing)} tensors are missing, e.g. {best_missing[:8]}. The checkpoint "
             f"is truncated or not a standard torchvision-style ResNet.")
     return best

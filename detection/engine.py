@@ -37,6 +37,7 @@ from mocobench.data.augmentation import sem_seg_train_augmentations
 from mocobench.data.datasets import read_label_png, register_builtin
 from mocobench.detection.lvis_eval import NumpyTwoLVISEvaluator
 from mocobench.detection.precise_bn import PreciseBNAllRanks
+from mocobench.detection.progress import TrialProgress
 
 METRICS_FILE = "eval_results.json"
 
@@ -189,18 +190,24 @@ def _has_console(logger_name: str) -> bool:
     return any(type(h) is logging.StreamHandler for h in logging.getLogger(logger_name).handlers)
 
 
-def train_and_evaluate(cfg_yaml: str, data: dict[str, Any]) -> None:
-    """One process of one trial: train (or resume) and evaluate; rank 0 writes eval_results.json."""
+def train_and_evaluate(cfg_yaml: str, data: dict[str, Any], *, verbose: bool = False) -> None:
+    """One process of one trial: train (or resume) and evaluate; rank 0 writes eval_results.json.
+
+    Detectron2's log goes to OUTPUT_DIR/log.txt; the terminal shows a progress bar (rank 0), or with
+    `verbose` the full log instead."""
     cfg = get_cfg()
     cfg.merge_from_other_cfg(CfgNode.load_cfg(cfg_yaml))
     cfg.freeze()
     rank = comm.get_rank()
     # one console handler per process (trials in one process add only their log file), one log file per trial
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank, name="detectron2",
-                 configure_stdout=not _has_console("detectron2"))
+                 configure_stdout=verbose and not _has_console("detectron2"))
     seed_all_rng(cfg.SEED + rank)
     register_builtin(data)
     trainer = Trainer(cfg)
+    if not verbose and comm.is_main_process():
+        parts = Path(cfg.OUTPUT_DIR).parts  # .../<benchmark>/<init>/<protocol>/trialNN
+        trainer.register_hooks([TrialProgress(" ".join(parts[-4:-2] + parts[-1:]))])
     resuming = trainer.checkpointer.has_checkpoint()
     trainer.resume_or_load(resume=True)  # last checkpoint of OUTPUT_DIR if any, else MODEL.WEIGHTS
     if not resuming and cfg.MODEL.WEIGHTS:

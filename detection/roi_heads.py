@@ -19,20 +19,18 @@ from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock, Res
 from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, Res5ROIHeads
 from torch import nn
 
-_RES5_BLOCKS = {18: 2, 34: 3, 50: 3, 101: 3, 152: 3}
+from mocobench.common.resnets import resnet_depth
 
 
 def build_res5_stage(cfg) -> tuple[nn.Sequential, int]:
     """res5 (stride 2 first block) as the backbone of cfg.MODEL.RESNETS.DEPTH would build it, plus
     the extra norm. Returns (module, output channels)."""
     depth = cfg.MODEL.RESNETS.DEPTH
-    if depth not in _RES5_BLOCKS:
-        raise ValueError(f"MODEL.RESNETS.DEPTH {depth} unsupported; use one of {sorted(_RES5_BLOCKS)}")
+    num_blocks = resnet_depth(depth).blocks[3]
     norm = cfg.MODEL.RESNETS.NORM
     out_channels = cfg.MODEL.RESNETS.RES2_OUT_CHANNELS * 8  # res5 is 8x res2
     if cfg.MODEL.RESNETS.DEFORM_ON_PER_STAGE[-1]:
         raise ValueError("deformable convolutions are not supported in the res5 ROI head")
-    num_blocks = _RES5_BLOCKS[depth]
     common = dict(stride_per_block=[2] + [1] * (num_blocks - 1), in_channels=out_channels // 2,
                   out_channels=out_channels, norm=norm)
     if depth < 50:

@@ -7,6 +7,7 @@ docs/gpu-check.md): with the repository root on sys.path, `mocobench` is this fo
 found by adding the repository root to this package's search path, as [tool.setuptools.package-dir]
 maps them when installed. An installed copy (its rooms inside this folder) is left as it is."""
 import os as _os
+import warnings as _warnings
 
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
 if (not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "common"))
@@ -14,3 +15,8 @@ if (not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "common"))
         and _os.path.isfile(_os.path.join(_root, "common", "__init__.py"))):
     __path__.append(_root)  # noqa: F821  (the package's own __path__)
 del _os, _root
+
+# Every command imports detectron2, whose fvcore calls torch.jit.script at import time, and torch warns about
+# that on each run. Only that one message is silenced, for every entry point (they all import this package).
+_warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+del _warnings

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from mocobench.common.config import ConfigError, load_yaml, merge, overrides_to_delta, split_overrides
+from mocobench.common.config import ConfigError, flatten, load_yaml, merge, overrides_to_delta, split_overrides
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 BASE_CONFIG = CONFIG_DIR / "base.yaml"
@@ -75,16 +75,6 @@ def validate(cfg: dict) -> None:
     for key in ("batch_size", "epochs", "base_batch"):
         if not isinstance(cfg["optim"][key], int) or cfg["optim"][key] <= 0:
             raise ConfigError(f"optim.{key} must be a positive integer, got {cfg['optim'][key]!r}")
-
-
-def flatten(cfg: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in cfg.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def config_diff(a: dict, b: dict, ignore: tuple[str, ...] = RESUME_FREE_KEYS) -> list[str]:

@@ -3,11 +3,8 @@
 Device- and rank-agnostic: the distributed part (key gathering, Shuffle BN) is a `BatchExchange`
 given to the constructor, so the same module runs on a CPU, one GPU or many.
 
-MoCo and the supervised baseline share one small interface, all the trainer needs:
-    backbone                      the encoder whose features transfer (kNN monitor, checkpoints)
-    checkpoint_state() / load_checkpoint_state(sd)   what a checkpoint's state_dict holds
-    step_inputs(images, targets)  forward's inputs from a loader batch; forward(*inputs, momentum)
-                                  returns (logits, labels) for cross-entropy
+It is a `PretextModel` (pretext.py), the one contract the trainer uses, as is the supervised baseline
+(supervised.py).
 """
 from __future__ import annotations
 
@@ -123,35 +120,3 @@ class MoCo(nn.Module):
         labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)  # positives are column 0
         self.enqueue(self.exchange.gather(k))
         return logits, labels
-
-
-class Supervised(nn.Module):
-    """The supervised baseline through the same trainer: forward(images, targets) -> (logits, targets)."""
-
-    def __init__(self, *, encoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    @property
-    def backbone(self) -> nn.Module:
-        return self.encoder
-
-    def checkpoint_state(self) -> dict[str, torch.Tensor]:
-        """The torchvision network's own keys (conv1.*, ..., fc.*): an ImageNet-style checkpoint."""
-        return self.encoder.state_dict()
-
-    def load_checkpoint_state(self, state: dict[str, torch.Tensor]) -> None:
-        self.encoder.load_state_dict(state, strict=True)
-
-    def encoders(self) -> list[nn.Module]:
-        return [self.encoder]
-
-    @staticmethod
-    def step_inputs(images: torch.Tensor, targets: torch.Tensor, *,
-                    memory_format: torch.memory_format = torch.contiguous_format) -> tuple[torch.Tensor, ...]:
-        """(images N x C x H x W, class targets N)."""
-        return images.contiguous(memory_format=memory_format), targets
-
-    def forward(self, images: torch.Tensor, targets: torch.Tensor, momentum: float | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(images).float(), targets

@@ -364,7 +364,8 @@ def _user_title(title: str, protocol: dict[str, Any]) -> str:
     return (f"{title.replace('Your data set', str(ds.get('name')))} ({ds.get('format')}, "
             f"{len(ds.get('classes') or [])} classes, {ds.get('train_images')} train / {ds.get('test_images')} test "
             f"images, annotations {str(ds.get('annotations_sha256'))[:8]}; {sched}{protocol.get('max_iter')} "
-            f"iterations of {protocol.get('ims_per_batch')} images)")
+            f"iterations of {protocol.get('ims_per_batch')} images)"
+            + (f" [ran R{depth}]" if (depth := protocol.get("depth")) not in (None, 50) else ""))
 
 
 def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | None = None,

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from mocobench.common.benchmark import Benchmark
+from mocobench.common.config import flatten
 
 PER_TRIAL_KEYS = frozenset({"SEED", "OUTPUT_DIR", "MODEL.WEIGHTS", "MODEL.DEVICE"})
 # key -> how the scaling rule (runner.scaling, factor k) changes it: "div" (batch, lr) or "mul" (iterations)
@@ -44,16 +45,6 @@ def _short(value: Any, limit: int = 40) -> str:
 _ABSENT = object()
 
 
-def flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in cfg.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
-    return out
-
-
 def paper_config(bench: Benchmark, msra: bool = False) -> dict[str, Any]:
     """The benchmark's protocol config, flattened as its YAML dump reads back (what records hold)."""
     return dict(_paper_config(bench.name, bench.config, msra))
@@ -63,7 +54,7 @@ def paper_config(bench: Benchmark, msra: bool = False) -> dict[str, Any]:
 def _paper_config(name: str, config: str, msra: bool) -> tuple[tuple[str, Any], ...]:
     from mocobench.detection.config import build_config
 
-    cfg = build_config(Benchmark(name, "detection", name, config), weights=None, msra=msra)
+    cfg = build_config(Benchmark(name=name, task="detection", title=name, config=config), weights=None, msra=msra)
     return tuple(flatten(yaml.safe_load(cfg.dump())).items())
 
 

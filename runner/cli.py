@@ -97,6 +97,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", default="output/benchmarks",
                         help="trial folders (checkpoints, logs) and converted weights")
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep intermediate model_NNNN.pth files")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print Detectron2's full log (model structure, every logged iteration, evaluator tables) "
+                             "instead of a progress bar per trial; it is in each trial's log.txt either way")
     parser.add_argument("--jobs", type=int, default=None,
                         help="CPU runs: trials at once, each in its own process with cores/N threads (default: 2 on "
                              "the built-in data with >= 2 cores, else 1)")

@@ -23,15 +23,16 @@ from mocobench.runner.plan import TrialPlan
 log = logging.getLogger(__name__)
 
 
-def run_in_process(cfg_yaml: str, data: dict, threads: int | None = None) -> None:
+def run_in_process(cfg_yaml: str, data: dict, threads: int | None = None, verbose: bool = False) -> None:
     """What every process of a trial runs. Spawned processes import this module to find it, and with it
     both rooms' Detectron2 registrations (our ROI head, the dilated ResNet, FCNHead). threads: torch threads
-    of each CPU process of a multi-process trial (None: unchanged)."""
+    of each CPU process of a multi-process trial (None: unchanged). verbose: Detectron2's full log on the
+    terminal instead of a progress bar (it is in the trial's log.txt either way)."""
     import torch.distributed as dist
 
     if threads is not None:
         torch.set_num_threads(threads)
-    train_and_evaluate(cfg_yaml, data)
+    train_and_evaluate(cfg_yaml, data, verbose=verbose)
     if dist.is_initialized():  # a process of launch: every rank has passed the evaluation's last barrier
         dist.destroy_process_group()
 
@@ -86,7 +87,7 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
     try:
         with cpu_only_children(cpu_procs):  # one machine: --dist-url auto is a free local port
             launch(run_in_process, procs, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                   dist_url=args.dist_url, args=(cfg_yaml, data, threads))
+                   dist_url=args.dist_url, args=(cfg_yaml, data, threads, bool(getattr(args, "verbose", False))))
         ok = True
     finally:  # interrupted attempts count too: wall time is the sum over the attempts that ended
         if first:

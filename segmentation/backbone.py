@@ -15,8 +15,9 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, BottleneckBlock, ResNet
 
+from mocobench.common.resnets import resnet_depth
+
 OUTPUT_STRIDE = 16
-_BLOCKS = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 
 
 class DilatedBasicBlock(BasicBlock):
@@ -40,8 +41,7 @@ class DilatedResNet(ResNet):
 def build_dilated_resnet_backbone(cfg, input_shape: ShapeSpec) -> DilatedResNet:
     """ResNet-18/34/50/101/152 with res5 at stride 1, dilation 2 (needs MODEL.RESNETS.RES5_DILATION 2)."""
     r = cfg.MODEL.RESNETS
-    if r.DEPTH not in _BLOCKS:
-        raise ValueError(f"MODEL.RESNETS.DEPTH {r.DEPTH} unsupported; use one of {sorted(_BLOCKS)}")
+    blocks = resnet_depth(r.DEPTH).blocks
     if r.RES5_DILATION != 2:
         raise ValueError("build_dilated_resnet_backbone is the FCN recipe's conv5 with dilation 2: set "
                          "MODEL.RESNETS.RES5_DILATION 2")
@@ -53,7 +53,7 @@ def build_dilated_resnet_backbone(cfg, input_shape: ShapeSpec) -> DilatedResNet:
     stem = BasicStem(in_channels=input_shape.channels, out_channels=r.STEM_OUT_CHANNELS, norm=r.NORM)
     in_ch, out_ch, bottleneck = r.STEM_OUT_CHANNELS, r.RES2_OUT_CHANNELS, r.NUM_GROUPS * r.WIDTH_PER_GROUP
     stages = []
-    for idx, n in enumerate(_BLOCKS[r.DEPTH]):
+    for idx, n in enumerate(blocks):
         dilation = 2 if idx == 3 else 1
         first_stride = 1 if idx in (0, 3) else 2          # res2: after the stem's pool; res5: dilated instead
         kwargs = dict(num_blocks=n, stride_per_block=[first_stride] + [1] * (n - 1), in_channels=in_ch,

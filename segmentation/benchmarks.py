@@ -16,13 +16,14 @@ def _cfg(name: str) -> str:
 
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
-    Benchmark("cityscapes-mask-fpn", "instance_seg", "Cityscapes instance segmentation, Mask R-CNN R50-FPN",
-              _cfg("cityscapes_mask_rcnn_R50_FPN.yaml"), _cfg("demo/synthetic-cityscapes-mask.yaml"),
+    Benchmark(name="cityscapes-mask-fpn", task="instance_seg",
+              title="Cityscapes instance segmentation, Mask R-CNN R50-FPN",
+              config=_cfg("cityscapes_mask_rcnn_R50_FPN.yaml"), demo_delta=_cfg("demo/synthetic-cityscapes-mask.yaml"),
               columns=_MASK_COLUMNS),
-    Benchmark("voc-seg-fcn", "sem_seg", f"PASCAL VOC semantic segmentation, {_FCN}",
-              _cfg("voc_fcn_R50_dilated_30k.yaml"), _cfg("demo/synthetic-fcn.yaml")),
-    Benchmark("cityscapes-seg-fcn", "sem_seg", f"Cityscapes semantic segmentation, {_FCN}",
-              _cfg("cityscapes_fcn_R50_dilated_90k.yaml"), _cfg("demo/synthetic-fcn.yaml")),
+    Benchmark(name="voc-seg-fcn", task="sem_seg", title=f"PASCAL VOC semantic segmentation, {_FCN}",
+              config=_cfg("voc_fcn_R50_dilated_30k.yaml"), demo_delta=_cfg("demo/synthetic-fcn.yaml")),
+    Benchmark(name="cityscapes-seg-fcn", task="sem_seg", title=f"Cityscapes semantic segmentation, {_FCN}",
+              config=_cfg("cityscapes_fcn_R50_dilated_90k.yaml"), demo_delta=_cfg("demo/synthetic-fcn.yaml")),
 )}
 ALIASES = {"cityscapes-mask": "cityscapes-mask-fpn", "voc-seg": "voc-seg-fcn", "cityscapes-seg": "cityscapes-seg-fcn"}
 

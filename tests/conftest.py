@@ -19,3 +19,11 @@ def synthetic_layout(synthetic_tiny):
 
     register_synthetic(synthetic_tiny)
     return synthetic_tiny
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory):
+    """A user's own tiny COCO and VOC data sets (tests.helpers.user_data.user_layout), once per test module."""
+    from tests.helpers.user_data import user_layout
+
+    return user_layout(tmp_path_factory.mktemp("user"))

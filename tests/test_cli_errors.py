@@ -13,6 +13,7 @@ from mocobench.data.synthetic.__main__ import main as synthetic_main
 from mocobench.detection.convert import main as convert_main
 from mocobench.pretrain.__main__ import main as pretrain_main
 from tests.helpers.checkpoints import randomised_resnet, wrap
+from tests.helpers.files import CodeRunningPayload
 from tests.helpers.pretrain import make_imagefolder, tiny_overrides
 
 
@@ -113,7 +114,6 @@ def test_synthetic_bad_parameter(tmp_path, capsys):
 def test_weight_pickle_that_runs_code_is_refused_before_detectron2_sees_it(synthetic_layout, tmp_path, capsys):
     """`run --weights X.pkl`: Detectron2 reads .pkl files with plain pickle, so the runner reads it first
     without running code (numpy arrays and plain data only) and refuses anything else."""
-    import os
 
     import numpy as np
 
@@ -121,13 +121,9 @@ def test_weight_pickle_that_runs_code_is_refused_before_detectron2_sees_it(synth
 
     marker = tmp_path / "ran"
 
-    class Payload:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
     evil = tmp_path / "evil.pkl"
     with open(evil, "wb") as f:
-        pickle.dump({"model": {"stem.conv1.weight": np.zeros(2)}, "x": Payload()}, f)
+        pickle.dump({"model": {"stem.conv1.weight": np.zeros(2)}, "x": CodeRunningPayload(marker)}, f)
     base = ["run", "voc-det", "--data", "synthetic", "--dry-run", "--synthetic-preset", "tiny", "--synthetic-root",
             str(synthetic_layout.root.parent), "--output-dir", str(tmp_path / "out")]
     _check(mocobench_main([*base, "--weights", str(evil)]), capsys, "refused: unpickling it would call")

@@ -38,3 +38,17 @@ def test_base_chain(tmp_path):
     (tmp_path / "c.yaml").write_text("_BASE_: c.yaml\n")
     with pytest.raises(ConfigError, match="cycle"):
         load_yaml(tmp_path / "c.yaml")
+
+
+def test_a_key_and_value_quoted_as_one_word_is_named():
+    """'INPUT.MIN_SIZE_TRAIN (320,)' as one word used to shift every later pair ("override '2' has no value")."""
+    with pytest.raises(ConfigError, match=r"'INPUT.MIN_SIZE_TRAIN \(320,\)' holds a space"):
+        split_overrides(["INPUT.MIN_SIZE_TRAIN (320,)", "SOLVER.MAX_ITER", "2"])
+    # a value with spaces in the value's place is fine
+    assert split_overrides(["SOLVER.STEPS", "(2, 3)"]) == [("SOLVER.STEPS", "(2, 3)")]
+
+
+def test_one_flatten_for_configs_and_records():
+    from mocobench.common.config import flatten
+
+    assert flatten({"a": {"b": 1, "c": {"d": (1, 2)}}, "e": [3]}) == {"a.b": 1, "a.c.d": [1, 2], "e": [3]}

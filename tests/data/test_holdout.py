@@ -20,16 +20,8 @@ from mocobench.__main__ import main as cli
 from mocobench.common.hashing import canonical_hash, sha256_file
 from mocobench.data.custom import DatasetError, register_user_dataset
 from mocobench.data.declarations import declaration_path, declare, resolve_dataset
-from tests.helpers.user_data import CLASSES, TINY_USER, copy_coco, edit_json, user_layout
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    return user_layout(tmp_path_factory.mktemp("user"))
-
-
-def _files(*dirs: Path) -> list[Path]:
-    return [p for d in dirs if d.exists() for p in d.rglob("*") if p.is_file() or p.is_symlink()]
+from tests.helpers.files import files_under
+from tests.helpers.user_data import CLASSES, TINY_USER, copy_coco, edit_json
 
 
 def _coco_source(layout) -> tuple[str, dict]:
@@ -46,7 +38,7 @@ def test_coco_holdout_disjoint_covering_and_hashed_as_written(layout, tmp_path):
     spec, src = _coco_source(layout)
     res = tmp_path / "res"
     ds = resolve_dataset("held", spec, "holdout:0.3", res)
-    assert _files(res) == []  # checked in memory, written only by declare
+    assert files_under(res) == []  # checked in memory, written only by declare
     declare(ds, res)
     folder = res / "datasets/held"
     parts = {s: json.loads((folder / f"{s}.json").read_text()) for s in ("train", "test")}
@@ -69,9 +61,9 @@ def test_coco_holdout_disjoint_covering_and_hashed_as_written(layout, tmp_path):
     assert stored["train"] == spec and stored["test"] == "holdout:0.3:0"
     assert stored["splits"]["test"].startswith(f"coco:{folder.resolve()}/test.json:")
     # named again: the same data set, nothing rewritten; declared again elsewhere: the same bytes
-    before = {p: p.read_bytes() for p in _files(folder)}
+    before = {p: p.read_bytes() for p in files_under(folder)}
     assert resolve_dataset("held", None, None, res) == ds and declare(ds, res) is None
-    assert {p: p.read_bytes() for p in _files(folder)} == before
+    assert {p: p.read_bytes() for p in files_under(folder)} == before
     other = tmp_path / "res2"
     declare(resolve_dataset("held", spec, "holdout:0.3", other), other)
     for s in ("train", "test"):
@@ -124,13 +116,13 @@ def test_voc_root_without_image_sets(layout, tmp_path):
 
 def _refused(tmp_path, capsys, argv, match):
     res, out = tmp_path / "res", tmp_path / "out"
-    before = _files(res, out)
+    before = files_under(res, out)
     rc = cli(["run", "det-fpn", *argv, "--weights", "random", "--num-gpus", "0", "--results", str(res),
               "--output-dir", str(out)])
     err = capsys.readouterr().err
     assert rc == 2, err
     assert match in err, err
-    assert _files(res, out) == before
+    assert files_under(res, out) == before
     return err
 
 

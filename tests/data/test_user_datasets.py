@@ -17,16 +17,8 @@ from mocobench.data.custom import DatasetError, inspect_dataset, parse_source, r
 from mocobench.data.declarations import declaration_path, declare, resolve_dataset
 from mocobench.detection.benchmarks import BENCHMARKS
 from mocobench.detection.config import build_config
-from tests.helpers.user_data import CLASSES, COUNTS, coco_specs, copy_coco, edit_json, user_layout, voc_specs
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    return user_layout(tmp_path_factory.mktemp("user"))
-
-
-def _files(*dirs: Path) -> list[Path]:
-    return [p for d in dirs if d.exists() for p in d.rglob("*") if p.is_file()]
+from tests.helpers.files import files_under
+from tests.helpers.user_data import CLASSES, COUNTS, coco_specs, copy_coco, edit_json, voc_specs
 
 
 def _refused(tmp_path, capsys, argv, match):
@@ -37,7 +29,7 @@ def _refused(tmp_path, capsys, argv, match):
     err = capsys.readouterr().err
     assert rc == 2, err
     assert match in err, err
-    assert _files(res, out) == []
+    assert files_under(res, out) == []
     return err
 
 
@@ -99,7 +91,7 @@ def test_declared_once_named_again(layout, tmp_path, caplog):
     res = tmp_path / "res"
     tr, te = coco_specs(layout)
     ds = resolve_dataset("shapes3", tr, te, res)
-    assert _files(res) == []  # checked, not written yet
+    assert files_under(res) == []  # checked, not written yet
     path = declare(ds, res)
     assert path == declaration_path(res, "shapes3")
     stored = yaml.safe_load(path.read_text())

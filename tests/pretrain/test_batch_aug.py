@@ -228,7 +228,7 @@ def test_trainer_trains_with_batched_augmentation(tmp_path):
     images, sizes, targets, skipped = next(iter(trainer.loader))  # skipped: unreadable-file notes
     assert images.dtype == torch.uint8 and images.shape == (8, 3, 20, 20) and sizes.tolist() == [[20, 20]] * 8
     assert skipped == [""] * 8  # every image readable
-    views = trainer.augment_batch(images, sizes)
+    views = trainer.prepare.augment_views(images, sizes, trainer.step)
     assert views.shape == (8, 2, 3, 16, 16) and not torch.equal(views[:, 0], views[:, 1])
     final = trainer.train()
     assert final.is_file() and all(math.isfinite(e["loss"]) for e in trainer.history)

@@ -122,6 +122,28 @@ def test_shuffle_bn_keys_independent_of_permutation_without_bn():
     torch.testing.assert_close(k, F.normalize(moco.encoder_k(im_k), dim=1))
 
 
+def test_shuffle_bn_computes_keys_on_the_permuted_batch():
+    """With BN over 2 sub-batches, the keys are the encoder's on the exchange's permutation of the batch, put
+    back in order; without the shuffle they differ (the test above cannot tell a shuffle from none)."""
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Conv2d(3, 4, 3), SplitBatchNorm2d(4, num_splits=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 8))
+    moco = MoCo(encoder=enc, dim=8, queue_size=8, exchange=LocalExchange(seed=3))
+    reference = copy.deepcopy(moco.encoder_k)  # before the call updates BN's running statistics
+    seen = []
+    moco.encoder_k.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    im_k = torch.randn(8, 3, 6, 6)
+    k = moco._keys(im_k)
+    perm = torch.randperm(8, generator=torch.Generator().manual_seed(3))  # LocalExchange(seed=3)'s first draw
+    assert not torch.equal(perm, torch.arange(8))
+    torch.testing.assert_close(seen[0], im_k[perm])  # the encoder saw the shuffled batch
+    with torch.no_grad():
+        expected = F.normalize(copy.deepcopy(reference)(im_k[perm]), dim=1)[torch.argsort(perm)]
+        unshuffled = F.normalize(copy.deepcopy(reference)(im_k), dim=1)
+    torch.testing.assert_close(k, expected)
+    assert (k - unshuffled).abs().max() > 1e-3  # the sub-batches' statistics differ: the shuffle is visible
+
+
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 def test_encoders_have_torchvision_keys(arch):
     import torchvision

@@ -3,7 +3,6 @@ torch, a pickle that would run code is refused before it runs, and an old checkp
 state) gets a clear error and an upgrade path that resumes exactly."""
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
@@ -13,6 +12,7 @@ import torch
 from mocobench.pretrain import checkpoint as ckpt_lib
 from mocobench.pretrain.__main__ import main
 from mocobench.pretrain.trainer import Trainer
+from tests.helpers.files import CodeRunningPayload
 from tests.helpers.pretrain import tiny_config, tiny_overrides
 
 PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.Size)
@@ -43,12 +43,8 @@ def test_our_checkpoints_load_with_plain_weights_only(finished_run):
 def test_a_pickle_that_runs_code_is_refused_before_it_runs(tmp_path, capsys):
     marker = tmp_path / "ran"
 
-    class Payload:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
-
     evil = tmp_path / "evil.pth"
-    torch.save({"state_dict": {"module.conv1.weight": torch.zeros(1)}, "x": Payload()}, evil)
+    torch.save({"state_dict": {"module.conv1.weight": torch.zeros(1)}, "x": CodeRunningPayload(marker)}, evil)
     with pytest.raises(ckpt_lib.CheckpointError, match=r"refused: loading it would need (posix|os)\.system.*"
                                                         r"weights_only=True"):
         ckpt_lib.read_checkpoint(evil)

@@ -111,3 +111,20 @@ def test_two_process_trial_writes_one_record_equal_to_one_process_evaluation(syn
     before = open(path).read()
     assert _run(synthetic_layout, tmp_path, "voc07-det-c4", "random", extra=["--trials", "1", "--num-procs", "2"]) == 0
     assert "finished already" in capsys.readouterr().out and open(path).read() == before
+
+
+def test_verbose_reaches_every_process_of_a_trial(synthetic_layout, tmp_path, monkeypatch):
+    """--verbose travels to train_and_evaluate in each launched process (full log instead of the bar)."""
+    import detectron2.engine
+
+    seen = []
+
+    def fake_launch(main_func, procs, *, num_machines, machine_rank, dist_url, args):
+        seen.append(args[3])
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(detectron2.engine, "launch", fake_launch)
+    for extra in ([], ["--verbose"]):
+        with pytest.raises(RuntimeError, match="stop here"):
+            _run(synthetic_layout, tmp_path, "voc07-det-c4", "random", extra=["--trials", "1", *extra])
+    assert seen == [False, True]

@@ -117,11 +117,18 @@ def _run(layout, tmp_path, bench, *weights, extra=("--trials", "1")):
 
 
 @pytest.mark.slow
-def test_voc_c4_trials_records_and_no_rerun(synthetic_layout, tmp_path, capsys):
+def test_voc_c4_trials_records_and_no_rerun(synthetic_layout, tmp_path, capfd):
     run = _pretrain_dir(tmp_path)
     assert _run(synthetic_layout, tmp_path, "voc07-det-c4", str(run), "random") == 0
-    out = capsys.readouterr().out
+    captured = capfd.readouterr()
+    out = captured.out
     assert "BUILT-IN SYNTHETIC DATA" in out
+    # the terminal shows a bar per trial and a result line; Detectron2's full log is in each trial's log.txt
+    # (capfd: the trials run in processes of their own, --jobs 2 on the built-in data)
+    assert "GeneralizedRCNN(" not in out and "4/4" in captured.err and "voc07-det-c4-synthetic random" in captured.err
+    assert sum("wrote " in line and ".json: bbox AP" in line for line in out.splitlines()) == 2, out
+    logs = sorted((tmp_path / "out").rglob("log.txt"))
+    assert len(logs) == 2 and all("GeneralizedRCNN(" in p.read_text() for p in logs)
     recs = {r["init"]["label"]: r for r in records.load_records(tmp_path / "results")}
     assert set(recs) == {"moco_run-ep2", "random"}
     moco = recs["moco_run-ep2"]
@@ -148,7 +155,7 @@ def test_voc_c4_trials_records_and_no_rerun(synthetic_layout, tmp_path, capsys):
     path = moco["_path"]
     before = open(path).read()
     assert _run(synthetic_layout, tmp_path, "voc07-det-c4", str(run)) == 0
-    assert "finished already" in capsys.readouterr().out and open(path).read() == before
+    assert "finished already" in capfd.readouterr().out and open(path).read() == before
     assert len(records.find_records(tmp_path / "results")) == 2
 
 

@@ -19,14 +19,9 @@ from mocobench.__main__ import main as cli
 from mocobench.detection import engine
 from mocobench.reporting.aggregate import build_tables
 from tests.helpers.checkpoints import randomised_resnet, wrap
-from tests.helpers.user_data import CLASSES, TINY_USER, coco_specs, user_layout, voc_specs
+from tests.helpers.user_data import CLASSES, TINY_USER, coco_specs, voc_specs
 
 EPOCHS = 0.8  # about 10 annotated train images, batch 2: 4 iterations
-
-
-@pytest.fixture(scope="module")
-def layout(tmp_path_factory):
-    return user_layout(tmp_path_factory.mktemp("user"))
 
 
 def _run(tmp_path, bench, dataset_args, *weights):
@@ -74,6 +69,8 @@ def test_coco_mask_fpn_metrics_match_pycocotools_records_and_tables(layout, tmp_
     sha = recs["random"]["protocol"]["dataset"]["annotations_sha256"]
     assert table.title.startswith("shapes3, Mask R-CNN R50-FPN") and "(coco, 3 classes" in table.title
     assert f"annotations {sha[:8]}" in table.title
+    depth = recs["random"]["protocol"]["depth"]
+    assert depth != 50 and table.title.endswith(f"[ran R{depth}]")  # the title says what ran, not only R50
     assert [r.label for r in table.rows] == ["random", "moco"] and not table.reference
     assert [c.header for c in table.columns] == ["APbb", "AP50bb", "AP75bb", "APmk", "AP50mk", "AP75mk"]
     for row in table.rows:
