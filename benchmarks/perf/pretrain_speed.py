@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mocobench.pretrain.batches import DeviceBatch
+
 PRESETS = {
     "cpu-tiny": dict(arch="resnet18", stem="small", size=32, batch=16, queue=4096, steps=4, warmup=1, device="cpu"),
     "cpu-ladder": dict(arch="resnet18", stem="small", size=32, batch=32, queue=4096, steps=4, warmup=2, device="cpu"),
@@ -54,7 +56,8 @@ def measure(arch: str, stem: str, size: int, batch: int, queue: int, steps: int,
             f"train.output_dir={tmp}/out", "train.progress=false", "data.workers=0",
             f"train.threads={threads if threads else 'null'}"])
         trainer = Trainer(cfg)
-        assert trainer.augment is None  # the step takes (augmented views, targets), as with data.aug_device=cpu
+        # the step takes (augmented views, targets), as with data.aug_device=cpu
+        assert isinstance(trainer.prepare, DeviceBatch)
         images = torch.randn(batch, 2, 3, size, size, device=trainer.env.device)
         targets = torch.zeros(batch, dtype=torch.long)
         sync = torch.cuda.synchronize if trainer.env.device.type == "cuda" else (lambda: None)
@@ -141,7 +144,8 @@ def ladder(arch: str, stem: str, size: int, batch: int, queue: int, steps: int, 
             results.append({"stage": name, "pairs_per_s": round(rate, 2),
                             # the augmentation this stage's trainer ran: per image in the loader workers (cpu) or
                             # batched in the training process (gpu: on the device, the CPU on a CPU-only machine)
-                            "aug_device": "cpu" if trainer.augment is None else "gpu", "loaded": loaded,
+                            "aug_device": "cpu" if isinstance(trainer.prepare, DeviceBatch) else "gpu",
+                            "loaded": loaded,
                             "ratio": round(rate / results[0]["pairs_per_s"], 2) if results else 1.0,
                             "warmup_s": round(start - compile_start, 1), "loss": round(float(loss), 3)})
             print(f"{name:18s} {rate:9.1f} pairs/s  x{results[-1]['ratio']:.2f}  "
