@@ -254,14 +254,15 @@ def write_mmselfsup(state, path: Path, *, variant: str = "moco") -> Path:
 
 
 def write_vissl(state, path: Path) -> Path:
-    """VISSL checkpoint: classy_state_dict -> base_model -> model -> {trunk: _feature_blocks.* as numpy
-    arrays (as the model-zoo files converted from Caffe2 hold them), heads}; training state around it."""
+    """VISSL checkpoint (LogCheckpointHook + CheckpointWriter.save_consolidated_checkpoint): {phase_idx,
+    iteration, loss, iteration_num, train_phase_idx, classy_state_dict -> base_model -> model -> {trunk:
+    _feature_blocks.* (numpy arrays here, as the model-zoo files converted from Caffe2 hold them), heads}, type}."""
     trunk = {f"_feature_blocks.{k}": v.numpy().copy() for k, v in _backbone(state).items()}
     heads = {"0.clf.0.weight": np.zeros((6, _feat(state)), np.float32), "0.clf.0.bias": np.zeros(6, np.float32)}
     classy = {"base_model": {"model": {"trunk": trunk, "heads": heads}, "meta": {}},
               "meters": {}, "optimizer": {}, "loss": {}, "train_phase_idx": 104, "num_updates": 500000}
-    torch.save({"classy_state_dict": classy, "phase_idx": 209, "iteration": 500000, "iteration_num": 500000,
-                "train_phase_idx": 104, "type": "checkpoint"}, path)
+    torch.save({"phase_idx": 209, "iteration": 500000, "loss": {}, "iteration_num": 500000, "train_phase_idx": 104,
+                "classy_state_dict": classy, "type": "consolidated"}, path)
     return path
 
 
