@@ -195,7 +195,7 @@ def match_layout(lay: Layout, ckpt: Mapping[str, Any], *, forced: bool = False) 
             continue
         if not forced and lay.signature and not any(k.startswith(lay.signature) for k in state):
             return None
-        if lay.duplicate_of and not any(k.startswith(lay.duplicate_of) for k in state):
+        if lay.duplicate_of and not lay.duplicate_optional and not any(k.startswith(lay.duplicate_of) for k in state):
             return None
         return Detected(lay, state, prefix, [k for k in state if not _accounted(lay, prefix, k)])
     return None
@@ -338,6 +338,11 @@ def _refuse_stems(backbone: Mapping[str, torch.Tensor], lay: Layout) -> None:
         raise ConversionError(f"a deep stem ({deep[:4]}: three 3x3 convs instead of one 7x7, as timm's resnet*d or "
                               f"mmpretrain's deep_stem build it): Detectron2's standard ResNet stem is one 7x7 conv "
                               f"and cannot take it. Use the plain variant's weights (timm resnet50, not resnet50d).")
+    avg_down = sorted(k for k in backbone if re.match(r"layer\d\.0\.downsample\.2\.", k))
+    if avg_down:
+        raise ConversionError(f"a ResNet-D shortcut ({avg_down[:2]}: average pool, 1x1 conv, BN in downsample, as "
+                              f"timm's resnet*d and mmpretrain's avg_down build it): Detectron2's ResNet shortcut is a "
+                              f"strided 1x1 conv and cannot take it. Use the plain variant's weights (timm resnet50).")
     if "conv1.weight" in backbone and tuple(backbone["conv1.weight"].shape[-2:]) != (7, 7):
         raise ConversionError(f"conv1.weight has shape {tuple(backbone['conv1.weight'].shape)}: a small-image stem "
                               f"(3x3 conv1, as solo-learn and others build for CIFAR) cannot map onto Detectron2's "
@@ -387,7 +392,7 @@ def _extract(ckpt: Mapping[str, Any], fmt: str):
         raise ConversionError(f"format {lay.name!r} expects keys under {prefix!r}, none found. "
                               f"Known formats:\n{list_formats()}")
     _refuse_stems(backbone, lay)
-    if lay.duplicate_of:
+    if lay.duplicate_of and any(k.startswith(lay.duplicate_of) for k in found.state):
         _check_duplicate(found, backbone)
     depth = _infer_depth(backbone)
     expected = _expected_shapes(depth)
@@ -419,7 +424,7 @@ def _check_duplicate(found: Detected, backbone: Mapping[str, torch.Tensor]) -> N
         elif other.shape != value.shape or not torch.equal(other, value):
             differ.append(name)
     if differ or missing:
-        raise ConversionError(f"raw {found.layout.name} file: the backbone's two copies ({found.prefix}* and "
+        raise ConversionError(f"{found.layout.name} file: the backbone's two copies ({found.prefix}* and "
                               f"{copy_prefix}*) are one module in the training code and must be equal, but "
                               f"{len(differ)} tensors differ (e.g. {differ[:4]}) and {len(missing)} are missing "
                               f"from the copy (e.g. {missing[:4]}). The file was edited or mixes two checkpoints.")

@@ -10,7 +10,8 @@ that writes it lays it out (each checked against the framework's own checkpoint-
 - drops: key prefixes (or exact keys) of what the framework stores besides the backbone -- heads,
   momentum copies, queues -- dropped and listed;
 - siblings: other model containers in the file, dropped whole (DINO's student, VISSL's heads);
-- duplicate_of: a second copy of the backbone that must hold the same tensors (raw DenseCL files);
+- duplicate_of: a second copy of the backbone that must hold the same tensors (raw DenseCL files); with
+  duplicate_optional the copy may be absent, and is checked where present (early mmselfsup 1.x files);
 - index_names: the backbone is `nn.Sequential(*resnet.children()[:-1])` (lightly), keys 0, 1, 4-7.
 
 A layout *fits* a file when its container and backbone are there and every other tensor is one it drops;
@@ -37,6 +38,7 @@ class Layout:
     siblings: tuple[tuple[str, ...], ...] = ()    # other model containers, dropped whole
     signature: tuple[str, ...] = ()               # key prefixes of which the state dict must hold one
     duplicate_of: str | None = None               # prefix of a second copy that must equal the backbone
+    duplicate_optional: bool = False              # the copy may be absent (checked only where present)
     index_names: bool = False                     # lightly's nn.Sequential(*children()[:-1]) names
     kind: str = "other"                           # record init kind: moco | supervised | other
     refuses: str = ""                             # what is refused beyond the generic checks, in words
@@ -53,7 +55,8 @@ class Layout:
         parts.append("backbone under " + " or ".join(repr(p) if p else "no prefix" for p in self.prefixes)
                      + " (after any 'module.')")
         if self.duplicate_of:
-            parts.append(f"and its copy under {self.duplicate_of!r}")
+            parts.append(f"and {'any' if self.duplicate_optional else 'its'} copy under {self.duplicate_of!r}"
+                         + (" (must be equal)" if self.duplicate_optional else ""))
         if self.signature:
             parts.append("some key under " + " or ".join(repr(s) for s in self.signature))
         parts.append("every other tensor among the drops")
@@ -87,8 +90,8 @@ LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (
            (("teacher",),), ("backbone.",), drops=("head.",), needs=("student",), siblings=(("student",),),
            notes="the teacher (EMA) backbone is kept, as DINO evaluates it; args (argparse.Namespace) is read "
                  "as an inert placeholder"),
-    Layout("barlow-vicreg", "Barlow Twins, VICReg full checkpoint {epoch, model, optimizer} (the hub "
-                            "resnet50.pth is the torchvision layout)",
+    Layout("barlow-vicreg", "Barlow Twins (main.py: checkpoint.pth), VICReg (main_vicreg.py: model.pth) full "
+                            "checkpoint {epoch, model, optimizer} (the hub resnet50.pth is the torchvision layout)",
            (_MODEL,), ("backbone.",), drops=("projector.", "bn."), needs=("optimizer",),
            notes="VICReg's ResNet pads like SwAV's (parameter-free ConstantPad2d)"),
     Layout("densecl-raw", "DenseCL raw training checkpoints, OpenSelfSup / mmselfsup 0.x (mmcv {meta, "
@@ -99,32 +102,45 @@ LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (
     Layout("pixpro", "PixPro {opt, model, optimizer, scheduler, epoch}", (_MODEL,), ("encoder.",),
            needs=("opt",), drops=("encoder_k.", "projector.", "projector_k.", "projector_instance.",
                                   "projector_instance_k.", "predictor.", "value_transform.")),
-    Layout("pycontrast", "PyContrast (InfoMin, InsDis, PIRL, CMC) {opt, model, contrast, optimizer, epoch}; "
-                         "PyContrast's MoCo/PCL files (encoder_q) are the moco layout",
-           (_MODEL, _SD), ("encoder.", "encoder1."),
-           drops=("encoder2.", "head.", "head1.", "head2.", "head_jig.", "head_ema.", "encoder_ema."),
-           notes="CMC's encoder1 sees the L channel only: its 1-channel conv1 is refused as a wrong shape"),
+    Layout("pycontrast", "PyContrast (InfoMin, InsDis, PIRL, CMC, MoCo/PCL mode) {model, contrast, optimizer, "
+                         "epoch[, model_ema, amp]}",
+           (_MODEL,), ("encoder.", "encoder1."), needs=("contrast",), siblings=(("model_ema",),),
+           drops=("encoder2.", "head.", "head_jig.", "head1.", "head2.", "head1_jig.", "head2_jig."),
+           notes="the online model is kept (PyContrast's own detection converter reads it too); model_ema (the "
+                 "momentum copy, no module. prefix) is dropped whole. CMC's encoder1 sees the L channel only: its "
+                 "1-channel conv1 is refused as a wrong shape"),
     Layout("solo-learn", "solo-learn (BYOL, SimCLR, Barlow Twins, VICReg, ...) Lightning .ckpt",
            (_SD,), ("backbone.", "encoder."), needs=_LIGHTNING,
            drops=("momentum_backbone.", "momentum_encoder.", "projector.", "momentum_projector.", "predictor.",
                   "classifier.", "momentum_classifier.", "prototypes.", "head.", "momentum_head."),
            refuses="CIFAR stems (3x3 conv1, no max-pool)"),
-    Layout("mmselfsup", "mmselfsup 1.x / mmpretrain (mmengine {meta, state_dict, optimizer, param_schedulers, "
-                        "message_hub})",
-           (_SD,), ("backbone.",), needs=("meta",),
-           drops=("neck.", "head.", "encoder_k.", "target_net.", "momentum_encoder.", "teacher.", "queue",
-                  "queue_ptr", "data_preprocessor."),
-           notes="mmengine's meta and message hub objects are read as inert placeholders; style='caffe' "
-                 "ResNets (stride in the 1x1 conv) cannot be told from the weights and are not supported"),
-    Layout("vissl", "VISSL {classy_state_dict: {base_model: {model: {trunk, heads}}}, phase_idx, iteration, ...}",
+    Layout("mmselfsup", "mmselfsup 1.x / mmpretrain (mmengine {meta, state_dict, message_hub, optimizer, "
+                        "param_schedulers})",
+           (_SD,), ("backbone.",), needs=("meta", "message_hub"),
+           duplicate_of="encoder_q.0.", duplicate_optional=True,
+           drops=("neck.", "head.", "encoder_q.1.", "encoder_k.", "target_net.", "momentum_encoder.", "teacher.",
+                  "queue", "queue_ptr", "data_preprocessor."),
+           notes="momentum copies are mmengine averaged models (encoder_k.module.0.*, target_net.module.0.*, their "
+                 "steps counter); early 1.x files also hold encoder_q = Sequential(backbone, neck), whose copy of "
+                 "the backbone must equal backbone.*. mmengine's meta and message hub objects are read as inert "
+                 "placeholders; style='caffe' ResNets (stride in the 1x1 conv) cannot be told from the weights and "
+                 "are not supported"),
+    Layout("vissl", "VISSL {classy_state_dict: {base_model: {model: {trunk, heads}}}, phase_idx, iteration, type, "
+                    "...}",
            (("classy_state_dict", "base_model", "model", "trunk"),), ("_feature_blocks.",),
            siblings=(("classy_state_dict", "base_model", "model", "heads"),),
-           notes="numpy arrays (model-zoo files converted from Caffe2) are read as tensors"),
-    Layout("lightly", "lightly models (Lightning .ckpt or a plain state_dict)", (_SD, _FLAT), ("backbone.",),
-           index_names=True, signature=("backbone.0.", "backbone_momentum.", "projection_head.", "prediction_head.",
-                                        "prototypes.", "student_backbone."),
-           drops=("backbone_momentum.", "projection_head.", "projection_head_momentum.", "prediction_head.",
-                  "prototypes.", "student_backbone.", "teacher_backbone.", "teacher_head.", "student_head.")),
+           notes="numpy arrays (model-zoo files converted from Caffe2) are read as tensors. A trunk trained with "
+                 "MODEL.INPUT_TYPE bgr expects BGR input, which the weights cannot tell: check the model's config "
+                 "(lab trunks have a 1-channel conv1 and are refused)"),
+    Layout("lightly", "lightly (its examples' Lightning modules saved as .ckpt, or the state dict of a lightly.models "
+                      "model)", (_SD, _FLAT), ("backbone.", "teacher_backbone."),
+           index_names=True, signature=("backbone.0.", "backbone_momentum.", "momentum_backbone.", "projection_head.",
+                                        "prediction_head.", "prototypes.", "student_backbone."),
+           drops=("backbone_momentum.", "momentum_backbone.", "projection_head.", "projection_head_momentum.",
+                  "momentum_projection_head.", "prediction_head.", "prototypes.", "student_backbone.",
+                  "teacher_head.", "student_head."),
+           notes="the DINO example keeps student and teacher (teacher_backbone is kept, as DINO evaluates it); "
+                 "lightly.models' own models name their momentum copy momentum_backbone"),
 )}
 
 

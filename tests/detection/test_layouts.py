@@ -29,16 +29,22 @@ CASES = {
     "swav": ([()], "prototypes.prototypes1.weight", set()),
     "dino": ([("teacher",), ("student",)], "student/module.backbone.conv1.weight", {"argparse.Namespace"}),
     "barlow-vicreg": ([("model",)], "bn.running_var", set()),
+    "vicreg": ([("model",)], "projector.3.weight", set()),
     "densecl-raw": ([("state_dict",)], "encoder_q.0.conv1.weight", set()),
     "pixpro": ([("model",)], "value_transform.weight", {"argparse.Namespace"}),
-    "pycontrast": ([("model",)], "head_jig.fc1.weight", {"argparse.Namespace"}),
+    "pycontrast": ([("model",), ("model_ema",)], "head_jig.fc1.weight", set()),
     "solo-learn": ([("state_dict",)], "momentum_backbone.layer4.1.bn2.running_var",
                    {"omegaconf.dictconfig.DictConfig"}),
     "mmselfsup": ([("state_dict",)], "encoder_k.module.0.conv1.weight", {"tests.helpers.ckpt_layouts.HistoryBuffer"}),
+    "mmselfsup-byol": ([("state_dict",)], "target_net.module.0.conv1.weight",
+                       {"tests.helpers.ckpt_layouts.HistoryBuffer"}),
+    "mmselfsup-rc": ([("state_dict",)], "encoder_q.0.conv1.weight", {"tests.helpers.ckpt_layouts.HistoryBuffer"}),
     "vissl": ([("classy_state_dict", "base_model", "model", "trunk"),
                ("classy_state_dict", "base_model", "model", "heads")],
               "classy_state_dict/base_model/model/heads/0.clf.0.weight", set()),
     "lightly": ([("state_dict",)], "backbone_momentum.4.0.conv1.weight", set()),
+    "lightly-dino": ([("state_dict",)], "student_backbone.4.0.conv1.weight", set()),
+    "lightly-models": ([()], "momentum_backbone.4.0.conv1.weight", set()),
 }
 
 
@@ -150,14 +156,32 @@ def test_refuses_cifar_stem(r18, tmp_path):
     _refused(L.write_solo_learn(r18, tmp_path / "cifar.ckpt", cifar=True), tmp_path, r"small-image stem.*CIFAR")
 
 
+def _timm_resnet18d(r18):
+    """timm resnet18d's names (timm/models/resnet.py): conv1 = Sequential(conv 0, bn 1, act, conv 3, bn 4, act,
+    conv 6) with stem_width 32, then bn1; avg_down shortcuts downsample = (AvgPool2d, conv 1, bn 2)."""
+    def bn(prefix, n):
+        return {f"{prefix}weight": torch.ones(n), f"{prefix}bias": torch.zeros(n), f"{prefix}running_mean":
+                torch.zeros(n), f"{prefix}running_var": torch.ones(n), f"{prefix}num_batches_tracked": torch.tensor(0)}
+    state = {k: v for k, v in r18.items() if k != "conv1.weight" and ".downsample." not in k}
+    state |= {"conv1.0.weight": torch.randn(32, 3, 3, 3), "conv1.3.weight": torch.randn(32, 32, 3, 3),
+              "conv1.6.weight": torch.randn(64, 32, 3, 3)} | bn("conv1.1.", 32) | bn("conv1.4.", 32)
+    for layer, ch in ((2, 128), (3, 256), (4, 512)):
+        state[f"layer{layer}.0.downsample.1.weight"] = torch.randn(ch, ch // 2, 1, 1)
+        state |= bn(f"layer{layer}.0.downsample.2.", ch)
+    return state
+
+
 def test_refuses_deep_stem(r18, tmp_path):
-    """timm resnet*d: three 3x3 convs (conv1.0, conv1.3, conv1.6) with BNs instead of one 7x7."""
-    state = {k: v for k, v in r18.items() if k != "conv1.weight"}
-    state |= {"conv1.0.weight": torch.randn(32, 3, 3, 3), "conv1.1.weight": torch.ones(32),
-              "conv1.1.bias": torch.zeros(32), "conv1.1.running_mean": torch.zeros(32),
-              "conv1.1.running_var": torch.ones(32), "conv1.3.weight": torch.randn(32, 32, 3, 3),
-              "conv1.6.weight": torch.randn(64, 32, 3, 3)}
-    _refused(state, tmp_path, r"deep stem.*resnet50d")
+    """timm resnet18d: three 3x3 convs (conv1.0, conv1.3, conv1.6) with BNs instead of one 7x7."""
+    _refused(_timm_resnet18d(r18), tmp_path, r"deep stem.*conv1\.0\.weight.*resnet50d")
+
+
+def test_refuses_a_resnet_d_shortcut(r18, tmp_path):
+    """The avg-down shortcut alone (7x7 stem kept): downsample.1 is a stride-1 conv after a pool, so mapping it
+    onto Detectron2's strided shortcut would compute something else."""
+    state = {k: v for k, v in _timm_resnet18d(r18).items() if not k.startswith("conv1.")}
+    state["conv1.weight"] = r18["conv1.weight"]
+    _refused(state, tmp_path, r"ResNet-D shortcut.*layer2\.0\.downsample\.2\.")
 
 
 def test_refuses_a_vit(tmp_path):
@@ -178,6 +202,15 @@ def test_refuses_raw_densecl_copies_that_differ(r18, tmp_path):
     ckpt = torch.load(src, weights_only=True)
     ckpt["state_dict"]["encoder_q.0.layer2.0.conv1.weight"] += 1e-3
     _refused(ckpt, tmp_path, r"two copies.*1 tensors differ.*layer2\.0\.conv1\.weight")
+
+
+def test_refuses_mmselfsup_encoder_q_copy_that_differs(r18, tmp_path):
+    """Early mmselfsup 1.x files hold the backbone twice (encoder_q.0.* and backbone.*): checked like DenseCL's."""
+    src = L.write_mmselfsup(r18, tmp_path / "epoch_100.pth", variant="moco-rc")
+    ckpt = torch.load(src, weights_only=False)  # our own fixture file
+    ckpt["state_dict"]["encoder_q.0.layer4.1.bn2.running_var"] += 1e-3
+    torch.save(ckpt, src)
+    _refused(src, tmp_path, r"mmselfsup file: the backbone's two copies.*1 tensors differ.*layer4\.1\.bn2")
 
 
 def test_a_file_that_fits_two_layouts_is_an_error_naming_both(r18, tmp_path):

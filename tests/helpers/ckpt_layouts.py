@@ -5,6 +5,7 @@ none of their code is used). Shapes of heads are kept tiny: only their names and
 from __future__ import annotations
 
 import argparse
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -139,6 +140,17 @@ def write_barlow_vicreg(state, path: Path) -> Path:
     return path
 
 
+def write_vicreg(state, path: Path) -> Path:
+    """VICReg main_vicreg.py model.pth: {epoch, model (DDP: backbone from its resnet.py -- torchvision names, a
+    parameter-free ConstantPad2d -- and projector: Linear with bias, BatchNorm1d, ReLU, last Linear without),
+    optimizer}."""
+    sd = _pre("module.backbone.", _backbone(state))
+    sd |= _linear("module.projector.0.", _feat(state), 8) | _bn1d("module.projector.1.", 8) \
+        | _linear("module.projector.3.", 8, 4, bias=False)
+    torch.save({"epoch": 1000, "model": sd, "optimizer": _optimizer()}, path)
+    return path
+
+
 def write_densecl_raw(state, path: Path) -> Path:
     """DenseCL (OpenSelfSup) raw training checkpoint, mmcv save_checkpoint: {meta, state_dict, optimizer};
     encoder_q = Sequential(backbone, neck) and self.backbone = encoder_q[0], so the backbone tensors are
@@ -174,14 +186,15 @@ def write_pixpro(state, path: Path) -> Path:
 
 
 def write_pycontrast(state, path: Path) -> Path:
-    """PyContrast main_contrast.py (PIRL: RGBMultiHeads): {opt, model (DDP: encoder, head, head_jig),
-    contrast (memory bank), optimizer, epoch}; the EMA model is saved as model_ema."""
+    """PyContrast ContrastTrainer.save, PIRL in MoCo mode (RGBMultiHeads, linear heads): {model (DDP: encoder
+    with no fc, head = Sequential(Linear, Normalize), head_jig = JigsawHead fc1 / fc2), contrast, optimizer, epoch,
+    model_ema (the momentum copy, not DDP-wrapped: no module.)}; no args are saved."""
     bb, f = _backbone(state), _feat(state)
-    model = _pre("module.", _pre("encoder.", bb) | _linear("head.head.0.", f, 4) | _linear("head_jig.fc1.", f, 4))
-    torch.save({"opt": argparse.Namespace(method="PIRL", arch="resnet50", jigsaw=True), "model": model,
-                "model_ema": _pre("module.", _pre("encoder.", _perturbed(bb))),
-                "contrast": {"memory": torch.randn(16, 4), "memory_2": torch.randn(16, 4)},
-                "optimizer": _optimizer(), "epoch": 800}, path)
+    heads = _linear("head.0.", f, 4) | _linear("head_jig.fc1.", f, 4) | _linear("head_jig.fc2.", 4 * 9, 4)
+    torch.save({"model": _pre("module.", _pre("encoder.", bb) | heads),
+                "contrast": {"memory": torch.randn(16, 4), "index": torch.zeros((), dtype=torch.long)},
+                "optimizer": _optimizer(), "epoch": 800,
+                "model_ema": _pre("encoder.", _perturbed(bb)) | heads}, path)
     return path
 
 
@@ -212,19 +225,27 @@ def write_solo_learn(state, path: Path, *, cifar: bool = False) -> Path:
     return path
 
 
-def write_mmselfsup(state, path: Path) -> Path:
-    """mmselfsup 1.x / mmpretrain MoCo v2 (mmengine CheckpointHook): {meta, state_dict, message_hub, optimizer,
-    param_schedulers}; backbone (mmpretrain ResNet, no fc), neck, EMA key encoder encoder_k.module.{0,1}
-    with its steps counter, queue; message_hub holds HistoryBuffer objects."""
+def write_mmselfsup(state, path: Path, *, variant: str = "moco") -> Path:
+    """mmselfsup 1.x / mmpretrain written by mmengine's Runner.save_checkpoint: {meta, state_dict, message_hub,
+    optimizer, param_schedulers}; message_hub holds HistoryBuffer objects. variant "moco": mmpretrain MoCo
+    (backbone, neck, encoder_k = ExponentialMovingAverage(Sequential(backbone, neck)): encoder_k.module.{0,1}
+    and its scalar steps buffer, queue, queue_ptr); "byol": mmpretrain BYOL (target_net = CosineEMA(...):
+    target_net.module.{0,1}); "moco-rc": early mmselfsup 1.x MoCo, where encoder_q = Sequential(backbone, neck)
+    and backbone / neck are its members, so the backbone is stored twice (encoder_q.0.* and backbone.*)."""
     bb, f = _backbone(state), _feat(state)
     neck = _linear("mlp.0.", f, 8) | _linear("mlp.2.", 8, 4)
-    sd = _pre("backbone.", bb) | _pre("neck.", neck) | _pre("encoder_k.module.0.", _perturbed(bb)) \
-        | _pre("encoder_k.module.1.", neck)
-    sd |= {"encoder_k.steps": torch.tensor([1000]), "queue": torch.randn(4, 16),
-           "queue_ptr": torch.zeros(1, dtype=torch.long)}
+    ema = "target_net" if variant == "byol" else "encoder_k"
+    sd = {}
+    if variant == "moco-rc":
+        sd |= _pre("encoder_q.0.", bb) | _pre("encoder_q.1.", neck)
+    sd |= _pre("backbone.", {k: v.clone() for k, v in bb.items()}) | _pre("neck.", neck)
+    sd |= _pre(f"{ema}.module.0.", _perturbed(bb)) | _pre(f"{ema}.module.1.", neck)
+    sd[f"{ema}.steps"] = torch.tensor(1000)
+    if variant != "byol":
+        sd |= {"queue": torch.randn(4, 16), "queue_ptr": torch.zeros(1, dtype=torch.long)}
     meta = {"epoch": 200, "iter": 250200, "cfg": "model = dict(type='MoCo', backbone=dict(type='ResNet', depth=50))",
-            "seed": 0, "experiment_name": "mocov2_resnet50_8xb32-coslr-200e_in1k", "mmengine_version": "0.7.3",
-            "dataset_meta": {"classes": None}}
+            "seed": 0, "experiment_name": "mocov2_resnet50_8xb32-coslr-200e_in1k", "time": "20230101_000000",
+            "mmengine_version": "0.7.3", "dataset_meta": {"classes": None}}
     hub = {"log_scalars": {"train/loss": HistoryBuffer([6.1, 5.9])}, "runtime_info": {"epoch": 200},
            "resumed_keys": {"epoch": True}}
     torch.save({"meta": meta, "state_dict": sd, "message_hub": hub, "optimizer": _optimizer(),
@@ -233,14 +254,15 @@ def write_mmselfsup(state, path: Path) -> Path:
 
 
 def write_vissl(state, path: Path) -> Path:
-    """VISSL checkpoint: classy_state_dict -> base_model -> model -> {trunk: _feature_blocks.* as numpy
-    arrays (as the model-zoo files converted from Caffe2 hold them), heads}; training state around it."""
+    """VISSL checkpoint (LogCheckpointHook + CheckpointWriter.save_consolidated_checkpoint): {phase_idx,
+    iteration, loss, iteration_num, train_phase_idx, classy_state_dict -> base_model -> model -> {trunk:
+    _feature_blocks.* (numpy arrays here, as the model-zoo files converted from Caffe2 hold them), heads}, type}."""
     trunk = {f"_feature_blocks.{k}": v.numpy().copy() for k, v in _backbone(state).items()}
     heads = {"0.clf.0.weight": np.zeros((6, _feat(state)), np.float32), "0.clf.0.bias": np.zeros(6, np.float32)}
     classy = {"base_model": {"model": {"trunk": trunk, "heads": heads}, "meta": {}},
               "meters": {}, "optimizer": {}, "loss": {}, "train_phase_idx": 104, "num_updates": 500000}
-    torch.save({"classy_state_dict": classy, "phase_idx": 209, "iteration": 500000, "iteration_num": 500000,
-                "train_phase_idx": 104, "type": "checkpoint"}, path)
+    torch.save({"phase_idx": 209, "iteration": 500000, "loss": {}, "iteration_num": 500000, "train_phase_idx": 104,
+                "classy_state_dict": classy, "type": "consolidated"}, path)
     return path
 
 
@@ -262,6 +284,31 @@ def write_lightly(state, path: Path, *, index_names: bool = True) -> Path:
     return path
 
 
+def write_lightly_dino(state, path: Path) -> Path:
+    """lightly's DINO example (Lightning .ckpt): student_backbone and teacher_backbone, both
+    nn.Sequential(*resnet.children()[:-1]) (index names), student_head and teacher_head (DINOProjectionHead;
+    only the prefixes matter here)."""
+    index = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+    bb = {index[k.split(".", 1)[0]] + "." + k.split(".", 1)[1]: v for k, v in _backbone(state).items()}
+    head = _linear("layers.0.", _feat(state), 8) | _linear("last_layer.", 8, 6, bias=False)
+    sd = _pre("student_backbone.", _perturbed(bb)) | _pre("student_head.", head) \
+        | _pre("teacher_backbone.", bb) | _pre("teacher_head.", head)
+    torch.save(_lightning(sd, {}), path)
+    return path
+
+
+def write_lightly_models(state, path: Path) -> Path:
+    """The state dict of a lightly.models BYOL (the _MomentumEncoderMixin models): backbone (index names),
+    projection_head, prediction_head, momentum_backbone, momentum_projection_head; saved flat."""
+    index = {"conv1": "0", "bn1": "1", "layer1": "4", "layer2": "5", "layer3": "6", "layer4": "7"}
+    bb = {index[k.split(".", 1)[0]] + "." + k.split(".", 1)[1]: v for k, v in _backbone(state).items()}
+    mlp = _linear("0.", _feat(state), 8) | _bn1d("1.", 8) | _linear("3.", 8, 4)
+    sd = _pre("backbone.", bb) | _pre("projection_head.", mlp) | _pre("prediction_head.", mlp) \
+        | _pre("momentum_backbone.", _perturbed(bb)) | _pre("momentum_projection_head.", mlp)
+    torch.save(sd, path)
+    return path
+
+
 WRITERS: dict[str, tuple[str, Writer, str]] = {  # layout -> (expected format, writer, file name)
     "moco": ("moco", write_moco, "moco_v2_800ep_pretrain.pth.tar"),
     "moco-v3": ("moco-v3", write_moco_v3, "r-50-1000ep.pth.tar"),
@@ -270,11 +317,16 @@ WRITERS: dict[str, tuple[str, Writer, str]] = {  # layout -> (expected format, w
     "swav": ("swav", write_swav, "swav_800ep_pretrain.pth.tar"),
     "dino": ("dino", write_dino, "checkpoint.pth"),
     "barlow-vicreg": ("barlow-vicreg", write_barlow_vicreg, "checkpoint.pth"),
+    "vicreg": ("barlow-vicreg", write_vicreg, "model.pth"),
     "densecl-raw": ("densecl-raw", write_densecl_raw, "epoch_200.pth"),
     "pixpro": ("pixpro", write_pixpro, "ckpt_epoch_400.pth"),
     "pycontrast": ("pycontrast", write_pycontrast, "ckpt_epoch_800.pth"),
     "solo-learn": ("solo-learn", write_solo_learn, "byol-imagenet-ep=399.ckpt"),
     "mmselfsup": ("mmselfsup", write_mmselfsup, "epoch_200.pth"),
+    "mmselfsup-byol": ("mmselfsup", functools.partial(write_mmselfsup, variant="byol"), "epoch_300.pth"),
+    "mmselfsup-rc": ("mmselfsup", functools.partial(write_mmselfsup, variant="moco-rc"), "epoch_100.pth"),
     "vissl": ("vissl", write_vissl, "model_final_checkpoint_phase208.torch"),
     "lightly": ("lightly", write_lightly, "epoch=99-step=100.ckpt"),
+    "lightly-dino": ("lightly", write_lightly_dino, "dino-epoch=9.ckpt"),
+    "lightly-models": ("lightly", write_lightly_models, "byol_state_dict.pth"),
 }
