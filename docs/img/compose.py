@@ -7,6 +7,7 @@ Only lays out what the tables command wrote; nothing is computed here.
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -21,7 +22,8 @@ def first_table(markdown: str) -> list[str]:
             break
         if line.startswith("## ") or out:
             out.append(line)
-    return [line for line in out if line.strip()]
+    lines = [line for line in out if line.strip()]
+    return [w for line in lines for w in textwrap.wrap(line, 128, subsequent_indent="  ")]
 
 
 def main() -> None:
@@ -33,11 +35,11 @@ def main() -> None:
     text = first_table(args.tables.read_text())
     image = imread(args.plot)
     width = max(8.0, image.shape[1] / 120)
-    text_h, plot_h = 0.2 * len(text) + 0.3, width * image.shape[0] / image.shape[1]
+    text_h, plot_h = 0.125 * len(text) + 0.15, width * image.shape[0] / image.shape[1]
     fig = Figure(figsize=(width, text_h + plot_h))
     top = fig.add_axes((0, plot_h / (text_h + plot_h), 1, text_h / (text_h + plot_h)))
     top.axis("off")
-    top.text(0.01, 0.95, "\n".join(text), family="monospace", fontsize=7, va="top", ha="left", wrap=False)
+    top.text(0.01, 0.98, "\n".join(text), family="monospace", fontsize=7, va="top", ha="left", wrap=False)
     bottom = fig.add_axes((0, 0, 1, plot_h / (text_h + plot_h)))
     bottom.imshow(image)
     bottom.axis("off")
