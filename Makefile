@@ -136,7 +136,7 @@ convert: install
 	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make convert IN=checkpoint OUT=weights.pkl"; exit 2; }
 	$(PY) -m mocobench.detection.convert $(IN) $(OUT)
 
-# ---- your own data set (data/custom.py; README "Your own data set") ---------------------------------
+# ---- your own data set (data/custom.py; docs/own-data.md) ---------------------------------------------
 # make transfer DATASET=widgets TRAIN=coco:ann/instances.json:images TEST=holdout:0.2
 #   holds 20% of the annotated images out for test (split files in results/datasets/widgets/; TEST may
 #   also be a second split: coco:ann/val.json:images), declares the data set (results/datasets/widgets.yaml),

@@ -46,7 +46,7 @@ def load(path: str | os.PathLike) -> Any:
             return _Restricted(f, encoding="latin1").load()
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{path}: refused: unpickling it would call {e}, which is not a numpy array "
-                                f"or plain data. Weight pickles are read without running code (README, "
+                                f"or plain data. Weight pickles are read without running code (docs/reliability.md, "
                                 f"'Loading policy'); convert the weights from a checkpoint instead.") from None
     except (OSError, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
         raise UnsafePickleError(f"{path}: cannot be read as a weight pickle ({type(e).__name__}: {e}); is it "

@@ -153,7 +153,7 @@ VOC_SEG_SPLITS = {"train_aug": ("train_aug.txt", "SegmentationClassAug", ("L",))
 
 
 class DatasetLayoutError(FileNotFoundError):
-    """A data set's files are missing or not in the layout the README documents."""
+    """A data set's files are missing or not in the layout docs/benchmarks.md documents."""
 
 
 def load_voc_sem_seg(year_dir: str | os.PathLike, split: str) -> list[dict]:
@@ -166,8 +166,8 @@ def load_voc_sem_seg(year_dir: str | os.PathLike, split: str) -> list[dict]:
     d = Path(year_dir)
     ids_path = d / "ImageSets" / "Segmentation" / ids_file
     if not ids_path.is_file():
-        raise DatasetLayoutError(f"{ids_path} is missing: the VOC {split} split lists its image ids there (README, "
-                                 f"'Real datasets')")
+        raise DatasetLayoutError(f"{ids_path} is missing: the VOC {split} split lists its image ids there "
+                                 f"(docs/benchmarks.md, 'Real datasets')")
     ids = [line.split()[0] for line in ids_path.read_text().splitlines() if line.strip()]
     dicts = [{"file_name": str(d / "JPEGImages" / f"{i}.jpg"), "sem_seg_file_name": str(d / label_dir / f"{i}.png"),
               "image_id": i} for i in ids]

@@ -89,12 +89,12 @@ def _refusal(path: Path, error: Exception) -> CheckpointError:
         return CheckpointError(
             f"{path}: refused by weights-only loading ({detail}): it is not a torch.save checkpoint of tensors and "
             f"plain data (a Detectron2 .pkl goes to `python -m mocobench run --weights`, not here). This suite "
-            f"never loads checkpoints with weights_only=False (README, 'Loading policy').")
+            f"never loads checkpoints with weights_only=False (docs/reliability.md, 'Loading policy').")
     what = ", ".join(sorted(set(needed)))
     return CheckpointError(
         f"{path}: refused: loading it would need {what}, which is not a tensor or plain data. This suite loads "
         f"checkpoints with torch.load(weights_only=True) only, so that a downloaded file cannot run code "
-        f"(README, 'Loading policy'). Re-save the weights as a plain state_dict of tensors.")
+        f"(docs/reliability.md, 'Loading policy'). Re-save the weights as a plain state_dict of tensors.")
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

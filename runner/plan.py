@@ -123,6 +123,6 @@ def data_mode(bench: Benchmark, requested: str) -> bool:
                f"some files of {bench.name}'s real datasets are under {datasets_root()} but not all")
         what = absent or ("files inside those folders (Cityscapes semantic segmentation needs the "
                           "*_gtFine_labelTrainIds.png of cityscapesscripts' createTrainIdLabelImgs)")
-        raise RunnerError(f"{how}: datasets {missing} are incomplete; missing: {what}. See README "
+        raise RunnerError(f"{how}: datasets {missing} are incomplete; missing: {what}. See docs/benchmarks.md "
                           f"'Real datasets' for the layout, or use --data synthetic")
     return bool(missing)

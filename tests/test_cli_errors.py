@@ -1,4 +1,4 @@
-"""Every command-line entry, fed the README's bad inputs (truncated, missing or foreign checkpoints, bad
+"""Every command-line entry, fed the bad inputs of docs/reliability.md (truncated, missing or foreign checkpoints, bad
 config keys, missing data folders), answers with exit status 2 and one clear message: what is wrong and
 what to do, never a traceback. Run in process, through each CLI's main()."""
 from __future__ import annotations

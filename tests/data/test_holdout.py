@@ -152,7 +152,7 @@ def test_refused_when_the_source_changed_after_declaration(layout, tmp_path, cap
 
 @pytest.mark.slow
 def test_one_coco_json_through_the_cli(layout, tmp_path):
-    """The README's one-json case: --train coco:ONE.json:IMAGES --test holdout:0.3, a few iterations;
+    """The one-json case of docs/own-data.md: --train coco:ONE.json:IMAGES --test holdout:0.3, a few iterations;
     the record names the held-out split and its metrics are pycocotools' on the written test.json."""
     spec, _ = _coco_source(layout)
     res = tmp_path / "res"

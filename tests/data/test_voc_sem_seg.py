@@ -1,6 +1,6 @@
 """The VOC semantic segmentation layout: the built-in data's label PNGs agree with the exact scene masks,
-load through the registered names, and score 100 mIoU as their own prediction; real data laid out as the
-README says is found, and missing or wrong parts are named."""
+load through the registered names, and score 100 mIoU as their own prediction; real data laid out as
+docs/benchmarks.md says is found, and missing or wrong parts are named."""
 from __future__ import annotations
 
 import numpy as np
