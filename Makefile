@@ -96,9 +96,11 @@ knn lincls: install
 # make tables    paper-style tables from every record under results/records: results/tables/tables.{md,csv,tex,html}
 #                (Markdown also printed) and results/plots/*.png. Benchmark targets end with `$(MAKE) tables`.
 # TABLES_ARGS="--pretrain-runs output/pretrain/moco_v2_demo" adds that run's loss / kNN curves.
+# RESULTS=DIR: the results folder of every run target and of the tables they print (default results/).
+RESULTS ?= results
 .PHONY: tables
 tables: install
-	$(PY) -m mocobench tables $(TABLES_ARGS)
+	$(PY) -m mocobench tables --results $(RESULTS) $(TABLES_ARGS)
 
 # Built-in synthetic data (data/synthetic): generated once per parameter set, then cached.
 .PHONY: data
@@ -129,6 +131,7 @@ voc-det coco-mask cityscapes-mask voc-seg cityscapes-seg coco-kp lvis-mask: inst
 	  && [ "$$($(PY) -c 'import sys; from mocobench.runner.cli import resolve_benchmark, data_mode; print(data_mode(resolve_benchmark(sys.argv[1]), "auto"))' $@ 2>/dev/null)" = True ]; then \
 	  echo "[$@] no supervised synthetic baseline yet: make pretrain-supervised"; $(MAKE) pretrain-supervised; fi
 	$(PY) -m mocobench run $@ --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
+	  --results $(RESULTS) \
 	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(DET_ARGS)
 	$(if $(TABLES_AFTER_RUN),$(MAKE) tables)
 
@@ -150,7 +153,7 @@ USER_BENCH ?= det-fpn
 transfer: install
 	@test -n "$(DATASET)" || { echo "usage: make transfer DATASET=name TRAIN=coco:ANN.json:IMAGE_DIR TEST=holdout:0.2 (or TEST=coco:...; voc:VOC_ROOT[:SPLIT])"; exit 2; }
 	$(PY) -m mocobench run $(USER_BENCH) --dataset $(DATASET) $(if $(TRAIN),--train $(TRAIN)) $(if $(TEST),--test $(TEST)) \
-	  --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
+	  --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing --results $(RESULTS) \
 	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(DET_ARGS)
 	$(if $(TABLES_AFTER_RUN),$(MAKE) tables)
 
@@ -184,4 +187,5 @@ suite: install
 	  && [[ "$(SUITE_ARGS)" != *--dry-run* ]]; then \
 	  echo "[suite] no supervised synthetic baseline yet: make pretrain-supervised"; $(MAKE) pretrain-supervised; fi
 	$(PY) -m mocobench run suite --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
+	  --results $(RESULTS) \
 	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(SUITE_ARGS) $(DET_ARGS)
