@@ -74,17 +74,23 @@ def write_item(layout: str, root: Path, params: dict[str, Any], seed: int,
     return split, image, anns
 
 
+def split_images_and_annotations(records: list[Any], split: str) -> tuple[list[dict], list[dict]]:
+    """One split's COCO "images" and "annotations" (ids 1, 2, ... in order) from the writers' (split, image,
+    annotations) records: shared by the instance, keypoint and LVIS layouts."""
+    images, annotations = [], []
+    for s, image, anns in records:
+        if s == split:
+            images.append(image)
+            for ann in anns:
+                annotations.append({"id": len(annotations) + 1, **ann})
+    return images, annotations
+
+
 def finish(layout: str, root: Path, params: dict[str, Any], records: list[Any]) -> None:
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     categories = [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(params["categories"])]
     for split in params["counts"][LAYOUT]:
-        images, annotations = [], []
-        for s, image, anns in records:
-            if s != split:
-                continue
-            images.append(image)
-            for ann in anns:
-                annotations.append({"id": len(annotations) + 1, **ann})
+        images, annotations = split_images_and_annotations(records, split)
         doc = {"info": {"description": "moco-transfer-bench synthetic scenes", "version": "1.0"},
                "licenses": [], "images": images, "annotations": annotations, "categories": categories}
         write_text(root / "annotations" / f"instances_{split}.json", json.dumps(doc), overwrite=False, durable=False)

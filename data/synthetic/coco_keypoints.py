@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from mocobench.common.atomic import write_text
 
 from . import figure
-from .coco import _box
+from .coco import _box, split_images_and_annotations
 from .scene import generate_scene, texture
 from .streams import image_rng, save_jpeg
 
@@ -120,12 +120,7 @@ def category() -> dict[str, Any]:
 def finish(layout: str, root: Path, params: dict[str, Any], records: list[Any]) -> None:
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     for split in params["counts"][LAYOUT]:
-        images, annotations = [], []
-        for s, image, anns in records:
-            if s == split:
-                images.append(image)
-                for a in anns:
-                    annotations.append({"id": len(annotations) + 1, **a})
+        images, annotations = split_images_and_annotations(records, split)
         doc = {"info": {"description": "moco-transfer-bench synthetic figures", "version": "1.0"}, "licenses": [],
                "images": images, "annotations": annotations, "categories": [category()]}
         write_text(root / "annotations" / f"person_keypoints_{split}.json", json.dumps(doc), overwrite=False,

@@ -22,7 +22,7 @@ from typing import Any
 from mocobench.common.atomic import write_text
 
 from . import shapes
-from .coco import _box, _polygons
+from .coco import _box, _polygons, split_images_and_annotations
 from .scene import PATTERNS, Vocabulary, footprint, generate_scene
 from .streams import image_rng, save_jpeg
 
@@ -101,12 +101,7 @@ def finish(layout: str, root: Path, params: dict[str, Any], records: list[Any]) 
     root.mkdir(parents=True, exist_ok=True)
     cats = categories(params, [r for r in records if r[0] == "train"])
     for split in params["counts"][LAYOUT]:
-        images, annotations = [], []
-        for s, image, anns in records:
-            if s == split:
-                images.append(image)
-                for a in anns:
-                    annotations.append({"id": len(annotations) + 1, **a})
+        images, annotations = split_images_and_annotations(records, split)
         doc = {"info": {"description": "moco-transfer-bench synthetic long-tailed scenes", "version": "0.5"},
                "licenses": [], "images": images, "annotations": annotations, "categories": cats}
         write_text(root / f"lvis_v0.5_{split}.json", json.dumps(doc), overwrite=False, durable=False)
