@@ -208,22 +208,28 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
     register_builtin(data)
     num_devices = req.num_procs * req.num_machines  # one process per device (a GPU, or a CPU process)
     cache = Path(req.output_dir) / "converted"
-    inits = []
-    for spec in req.weights:
-        p = Path(spec)
-        absent = not p.exists() or (p.is_dir() and latest_checkpoint(p) is None)
-        if spec != "random" and absent and req.skip_missing:
-            log.warning(f"\n!!! --weights {spec}: no such file or no checkpoint in it: SKIPPED (baseline not "
-                        f"available) !!!\n")
-            continue
-        inits.append(resolve_init(spec, cache_dir=cache, label=req.label, kind=req.kind, msra=req.msra,
-                                  fmt=req.format))
+    inits = [resolve_init(spec, cache_dir=cache, label=req.label, kind=req.kind, msra=req.msra, fmt=req.format)
+             for spec in (available_weights(req.weights) if req.skip_missing else req.weights)]
     labels = [i.label for i in inits]
     if len(set(labels)) != len(labels):
         raise RunnerError(f"two initialisations share a label: {labels}; pass them in separate runs with --label")
     plans = [plan_trial(bench, init, trial, args=req, synthetic=synthetic, num_devices=num_devices, dataset=dataset)
              for init in inits for trial in range(req.first_trial, req.first_trial + req.trials)]
     return Prepared(req, bench, synthetic, data, inits, plans, dataset, job)
+
+
+def available_weights(specs: list[str]) -> list[str]:
+    """--skip-missing: the specs that exist ('random', a file, a folder with a checkpoint), with one warning for
+    each one that does not (a baseline not trained yet)."""
+    kept = []
+    for spec in specs:
+        p = Path(spec)
+        if spec != "random" and (not p.exists() or (p.is_dir() and latest_checkpoint(p) is None)):
+            log.warning(f"\n!!! --weights {spec}: no such file or no checkpoint in it: SKIPPED (baseline not "
+                        f"available) !!!\n")
+            continue
+        kept.append(spec)
+    return kept
 
 
 def execute(prep: Prepared, *, banner: bool = True) -> RunResult:

@@ -23,7 +23,7 @@ from mocobench.common.errors import UsageError
 from mocobench.runner import RunnerError
 from mocobench.runner.benchmarks import ALIASES, BENCHMARKS
 from mocobench.runner.estimate import MODEL_ZOO, UNKNOWN, Estimate, estimate_trial, local_device_key
-from mocobench.runner.run import Prepared, RunRequest, execute, prepare
+from mocobench.runner.run import Prepared, RunRequest, available_weights, execute, prepare
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +117,8 @@ def plan_suite(request: RunRequest, names: list[str] | None = None, records: Ite
     records: the suite's own history) or the model zoo. A benchmark that cannot be planned is kept with its
     error and reported; when none can be, the first error is raised."""
     records = list(records)
+    if request.skip_missing:  # checked (and warned about) once for the whole suite, not once per benchmark
+        request = dataclasses.replace(request, weights=available_weights(request.weights), skip_missing=False)
     entries, errors = [], []
     for name in names or paper_benchmarks():
         try:

@@ -147,6 +147,20 @@ def test_dry_run_prints_only_the_plan(synthetic_layout, tmp_path, capsys):
     assert not (tmp_path / "results").exists() and not (tmp_path / "out").exists()
 
 
+def test_missing_baseline_is_reported_once_for_the_whole_suite(synthetic_layout, tmp_path, capsys):
+    """--skip-missing: a baseline not trained yet is left out of every benchmark's plan with one warning, not one
+    per benchmark; the initialisations that exist are still planned everywhere."""
+    argv = ["run", "suite", "--only", "voc-seg,voc-det", "--weights", str(tmp_path / "not_trained"), "--weights",
+            "random", "--skip-missing", "--data", "synthetic", "--synthetic-root", str(synthetic_layout.root.parent),
+            "--synthetic-preset", "tiny", "--num-gpus", "0", "--dry-run", "--results", str(tmp_path / "results"),
+            "--output-dir", str(tmp_path / "out")]
+    assert cli(argv) == 0
+    out = capsys.readouterr().out
+    assert out.count("SKIPPED") == 1 and "not_trained" in out
+    rows = [line for line in out.splitlines() if "-synthetic " in line and "random" in line]
+    assert {r.split()[1] for r in rows} == {"voc-seg-fcn-synthetic", "voc0712-det-c4-synthetic"}
+
+
 @pytest.mark.slow
 def test_real_suite_only_two_benchmarks_on_tiny_data(synthetic_layout, tmp_path, capsys):
     argv = ["run", "suite", "--only", "voc07-det-c4,voc-seg-fcn", "--weights", "random", "--data", "synthetic",
