@@ -3,14 +3,18 @@ cores / N torch threads. On 2 cores two one-thread trials give 1.24x the through
 trial after the other (the demo's small convolutions do not keep two threads busy; benchmarks/perf/RESULTS.md).
 
 Each trial is the same `run_trial` as in sequence, in a spawned process (never forked: the parent's OpenMP
-pool is not fork-safe), so records, resumption and kill-safety are those of a sequential run. A failed trial
-does not stop the others; the first error is raised once all have ended.
+pool is not fork-safe), so records, resumption and kill-safety are those of a sequential run. The workers
+are not daemonic (a `concurrent.futures` pool, not `multiprocessing.Pool`): a trial may start processes of its
+own, as Detectron2's Cityscapes loader does (`load_cityscapes_instances` opens a `multiprocessing.Pool`). A
+failed trial does not stop the others; the first error is raised once all have ended.
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing
 import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from mocobench.runner import RunnerError
@@ -22,8 +26,7 @@ log = logging.getLogger(__name__)
 
 def auto_jobs(requested: int | None, *, synthetic: bool, num_gpus: int, trials: int, num_procs: int = 1) -> int:
     """--jobs: as given; by default 2 for built-in-data trials on a CPU with >= 2 cores, else 1. A trial of
-    several processes (--num-procs) runs alone: its processes are the parallelism (and the pool's workers,
-    daemonic, could not start them)."""
+    several processes (--num-procs) runs alone: its processes are the parallelism."""
     if requested is not None:
         if requested < 1:
             raise RunnerError(f"--jobs {requested}: give 1 or more trials to run at once")
@@ -48,16 +51,18 @@ def _init_worker(threads: int) -> None:
 
 
 def run_parallel(plans: list[TrialPlan], *, args, data: dict, jobs: int) -> list[Path]:
-    """Run the plans, `jobs` at a time; the records written (trials finished already write none)."""
+    """Run the plans, `jobs` at a time; the records written (trials finished already write none). Each trial gets
+    a fresh process where Python has `max_tasks_per_child` (3.11+); on 3.10 a worker runs its trials in turn."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     log.info(f"{len(plans)} trial(s), {jobs} at a time, {threads} torch thread(s) each")
-    ctx = multiprocessing.get_context("spawn")
+    fresh = {"max_tasks_per_child": 1} if sys.version_info >= (3, 11) else {}
     written, errors = [], []
-    with ctx.Pool(jobs, initializer=_init_worker, initargs=(threads,), maxtasksperchild=1) as pool:
-        pending = [(plan, pool.apply_async(run_trial, (plan,), {"args": args, "data": data})) for plan in plans]
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,), **fresh) as pool:
+        pending = [(plan, pool.submit(run_trial, plan, args=args, data=data)) for plan in plans]
         for plan, result in pending:
             try:
-                path = result.get()
+                path = result.result()
             except Exception as e:  # noqa: BLE001  (reported below, after the other trials)
                 log.error(f"{plan.benchmark} / {plan.init.label} trial {plan.trial} failed: {e}")
                 errors.append(e)

@@ -21,9 +21,9 @@ TINY = ["SOLVER.MAX_ITER", "3", "SOLVER.STEPS", "(2,)", "SOLVER.WARMUP_ITERS", "
 DETECTOR = ["MODEL.RPN.POST_NMS_TOPK_TEST", "20", "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "8"]
 
 
-def _run(layout, tmp_path, bench, *weights, opts=()):
+def _run(layout, tmp_path, bench, *weights, opts=(), trials=("--trials", "1")):
     argv = ["run", bench, "--data", "synthetic", "--synthetic-root", str(layout.root.parent),
-            "--synthetic-preset", "tiny", "--num-gpus", "0", "--trials", "1",
+            "--synthetic-preset", "tiny", "--num-gpus", "0", *trials,
             "--results", str(tmp_path / "results"), "--output-dir", str(tmp_path / "out")]
     for w in weights:
         argv += ["--weights", w]
@@ -31,18 +31,26 @@ def _run(layout, tmp_path, bench, *weights, opts=()):
 
 
 @pytest.mark.slow
-def test_cityscapes_mask_rcnn_trial_in_its_own_folder(synthetic_layout, tmp_path, monkeypatch, capsys):
+def test_cityscapes_mask_rcnn_trials_side_by_side_in_their_own_folders(synthetic_layout, tmp_path, monkeypatch,
+                                                                        capsys):
+    """Two trials at once (--jobs 2, what the built-in data gets by default): each runs in a worker process that
+    must be able to start processes of its own, since Detectron2's Cityscapes loader opens a multiprocessing
+    pool (a daemonic worker refuses: "daemonic processes are not allowed to have children")."""
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
-    assert _run(synthetic_layout, tmp_path, "cityscapes-mask", "random", opts=DETECTOR) == 0
-    assert "BUILT-IN SYNTHETIC DATA" in capsys.readouterr().out
-    assert os.listdir(cwd) == []  # cityscapesscripts' files went to the trial folder
-    (rec,) = records.load_records(tmp_path / "results")
-    assert rec["benchmark"] == "cityscapes-mask-fpn-synthetic" and rec["task"] == "instance_seg"
-    assert set(rec["metrics"]["segm"]) == {"AP", "AP50"} and rec["protocol"]["num_classes"] == 8
-    assert all(0 <= v <= 100 for v in rec["metrics"]["segm"].values())
-    assert (tmp_path / "out").exists() and list((tmp_path / "out").rglob("inference/matches.json"))
+    assert _run(synthetic_layout, tmp_path, "cityscapes-mask", "random", opts=DETECTOR,
+                trials=("--trials", "2", "--jobs", "2")) == 0
+    out = capsys.readouterr().out
+    assert "BUILT-IN SYNTHETIC DATA" in out and "2 trial(s), 2 at a time" in out
+    assert os.listdir(cwd) == []  # cityscapesscripts' files went to the trial folders
+    recs = sorted(records.load_records(tmp_path / "results"), key=lambda r: r["trial"])
+    assert [(r["trial"], r["seed"]) for r in recs] == [(0, 1000), (1, 1001)]
+    for rec in recs:
+        assert rec["benchmark"] == "cityscapes-mask-fpn-synthetic" and rec["task"] == "instance_seg"
+        assert set(rec["metrics"]["segm"]) == {"AP", "AP50"} and rec["protocol"]["num_classes"] == 8
+        assert all(0 <= v <= 100 for v in rec["metrics"]["segm"].values())
+    assert len(list((tmp_path / "out").rglob("inference/matches.json"))) == 2
 
 
 @pytest.mark.slow
