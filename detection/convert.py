@@ -493,22 +493,26 @@ def save_detectron2(conv: Conversion, output: str | os.PathLike, *, source: str 
 
 
 def convert_file(input: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "auto", overwrite: bool = False,
-                 check: bool = True) -> tuple[Conversion, VerifyReport | None]:
+                 check: bool = True, list_tensors: bool = True) -> tuple[Conversion, VerifyReport | None]:
     """Convert INPUT into OUTPUT, log the key map and (check=True) the forward-pass proof.
-    Raises ConversionError when the input is wrong or the proof fails (the output is then removed)."""
+    list_tensors: every mapped and dropped tensor at INFO (the convert command), else at DEBUG (a run's console:
+    the counts only). Raises ConversionError when the input is wrong or the proof fails (the output is then
+    removed)."""
+    each = log.info if list_tensors else log.debug
     ckpt, ignored = load_checkpoint_report(input)
     conv = convert(ckpt, fmt, ignored_objects=ignored)
     epoch = conv.meta.get("epoch")
     log.info(f"{input}: format {conv.format}, ResNet-{conv.depth}, {len(conv.key_map)} backbone tensors"
              + (f", epoch {epoch}" if epoch is not None else ""))
     for src, dst in conv.key_map:
-        log.info(f"  {src:55s} -> {dst:40s} {tuple(conv.detectron2_state[dst].shape)}")
+        each(f"  {src:55s} -> {dst:40s} {tuple(conv.detectron2_state[dst].shape)}")
     if conv.dropped:
         counters = [k for k in conv.dropped if k.endswith("num_batches_tracked")]
         others = [k for k in conv.dropped if k not in set(counters)]
-        log.info(f"dropped {len(others)} non-backbone tensors and {len(counters)} BN num_batches_tracked counters:")
+        log.info(f"dropped {len(others)} non-backbone tensors and {len(counters)} BN num_batches_tracked counters"
+                 + (":" if list_tensors else f" (python -m mocobench.detection.convert {input} OUT lists them)"))
         for key in others:
-            log.info(f"  dropped {key}")
+            each(f"  dropped {key}")
     if conv.ignored_objects:
         log.info(f"ignored non-tensor objects (inert placeholders, never constructed): "
                  f"{', '.join(conv.ignored_objects)}")

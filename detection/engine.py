@@ -200,8 +200,11 @@ def train_and_evaluate(cfg_yaml: str, data: dict[str, Any], *, verbose: bool = F
     cfg.freeze()
     rank = comm.get_rank()
     # one console handler per process (trials in one process add only their log file), one log file per trial
-    setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank, name="detectron2",
-                 configure_stdout=verbose and not _has_console("detectron2"))
+    # fvcore's too (its checkpointer's "not found in the checkpoint" lists), else Python's last-resort handler
+    # prints its warnings to the terminal
+    for name in ("detectron2", "fvcore"):
+        setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank, name=name,
+                     configure_stdout=verbose and not _has_console(name))
     seed_all_rng(cfg.SEED + rank)
     register_builtin(data)
     trainer = Trainer(cfg)

@@ -82,7 +82,7 @@ def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: 
         fmt, depth = _pkl_format(pkl), _pkl_depth(pkl)
     else:
         try:
-            conv = convert_file(path, pkl, fmt=fmt)[0]
+            conv = convert_file(path, pkl, fmt=fmt, list_tensors=False)[0]
         except ConversionError as e:
             raise RunnerError(f"--weights {spec}: {e}") from None
         fmt, depth = conv.format, conv.depth

@@ -129,6 +129,11 @@ def test_voc_c4_trials_records_and_no_rerun(synthetic_layout, tmp_path, capfd):
     assert sum("wrote " in line and ".json: bbox AP" in line for line in out.splitlines()) == 2, out
     logs = sorted((tmp_path / "out").rglob("log.txt"))
     assert len(logs) == 2 and all("GeneralizedRCNN(" in p.read_text() for p in logs)
+    # the converter's counts, not its 100-line key map; fvcore's list of head tensors missing from the backbone
+    # checkpoint goes to the trial's log.txt, not the terminal
+    assert "proof OK" in out and "backbone tensors" in out and "encoder_q.layer1.0.conv1.weight" not in out
+    assert "not found in the checkpoint" not in captured.out + captured.err
+    assert any("not found in the checkpoint" in p.read_text() for p in logs if "moco_run" in str(p))
     recs = {r["init"]["label"]: r for r in records.load_records(tmp_path / "results")}
     assert set(recs) == {"moco_run-ep2", "random"}
     moco = recs["moco_run-ep2"]
