@@ -23,6 +23,7 @@ from mocobench.common.errors import UsageError
 from mocobench.runner import RunnerError
 from mocobench.runner.benchmarks import ALIASES, BENCHMARKS
 from mocobench.runner.estimate import MODEL_ZOO, UNKNOWN, Estimate, estimate_trial, local_device_key
+from mocobench.runner.parallel import auto_jobs
 from mocobench.runner.run import Prepared, RunRequest, available_weights, execute, prepare
 
 log = logging.getLogger(__name__)
@@ -63,21 +64,23 @@ class SuiteEntry:
     error: str | None = None                    # why planning failed
     estimates: list[Estimate] = field(default_factory=list)   # one per planned trial
     done: list[bool] = field(default_factory=list)            # per planned trial: its record exists
+    jobs: int = 1                                             # trials run at once on the CPU (--jobs)
 
     @property
     def todo_seconds(self) -> float | None:
-        """Estimated wall-clock seconds of the trials still to run (None: some have no estimate)."""
+        """Estimated wall-clock seconds of the trials still to run (None: some have no estimate). With --jobs J
+        trials side by side each record's time is that of a trial sharing the machine, so the sum is / J."""
         left = [e for e, d in zip(self.estimates, self.done) if not d]
         if any(e.seconds is None for e in left):
             return None
-        return sum(e.seconds for e in left)
+        return sum(e.seconds for e in left) / self.jobs
 
     @property
     def todo_device_hours(self) -> float | None:
         left = [e for e, d in zip(self.estimates, self.done) if not d]
         if any(e.device_hours is None for e in left):
             return None
-        return sum(e.device_hours for e in left)
+        return sum(e.device_hours for e in left) / self.jobs
 
     def sort_key(self) -> tuple:
         if self.prepared is None or not self.prepared.plans:
@@ -131,7 +134,9 @@ def plan_suite(request: RunRequest, names: list[str] | None = None, records: Ite
         key = local_device_key(req.num_gpus, req.num_machines)
         estimates = [estimate_trial(p, records, num_gpus=req.num_gpus, num_machines=req.num_machines, key=key)
                      for p in prep.plans]
-        entries.append(SuiteEntry(name, prep, None, estimates, [p.record_path.exists() for p in prep.plans]))
+        jobs = auto_jobs(req.jobs, synthetic=prep.synthetic, num_gpus=req.num_gpus, trials=len(prep.plans),
+                         num_procs=req.num_procs)
+        entries.append(SuiteEntry(name, prep, None, estimates, [p.record_path.exists() for p in prep.plans], jobs))
     if errors and len(errors) == len(entries):
         raise errors[0]
     entries.sort(key=SuiteEntry.sort_key)
@@ -163,7 +168,8 @@ def render_plan(plan: SuitePlan) -> str:
             est = entry.estimates[idx[0]]
             done = sum(entry.done[j] for j in idx)
             left = [entry.estimates[j] for j in idx if not entry.done[j]]
-            hours = None if any(e.device_hours is None for e in left) else sum(e.device_hours for e in left)
+            hours = None if any(e.device_hours is None for e in left) else sum(
+                e.device_hours for e in left) / entry.jobs
             per_gpu = p.cfg.SOLVER.IMS_PER_BATCH // prep.num_devices
             s_iter = "?" if est.seconds_per_iter is None else f"{est.seconds_per_iter:.3g}"
             lines.append(f"{i:>2}  {p.benchmark:<34} {label:<26} {f'{len(idx)} ({done} done)':>9} "

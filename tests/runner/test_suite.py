@@ -73,6 +73,12 @@ def test_plan_and_estimate_from_fake_records(synthetic_layout, tmp_path):
     assert "3 record(s) of voc-seg-fcn-synthetic on this device" in text and "unknown: no record" in text
     assert f"{2 * s_iter * 80 / 3600:.3g} CPU machine-hours + unknown for 1" in text
     assert "2 (0 done)" in text and " 80 " in text and " 110 " in text  # trials, iterations of both demos
+    # --jobs 2 (the built-in default on >= 2 cores): the records' times are of trials sharing the machine, and two
+    # run at once, so the wall clock and machine-hours left are half the sum
+    (seg2,) = plan_suite(_request(synthetic_layout, tmp_path, jobs=2), ["voc-seg-fcn"], records=recs).entries
+    assert seg2.jobs == 2 and seg2.estimates == seg.estimates
+    assert seg2.todo_seconds == pytest.approx(s_iter * 80) and seg2.todo_device_hours == pytest.approx(
+        s_iter * 80 / 3600)
 
 
 def test_model_zoo_estimate_on_the_real_protocol(tmp_path):
