@@ -167,6 +167,7 @@ def build_card(records: Iterable[dict[str, Any]], benchmarks: list[str], *, refe
     paper: dict[str, CardRow] = {}
     baselines: dict[str, str] = {}
     notes: list[str] = []
+    no_paper: dict[str, list[str]] = {}  # why -> benchmarks whose paper rows are left out (one note per reason)
     for bench in benchmarks:
         table, pick_notes = _pick_table([t for t in tables if t.benchmark == bench], hashes)
         notes += pick_notes
@@ -202,7 +203,8 @@ def build_card(records: Iterable[dict[str, Any]], benchmarks: list[str], *, refe
                                              c.level, c.source)
         if not table.reference:
             why = "synthetic built-in data" if table.synthetic else "not comparable or not in reference.yaml"
-            notes.append(f"{bench}: the paper's numbers are not shown ({why})")
+            no_paper.setdefault(why, []).append(bench)
+    notes += [f"the paper's numbers are not shown ({why}): {', '.join(benches)}" for why, benches in no_paper.items()]
     order = aggregate.KIND_ORDER
     card = Card(columns, sorted(rows.values(), key=lambda r: (order.get(r.kind, 9), r.label)),
                 sorted(paper.values(), key=lambda r: order.get(r.kind, 9)), baselines, notes)
