@@ -3,23 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
+from mocobench.benchmarks.perf.gpu_check.context import write_imagefolder
 from mocobench.pretrain.config import load_config
 
 
 def make_imagefolder(root: Path, classes: int = 2, per_class: int = 8, size: int = 20, seed: int = 0) -> Path:
-    """root/c<i>/<n>.png: noisy images whose mean colour depends on the class."""
-    rng = np.random.default_rng(seed)
-    for c in range(classes):
-        d = root / f"c{c}"
-        d.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            base = np.array([255 * (c % 2), 255 * ((c // 2) % 2), 128], dtype=np.float64)
-            pixels = (0.6 * base + 0.4 * rng.random((size, size, 3)) * 255).clip(0, 255).astype(np.uint8)
-            Image.fromarray(pixels).save(d / f"{i}.png")
-    return root
+    """root/c<i>/<n>.png: noisy images whose mean colour depends on the class (the GPU check's writer)."""
+    return write_imagefolder(root, classes=classes, per_class=per_class, size=size, seed=seed)
 
 
 def tiny_overrides(data: Path, out: Path, *overrides: str) -> list[str]:
