@@ -42,10 +42,30 @@ def _train(args: argparse.Namespace) -> int:
     from mocobench.pretrain.trainer import Trainer
 
     cfg = _config(args)
+    if args.dry_run:
+        return _plan_training(cfg)
     try:
         Trainer(cfg, resume=args.resume).train()  # under torchrun the trainer joins the process group
     finally:  # finished or failed, each rank shuts its process group down itself (not at interpreter exit)
         destroy_distributed()
+    return 0
+
+
+def _plan_training(cfg: dict) -> int:
+    """`train --dry-run`: the config checked at this world size (torchrun's WORLD_SIZE, else 1); nothing trained."""
+    import os
+
+    from mocobench.pretrain.world import data_paths, plan_world
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    lines = plan_world(cfg, world).describe(cfg)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: printed once
+        return 0
+    print("\n".join([f"plan: {cfg['mode']} {cfg['arch']} for {cfg['optim']['epochs']} epochs -> "
+                      f"{cfg['train']['output_dir']}", *(f"  {line}" for line in lines),
+                      f"  not checked here: the device ({cfg['train']['device']})"
+                      + "".join(f", {p}" for p in data_paths(cfg)),
+                      "dry run: nothing trained"]), flush=True)
     return 0
 
 
@@ -130,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="MoCo or supervised pretraining", description=TRAIN_HELP)
+    tr.add_argument("--dry-run", action="store_true",
+                    help="check the config at this world size (WORLD_SIZE under torchrun, else 1) and print the plan; "
+                         "train nothing (no GPU or dataset needed)")
     add_train_arguments(tr)
     tr.set_defaults(func=_train)
     sm = sub.add_parser("submit", help="the same training through submitit (SLURM; requeued on preemption)",

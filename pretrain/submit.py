@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 from mocobench.common.cluster import ClusterSpec, NodeCommand, Rendezvous, job_port, python, submit
-from mocobench.pretrain.world import WorldPlan, plan_world
+from mocobench.pretrain.world import WorldPlan, data_paths, plan_world
 
 
 @dataclass(frozen=True)
@@ -72,10 +72,7 @@ class JobPlan:
     world: WorldPlan
 
     def lines(self) -> list[str]:
-        d, k = self.cfg["data"], self.cfg["knn"]
-        unchecked = ["the GPUs"] if self.gpus_per_node else []
-        unchecked += [f"data.path={d['path']}"] if d["source"] != "synthetic" else []
-        unchecked += [f"knn.{key}={k[key]}" for key in ("train_path", "val_path") if k["every"] and k[key]]
+        unchecked = (["the GPUs"] if self.gpus_per_node else []) + data_paths(self.cfg)
         return [f"job: {self.nodes} node(s) x {self.procs_per_node} process(es) = world size "
                 f"{self.world.world_size}; config {self.cfg['mode']} {self.cfg['arch']}, output "
                 f"{self.cfg['train']['output_dir']}",

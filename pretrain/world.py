@@ -45,8 +45,9 @@ class WorldPlan:
 
     def describe(self, cfg: dict) -> list[str]:
         o = cfg["optim"]
-        lines = [f"world size {self.world_size}: global batch {self.global_batch} = {self.world_size} processes x "
-                 f"{self.per_process} images",
+        procs = f"{self.world_size} processes" if self.world_size > 1 else "1 process"
+        lines = [f"world size {self.world_size}: global batch {self.global_batch} = {procs} x {self.per_process} "
+                 f"images",
                  f"lr {self.lr:.4g} = optim.lr {o['lr']} x {self.global_batch} / optim.base_batch {o['base_batch']} "
                  f"(linear scaling rule)"]
         if cfg["mode"] != "moco":
@@ -65,6 +66,13 @@ class WorldPlan:
                          f"moco.bn_groups={m['bn_groups']}), keys on the batch shuffled across all "
                          f"{self.world_size} processes")
         return lines
+
+
+def data_paths(cfg: dict) -> list[str]:
+    """The folders a run reads (what planning does not check: it runs where they may not be)."""
+    d, k = cfg["data"], cfg["knn"]
+    paths = [f"data.path={d['path']}"] if d["source"] != "synthetic" else []
+    return paths + [f"knn.{key}={k[key]}" for key in ("train_path", "val_path") if k["every"] and k[key]]
 
 
 def bn_splits(bn_groups: int, world_size: int) -> int:

@@ -160,3 +160,18 @@ def test_torchrun_four_processes_two_bn_groups_trains_as_one_process_with_four(t
     name = "encoder_k.bn1.running_mean"
     assert not torch.allclose(ranks[0]["last"][name], ranks[1]["last"][name])
     torch.testing.assert_close(sb[f"module.{name}"], ranks[0]["last"][name])  # the checkpoint holds rank 0's
+
+
+def test_train_dry_run_plans_at_torchruns_world_size_without_data_or_device(tmp_path, capsys, monkeypatch):
+    from mocobench.pretrain.__main__ import main
+
+    out = tmp_path / "run"
+    monkeypatch.setenv("WORLD_SIZE", "16")
+    args = ["train", "--dry-run", "--config", "moco_v2", "data.path=/nowhere", f"train.output_dir={out}"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "16 BN groups of 16 images (one per process" in text and "lr 0.03 = optim.lr 0.03 x 256" in text
+    assert "not checked here: the device (auto), data.path=/nowhere" in text and not out.exists()
+    assert main([*args, "optim.batch_size=250"]) == 2
+    assert capsys.readouterr().err == ("error: optim.batch_size=250 (global) is not divisible by the 16 processes: "
+                                       "choose a multiple of 16, e.g. optim.batch_size=240 or 256\n")
