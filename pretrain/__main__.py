@@ -3,6 +3,8 @@
   python -m mocobench.pretrain train --config demo             # built-in synthetic set, CPU, minutes
   python -m mocobench.pretrain train --config moco_v2 data.path=/data/imagenet/train optim.batch_size=256
   torchrun --nproc_per_node 8 -m mocobench.pretrain train --config moco_v2 data.path=...   # DDP, one node
+  python -m mocobench.pretrain train --dry-run --config moco_v2 data.path=...  # the plan: batch, BN groups, lr
+  python -m mocobench.pretrain submit --dry-run --nodes 4 --gpus-per-node 8 -- --config moco_v2 data.path=...
   python -m mocobench.pretrain knn --checkpoint CKPT --train DIR --val DIR
   python -m mocobench.pretrain lincls --checkpoint CKPT --train DIR --val DIR
   python -m mocobench.pretrain upgrade OLD NEW    # a checkpoint of ours with numpy RNG state -> plain format

@@ -236,7 +236,7 @@ class Trainer:
         with torch.autocast(self.env.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             inputs = self.model.step_inputs(images, targets, memory_format=self.memory_format)
-            logits, labels = net(*inputs, momentum)
+            logits, labels = net(*inputs, momentum=momentum)  # keyword-only (PretextModel)
             loss = F.cross_entropy(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

@@ -74,11 +74,11 @@ def recorded_permutation(self, n, device):
     first.setdefault("perm", perm.clone())
     return perm
 
-def recorded_forward(self, im_q, im_k, momentum=None):
+def recorded_forward(self, im_q, im_k, *, momentum=None):
     if "im_k" in first:
-        return forward(self, im_q, im_k, momentum)
+        return forward(self, im_q, im_k, momentum=momentum)
     first.update(im_k=im_k.clone(), encoder_k=copy.deepcopy(self.encoder_k.state_dict()))
-    out = forward(self, im_q, im_k, momentum)
+    out = forward(self, im_q, im_k, momentum=momentum)
     first.update(queue=self.queue.clone(), stats={n: t.clone() for n, t in self.encoder_k.named_buffers()
                                                   if "running_" in n})
     return out
