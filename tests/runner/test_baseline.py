@@ -165,6 +165,18 @@ def test_supervised_option_joins_the_weights_in_order(files, synthetic_layout, t
     assert cli([*argv, "--msra"]) == 2  # --msra is for one --weights (and MSRA files need none)
 
 
+def test_suite_plan_lists_how_each_row_was_classified(files, synthetic_layout, tmp_path, capsys):
+    argv = ["run", "suite", "--only", "voc-seg", "--weights", str(files["hub"]), "--supervised", str(files["msra"]),
+            "--weights", "random", "--data", "synthetic", "--synthetic-root", str(synthetic_layout.root.parent),
+            "--synthetic-preset", "tiny", "--num-gpus", "0", "--dry-run", "--results", str(tmp_path / "r"),
+            "--output-dir", str(files["msra"].parent / "out")]
+    assert cli(argv) == 0
+    plan = capsys.readouterr().out.split("Initialisations:")[1].splitlines()
+    assert [line.split(":")[0].strip() for line in plan if line.strip()] == ["dino_resnet18_pretrain", "R-18", "random"]
+    assert "kind other (layout 'torchvision'; no evidence" in plan[1] and "torchvision settings" in plan[1]
+    assert "kind supervised (declared); input MSRA caffe settings" in plan[2]
+
+
 @pytest.mark.slow
 def test_suite_with_an_msra_sup_weights_gives_a_card_with_its_delta(files, synthetic_layout, tmp_path, capsys):
     """The issue's done-criterion at the smallest scale: the suite (as `make suite` runs it, --supervised
