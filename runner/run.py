@@ -210,6 +210,15 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
     register_builtin(data)
     num_devices = req.num_procs * req.num_machines  # one process per device (a GPU, or a CPU process)
     cache = Path(req.output_dir) / "converted"
+    inits = resolve_inits(req, cache, bench.name, banner=banner)
+    plans = [plan_trial(bench, init, trial, args=req, synthetic=synthetic, num_devices=num_devices, dataset=dataset)
+             for init in inits for trial in range(req.first_trial, req.first_trial + req.trials)]
+    return Prepared(req, bench, synthetic, data, inits, plans, dataset, job)
+
+
+def resolve_inits(req: RunRequest, cache: Path, benchmark: str, *, banner: bool = True) -> list[Init]:
+    """The request's initialisations (--weights, --supervised declared supervised), each classified from a
+    declaration or the evidence in its file; at most one supervised baseline (check_supervised_claims)."""
     unknown = [s for s in req.supervised if s not in req.weights]
     if unknown:
         raise RunnerError(f"--supervised {unknown[0]} is not among the --weights (RunRequest.supervised names specs "
@@ -222,13 +231,11 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
     labels = [i.label for i in inits]
     if len(set(labels)) != len(labels):
         raise RunnerError(f"two initialisations share a label: {labels}; pass them in separate runs with --label")
-    check_supervised_claims(inits, bench.name)
+    check_supervised_claims(inits, benchmark)
     if banner:
         for init in inits:
             log.info(f"initialisation {init.describe()}")
-    plans = [plan_trial(bench, init, trial, args=req, synthetic=synthetic, num_devices=num_devices, dataset=dataset)
-             for init in inits for trial in range(req.first_trial, req.first_trial + req.trials)]
-    return Prepared(req, bench, synthetic, data, inits, plans, dataset, job)
+    return inits
 
 
 def available_weights(specs: list[str]) -> list[str]:
