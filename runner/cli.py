@@ -84,10 +84,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-machines", type=int, default=1)
     parser.add_argument("--machine-rank", type=int, default=0)
     parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 for multi-machine runs")
-    parser.add_argument("--ims-per-gpu", type=int, default=2,
-                        help="most images one GPU takes (protocol: 8 GPUs x 2). With fewer GPUs the batch, lr and "
-                             "schedule are scaled (recorded); e.g. 1 GPU with --ims-per-gpu 8 gives the official "
-                             "advice (batch 8, lr 0.01, 2x iterations)")
+    parser.add_argument("--ims-per-gpu", type=int, default=None,
+                        help="most images one GPU takes. Default: the protocol's batch spread over the GPUs (16 on 8 "
+                             "GPUs is 2 each, on 4 GPUs 4 each: with synchronised BN the same computation). Give "
+                             "fewer (e.g. when a GPU runs out of memory) and the linear scaling rule divides batch "
+                             "and lr and multiplies the iterations (recorded; moco issue 11): 4 GPUs with "
+                             "--ims-per-gpu 2 gives batch 8, lr 0.01, 2x iterations")
     parser.add_argument("--norm", choices=NORMS, default=None,
                         help=f"backbone (and FPN) norm; default {DEFAULT_NORM}, as the official MoCo detection "
                              f"configs. SyncBN is the named variant (the paper's wording); recorded in the protocol, "

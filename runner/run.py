@@ -76,7 +76,7 @@ class RunRequest:
     num_machines: int = 1
     machine_rank: int = 0
     dist_url: str = "auto"
-    ims_per_gpu: int = 2
+    ims_per_gpu: int | None = None
     norm: str | None = None
     amp: bool = False
     results: str = "results"

@@ -56,6 +56,26 @@ def cpu_only_children(enabled: bool):
             os.environ["CUDA_VISIBLE_DEVICES"] = before
 
 
+@contextmanager
+def out_of_memory_hint(plan: TrialPlan, num_devices: int):
+    """A CUDA out-of-memory error of a trial (in this process, or in a process of launch, which re-raises it as
+    ProcessRaisedException with the child's traceback) ends as one line naming --ims-per-gpu. Small cards run
+    out of memory at the protocol's images per GPU (facebookresearch/moco issue 40)."""
+    try:
+        yield
+    except Exception as e:
+        text = str(e) if not isinstance(e, torch.OutOfMemoryError) else "torch.OutOfMemoryError"
+        if not (isinstance(e, torch.OutOfMemoryError) or "OutOfMemoryError" in text or "CUDA out of memory" in text):
+            raise
+        batch = plan.cfg.SOLVER.IMS_PER_BATCH
+        per = batch // max(num_devices, 1)
+        fewer = f"--ims-per-gpu {per // 2}" if per > 1 else "--ims-per-gpu 1 with more GPUs"
+        raise RunnerError(f"CUDA out of memory in {plan.benchmark} / {plan.init.label} trial {plan.trial} at {per} "
+                          f"image(s) per GPU (IMS_PER_BATCH {batch} over {num_devices} GPU(s)): ask for fewer images "
+                          f"per GPU, e.g. {fewer} (the linear scaling rule then divides batch and lr and multiplies "
+                          f"the iterations, recorded; docs/benchmarks.md), or use GPUs with more memory") from e
+
+
 def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
     """Run (or resume) one trial and write its record; None when it was finished already."""
     from detectron2.engine import launch
@@ -85,7 +105,7 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
     if first:
         append_line(attempts_file, json.dumps({"event": "start", "started": started, "resumed": resuming}))
     try:
-        with cpu_only_children(cpu_procs):  # one machine: --dist-url auto is a free local port
+        with cpu_only_children(cpu_procs), out_of_memory_hint(plan, procs * args.num_machines):
             launch(run_in_process, procs, num_machines=args.num_machines, machine_rank=args.machine_rank,
                    dist_url=args.dist_url, args=(cfg_yaml, data, threads, bool(getattr(args, "verbose", False))))
         ok = True
