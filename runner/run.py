@@ -111,6 +111,7 @@ class Prepared:
     plans: list[TrialPlan]
     dataset: UserDataset | None = None
     job: tuple | None = None     # --submit: (cluster spec, per-node command, wait)
+    unchecked: list[str] = field(default_factory=list)  # --dry-run: what this machine could not check (GPUs, data)
 
     @property
     def num_devices(self) -> int:
@@ -163,11 +164,15 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
         raise RunnerError("no --weights given: name at least one initialisation (a pretraining folder, a "
                           "checkpoint, a Detectron2 .pkl, or 'random')")
     req.opts = [text for pair in split_overrides(req.opts or []) for text in pair]  # KEY VALUE ...
+    unchecked: list[str] = []  # a dry run plans on a login node or a laptop: no GPU, no data sets needed
+    visible = torch.cuda.device_count()
     if req.num_gpus is None:
-        req.num_gpus = torch.cuda.device_count()
-    if job is None and req.num_gpus > torch.cuda.device_count():  # a job's GPUs are on its nodes
-        raise RunnerError(f"--num-gpus {req.num_gpus} but {torch.cuda.device_count()} CUDA devices are visible "
-                          f"(use --num-gpus 0 for CPU)")
+        req.num_gpus = visible
+    if job is None and req.num_gpus > visible:  # a job's GPUs are on its nodes
+        if not req.dry_run:
+            raise RunnerError(f"--num-gpus {req.num_gpus} but {visible} CUDA devices are visible "
+                              f"(use --num-gpus 0 for CPU, or --dry-run to plan for GPUs elsewhere)")
+        unchecked.append(f"GPUs (--num-gpus {req.num_gpus}; {visible} visible here)")
     if req.amp and req.num_gpus == 0:
         raise RunnerError("--amp needs CUDA (Detectron2's AMPTrainer); drop --amp on CPU")
     if req.num_gpus == 0 and req.num_machines > 1:
@@ -193,7 +198,13 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
         raise RunnerError(f"--dataset/--train/--test/--epochs are for the generic benchmarks (det-fpn, det-c4, "
                           f"mask-fpn, mask-c4, kp-fpn); {bench.name} has its own data sets")
     else:
-        synthetic = data_mode(bench, req.data)
+        try:
+            synthetic = data_mode(bench, req.data)
+        except RunnerError as e:
+            if not (req.dry_run and req.data == "real"):
+                raise
+            synthetic = False
+            unchecked.append(f"datasets ({str(e).split('; missing:')[0].removeprefix('--data real: ')})")
         demo = resolve_benchmark(req.benchmark, builtin_data=synthetic)
         if demo is not bench:
             bench = demo
@@ -215,7 +226,7 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
         raise RunnerError(f"two initialisations share a label: {labels}; pass them in separate runs with --label")
     plans = [plan_trial(bench, init, trial, args=req, synthetic=synthetic, num_devices=num_devices, dataset=dataset)
              for init in inits for trial in range(req.first_trial, req.first_trial + req.trials)]
-    return Prepared(req, bench, synthetic, data, inits, plans, dataset, job)
+    return Prepared(req, bench, synthetic, data, inits, plans, dataset, job, unchecked)
 
 
 def available_weights(specs: list[str]) -> list[str]:
@@ -250,6 +261,8 @@ def execute(prep: Prepared, *, banner: bool = True) -> RunResult:
             log.info(f"dry run: {plan.benchmark} / {plan.init.label} trial {plan.trial} seed {plan.seed} -> "
                      f"{plan.record_path} (max_iter {plan.cfg.SOLVER.MAX_ITER}, "
                      f"batch {plan.cfg.SOLVER.IMS_PER_BATCH})")
+    if req.dry_run and prep.unchecked:
+        log.info(f"dry run: planned only; not checked here: {'; '.join(prep.unchecked)}. A real run requires them")
     if dry_run:
         written = []
     elif jobs > 1:

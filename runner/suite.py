@@ -189,6 +189,10 @@ def render_plan(plan: SuitePlan) -> str:
                   f"{total:.3g} {unit}" + (f" + unknown for {len(unknown)} (benchmark, initialisation) pair(s) "
                                            f"without records on this device or a model-zoo figure"
                                            if unknown else "") + "."]
+    unchecked = sorted({u.split(" (")[0] for e in plan.runnable for u in e.prepared.unchecked})
+    if unchecked:
+        lines.append(f"planned only: the {' and '.join(unchecked)} were not checked on this machine (a dry run plans "
+                     f"without them); a real run requires them.")
     if MODEL_ZOO in kinds:
         lines.append("model-zoo figures: Detectron2's 8 V100 training speed of the same model (FrozenBN): a lower "
                      "bound; the suite's own records replace them once it has run here.")
