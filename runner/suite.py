@@ -25,6 +25,7 @@ from mocobench.runner.benchmarks import ALIASES, BENCHMARKS
 from mocobench.runner.estimate import MODEL_ZOO, UNKNOWN, Estimate, estimate_trial, local_device_key
 from mocobench.runner.parallel import auto_jobs
 from mocobench.runner.run import Prepared, RunRequest, available_weights, execute, prepare
+from mocobench.runner.submit import Job
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class SuitePlan:
         return [e for e in self.entries if e.prepared is not None]
 
     @property
-    def job(self) -> tuple | None:
+    def job(self) -> Job | None:
         """--submit: the one job the whole suite runs as (the same command on every node)."""
         return next((e.prepared.job for e in self.runnable if e.prepared.job is not None), None)
 
