@@ -320,9 +320,18 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label
     return rows, notes
 
 
-def _reference_rows(spec: dict[str, Any], columns: list[Column]) -> tuple[list[Row], list[str]]:
+def _reference_rows(spec: dict[str, Any], columns: list[Column], norm: str | None = None
+                    ) -> tuple[list[Row], list[str]]:
+    """The paper's rows for a table of records run with `norm`: a row that names a norm (reference.yaml `norm`,
+    e.g. LVIS's supervised baseline fine-tuned with frozen BN) goes with tables of that norm only, and a table
+    of such a norm shows only those rows (the paper's other rows tuned BN)."""
     rows = []
-    for entry in spec.get("rows") or []:
+    entries = spec.get("rows") or []
+    frozen_variant = norm in deviations.PAPER_NORM_VARIANTS
+    kept = [e for e in entries if (e.get("norm") == norm if frozen_variant else e.get("norm") is None)]
+    notes = ([f"the paper's rows run with another norm than this table's {norm} are not shown"]
+             if len(kept) < len(entries) and frozen_variant else [])
+    for entry in kept:
         row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE)
         for col in columns:
             v = entry["metrics"].get(col.key)
@@ -331,7 +340,8 @@ def _reference_rows(spec: dict[str, Any], columns: list[Column]) -> tuple[list[R
         row.unverified = any(c.unverified for c in row.cells.values())
         rows.append(row)
     rows.sort(key=lambda r: KIND_ORDER[r.kind])  # stable: the paper's order within a kind
-    _, notes = _apply_deltas(rows, "the reported rows")
+    _, delta_notes = _apply_deltas(rows, "the reported rows")
+    notes += delta_notes
     if any(r.unverified for r in rows):
         notes.append("† reported number not verified against the paper: not confirmed by two independent "
                      "sources (evidence level B or U in reference.yaml; the paper's own text could not be checked)")
@@ -446,7 +456,7 @@ def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | Non
                 notes.append("the paper's reported numbers are not shown: this protocol differs from the paper's "
                              "in more than the documented fewer-GPU scaling, so they are not comparable")
             elif ref_spec:
-                ref_rows, ref_notes = _reference_rows(ref_spec, columns)
+                ref_rows, ref_notes = _reference_rows(ref_spec, columns, protocol.get("norm"))
                 notes += ref_notes
                 scaling = protocol.get("scaling")
                 if isinstance(scaling, dict) and scaling.get("applied"):

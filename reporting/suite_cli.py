@@ -56,8 +56,8 @@ def main(args: argparse.Namespace) -> int:
         if request.dry_run:
             print_node_commands(plan.job)
             return 0
-        submit_run(*plan.job)
-        if not plan.job[2]:  # not --wait: the card comes from a later run (finished trials are skipped)
+        submit_run(plan.job.cluster, plan.job.build, plan.job.wait)
+        if not plan.job.wait:  # not --wait: the card comes from a later run (finished trials are skipped)
             print("submitted; when the job has finished, run the same command without --submit for the card")
             return 0
         result = None

@@ -25,6 +25,7 @@ from mocobench.runner.benchmarks import ALIASES, BENCHMARKS
 from mocobench.runner.estimate import MODEL_ZOO, UNKNOWN, Estimate, estimate_trial, local_device_key
 from mocobench.runner.parallel import auto_jobs
 from mocobench.runner.run import Prepared, RunRequest, available_weights, execute, prepare
+from mocobench.runner.submit import Job
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class SuitePlan:
         return [e for e in self.entries if e.prepared is not None]
 
     @property
-    def job(self) -> tuple | None:
+    def job(self) -> Job | None:
         """--submit: the one job the whole suite runs as (the same command on every node)."""
         return next((e.prepared.job for e in self.runnable if e.prepared.job is not None), None)
 
@@ -191,6 +192,10 @@ def render_plan(plan: SuitePlan) -> str:
                   f"{total:.3g} {unit}" + (f" + unknown for {len(unknown)} (benchmark, initialisation) pair(s) "
                                            f"without records on this device or a model-zoo figure"
                                            if unknown else "") + "."]
+    unchecked = sorted({u.split(" (")[0] for e in plan.runnable for u in e.prepared.unchecked})
+    if unchecked:
+        lines.append(f"planned only: the {' and '.join(unchecked)} were not checked on this machine (a dry run plans "
+                     f"without them); a real run requires them.")
     if MODEL_ZOO in kinds:
         lines.append("model-zoo figures: Detectron2's 8 V100 training speed of the same model (FrozenBN): a lower "
                      "bound; the suite's own records replace them once it has run here.")
