@@ -16,6 +16,7 @@ import sys
 
 from mocobench.common.errors import UsageError
 from mocobench.common.logs import cli_logging
+from mocobench.common.warnings_policy import apply_command_policy
 
 TRAIN_HELP = """Batch and lr: optim.batch_size is the GLOBAL batch (all processes together); each of N processes
 gets batch_size/N. The lr follows the linear scaling rule: lr_used = optim.lr * optim.batch_size / optim.base_batch
@@ -90,6 +91,7 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_command_policy()  # the command's warnings policy (and its children's), before Detectron2 loads
     parser = argparse.ArgumentParser(prog="python -m mocobench.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
