@@ -105,19 +105,17 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
     record = Record(
         schema=SCHEMA_VERSION, benchmark=plan.benchmark, task=plan.bench.task, init=plan.init.record_field(),
         protocol=plan.protocol, protocol_hash=canonical_hash(plan.protocol), trial=plan.trial, seed=plan.seed,
-        metrics=metrics, config=cfg_yaml,
+        metrics=metrics, config=cfg_yaml, metric_notes=metric_notes,
         provenance={"git_sha": prov["git_sha"], "versions": prov["versions"], "device": prov["device"],
                     "num_gpus": args.num_gpus, "num_procs": procs, "num_machines": args.num_machines,
                     "wall_time_s": round(sum(a["seconds"] for a in attempts), 1),
                     "attempts": started_count, "killed_attempts": started_count - len(attempts),
                     "started": lines[0]["started"],
                     "finished": provenance.now_iso(), "output_dir": str(plan.output_dir)},
-        metric_notes=metric_notes,
     )
     path = write_record(record, args.results)
     if not args.keep_checkpoints:  # the intermediate resume checkpoints; model_final.pth stays
         for ckpt in plan.output_dir.glob("model_[0-9]*.pth"):
             ckpt.unlink()
-    log.info(f"wrote {path}: {result_line(record.metrics, record.metric_notes)} "
-             f"({record.provenance['wall_time_s']} s)")
+    log.info(f"wrote {path}: {result_line(metrics, metric_notes)} ({record.provenance['wall_time_s']} s)")
     return path
