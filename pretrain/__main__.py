@@ -91,7 +91,6 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    apply_command_policy()  # the command's warnings policy (and its children's), before Detectron2 loads
     parser = argparse.ArgumentParser(prog="python -m mocobench.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -164,5 +163,6 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # (`python -m mocobench pretrain` comes through mocobench/__main__, which applies it too)
+    apply_command_policy()  # the command's warnings policy, and its spawned children's (PYTHONWARNINGS)
     sys.exit(main())
