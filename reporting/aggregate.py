@@ -185,7 +185,7 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label
             if 0 < len(values) < row.n:
                 notes.append(f"{shown}: {col.header} is missing or not finite in {row.n - len(values)} "
                              f"of {row.n} trials; its mean uses the other {len(values)}")
-        notes += _no_prediction_notes(shown, [records[i] for i in idx])
+        notes += no_prediction_notes(shown, [records[i] for i in idx])
         rows.append(row)
     if len(set(labels)) < len(labels):
         dup = sorted({lab for lab in labels if labels.count(lab) > 1})
@@ -247,7 +247,7 @@ def _user_title(title: str, protocol: dict[str, Any]) -> str:
             + (f" [ran R{depth}]" if (depth := protocol.get("depth")) not in (None, 50) else ""))
 
 
-def _no_prediction_notes(shown: str, recs: list[dict[str, Any]]) -> list[str]:
+def no_prediction_notes(shown: str, recs: list[dict[str, Any]]) -> list[str]:
     """Trials whose model predicted nothing (records' metric_notes, mocobench/records.py): their AP is 0."""
     by_task: dict[str, list[int]] = {}
     for r in recs:

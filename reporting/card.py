@@ -132,6 +132,7 @@ def build_card(records: Iterable[dict[str, Any]], benchmarks: list[str], *, refe
             why = "synthetic built-in data" if table.synthetic else "not comparable or not in reference.yaml"
             no_paper.setdefault(why, []).append(bench)
     notes += [f"the paper's numbers are not shown ({why}): {', '.join(benches)}" for why, benches in no_paper.items()]
+    notes += _no_prediction_notes(records, benchmarks, hashes)
     card = Card(columns, sorted(rows.values(), key=lambda r: (KIND_ORDER.get(r.kind, 9), r.label)),
                 sorted(paper.values(), key=lambda r: KIND_ORDER.get(r.kind, 9)), baselines, notes)
     if any(c.unverified for r in card.paper for c in r.cells.values()):
@@ -141,6 +142,18 @@ def build_card(records: Iterable[dict[str, Any]], benchmarks: list[str], *, refe
     if missing_sup:
         card.notes.append(f"no supervised row (no Δ, no test) for: {', '.join(missing_sup)}")
     return flag_columns(card)
+
+
+def _no_prediction_notes(records: list[dict[str, Any]], benchmarks: list[str], hashes: set[str] | None) -> list[str]:
+    """The card's rows whose trials predicted nothing (AP recorded as 0), as the tables say it."""
+    notes = []
+    for bench in benchmarks:
+        by_row: dict[str, list[dict[str, Any]]] = {}
+        for r in records:
+            if r["benchmark"] == bench and (hashes is None or r["protocol_hash"] in hashes):
+                by_row.setdefault(r["init"]["label"], []).append(r)
+        notes += [f"{bench}: {n}" for label, recs in by_row.items() for n in aggregate.no_prediction_notes(label, recs)]
+    return notes
 
 
 # ------------------------------------------------------------------------------------------------ flags

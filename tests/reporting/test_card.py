@@ -267,3 +267,17 @@ def test_on_real_data_patterns_nothing_is_flagged(tmp_path):
     assert moco.cell(ap50).verdict == 1  # 11.8 shown for both, yet beyond the (zero) noise: counted as a win
     summary = {line.split(":")[0]: line for line in card.summary()}
     assert f"of {sum(moco.cell(c).delta is not None for c in card.columns)} tasks" in summary["moco"]
+
+
+def test_trials_that_predicted_nothing_are_named_on_the_card(tmp_path):
+    data = {"voc07-det-c4-synthetic": DATA["voc07-det-c4-synthetic"]}
+    _write(tmp_path, data=data)
+    rec = make_record("voc07-det-c4-synthetic", "moco", "moco", 0, _metrics("detection", "bbox/AP50", 0.0),
+                      protocol=dict(SYN, benchmark="voc07-det-c4-synthetic"), config="# resolved config\n")
+    rec["metrics"] = {"bbox": {"AP50": 0.0, "AP": 0.0, "AP75": 0.0}}
+    rec["metric_notes"] = {"bbox": "no predictions"}
+    write_record(rec, tmp_path)
+    card = build_card(load_records(tmp_path), list(data), reference=aggregate.load_reference())
+    moco = next(r for r in card.rows if r.label == "moco")
+    assert [moco.cell(c).mean for c in card.columns] == [0.0, 0.0]
+    assert "voc07-det-c4-synthetic: moco: bbox: no predictions in trial(s) [0] (1 of 1)" in render_markdown(card)
