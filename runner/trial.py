@@ -16,7 +16,7 @@ from mocobench.common import provenance
 from mocobench.common.atomic import append_line, write_text
 from mocobench.common.hashing import canonical_hash
 from mocobench.detection.engine import METRICS_FILE, train_and_evaluate
-from mocobench.records import SCHEMA_VERSION, Record, write_record
+from mocobench.records import SCHEMA_VERSION, Record, result_line, settle_metrics, write_record
 from mocobench.runner import RunnerError
 from mocobench.runner.plan import TrialPlan
 from mocobench.runner.request import RunRequest
@@ -123,10 +123,11 @@ def run_trial(plan: TrialPlan, *, request: RunRequest, data: dict) -> Path | Non
     attempts = [a for a in lines if a.get("event") != "start"]  # ended ones (older files: every line)
     started_count = sum(a.get("event") == "start" for a in lines) + sum("event" not in a for a in lines)
     prov = provenance.collect()
+    metrics, metric_notes = settle_metrics(json.loads(metrics_file.read_text()))
     record = Record(
         schema=SCHEMA_VERSION, benchmark=plan.benchmark, task=plan.bench.task, init=plan.init.record_field(),
         protocol=plan.protocol, protocol_hash=canonical_hash(plan.protocol), trial=plan.trial, seed=plan.seed,
-        metrics=json.loads(metrics_file.read_text()), config=cfg_yaml,
+        metrics=metrics, config=cfg_yaml, metric_notes=metric_notes,
         provenance={"git_sha": prov["git_sha"], "versions": prov["versions"], "device": prov["device"],
                     "num_gpus": req.num_gpus, "num_procs": procs, "num_machines": req.num_machines,
                     "wall_time_s": round(sum(a["seconds"] for a in attempts), 1),
@@ -138,11 +139,5 @@ def run_trial(plan: TrialPlan, *, request: RunRequest, data: dict) -> Path | Non
     if not req.keep_checkpoints:  # the intermediate resume checkpoints; model_final.pth stays
         for ckpt in plan.output_dir.glob("model_[0-9]*.pth"):
             ckpt.unlink()
-    log.info(f"wrote {path}: {_summary(record.metrics)} ({record.provenance['wall_time_s']} s)")
+    log.info(f"wrote {path}: {result_line(metrics, metric_notes)} ({record.provenance['wall_time_s']} s)")
     return path
-
-
-def _summary(metrics: dict[str, dict[str, float | None]]) -> str:
-    return "; ".join(f"{task} " + " ".join(f"{k} {v:.1f}" for k in ("AP", "AP50", "AP75", "mIoU")
-                                             if (v := values.get(k)) is not None)
-                     for task, values in metrics.items())
