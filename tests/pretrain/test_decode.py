@@ -3,15 +3,12 @@ synthetic scenes, written by PIL here), and the GPU-decode path run on CPU tenso
 CPU fallback for files nvJPEG is not given, its batching and padding, and what it reports."""
 from __future__ import annotations
 
-import io
 import logging
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from mocobench.pretrain import decode as D
 from mocobench.pretrain.batches import DeviceAugmentedBatch, DeviceDecodedBatch
@@ -19,34 +16,8 @@ from mocobench.pretrain.config import ConfigError
 from mocobench.pretrain.data import ImageList, batch_augmentation, pad_collate
 from mocobench.pretrain.hooks import SkippedImages
 from mocobench.pretrain.log import read_log, skipped_images
+from tests.helpers.jpeg import jpeg, pil_pixels, png, scene
 from tests.helpers.pretrain import tiny_config
-
-
-def scene(index: int, size: tuple[int, int] = (96, 72)) -> np.ndarray:
-    """A built-in synthetic photo (the ImageFolder layout's scene), resized to size (w, h): H x W x 3 uint8."""
-    from mocobench.data.synthetic.imagefolder import image_scene
-    from mocobench.data.synthetic.presets import resolve_params
-
-    image = image_scene(resolve_params("tiny"), 0, "train", index).image
-    return np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC))
-
-
-def jpeg(pixels: np.ndarray, mode: str = "RGB", **save) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(pixels).convert(mode).save(out, format="JPEG", **save)
-    return out.getvalue()
-
-
-def png(pixels: np.ndarray) -> bytes:
-    out = io.BytesIO()
-    Image.fromarray(pixels).save(out, format="PNG")
-    return out.getvalue()
-
-
-def pil_pixels(data: bytes) -> torch.Tensor:
-    with Image.open(io.BytesIO(data)) as im:
-        return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
-
 
 JPEG_KINDS = {  # name: (PIL mode, save options)
     "rgb q90 4:2:0": ("RGB", {"quality": 90}),
