@@ -38,15 +38,16 @@ BENCHMARKS = ("voc0712-det-c4", "coco-mask-fpn-1x")
 
 
 def trial_config(benchmark: str, *, device: str, iters: int, output_dir: Path, synthetic_root: str,
-                 evaluate: bool = False):
+                 preset: str = "demo", evaluate: bool = False):
     """The config and data of trial 0 of `benchmark` with random init on the built-in data, as the runner plans it
     (registers the built-in data sets, building them on first use). evaluate=False: no test sets (the final
     evaluation runs after training, outside s/iter; leaving it out saves its minutes)."""
     from mocobench.runner.run import RunRequest, prepare
 
     request = RunRequest(benchmark=benchmark, weights=["random"], data="synthetic", synthetic_root=synthetic_root,
-                         num_gpus=1 if device == "cuda" else 0, trials=1, output_dir=str(output_dir / "trials"),
-                         results=str(output_dir / "results"), opts=["SOLVER.MAX_ITER", str(iters)])
+                         synthetic_preset=preset, num_gpus=1 if device == "cuda" else 0, trials=1,
+                         output_dir=str(output_dir / "trials"), results=str(output_dir / "results"),
+                         opts=["SOLVER.MAX_ITER", str(iters)])
     prep = prepare(request, banner=False)
     cfg = prep.plans[0].cfg
     if not evaluate:
