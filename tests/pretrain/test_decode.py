@@ -212,3 +212,14 @@ def test_a_run_with_gpu_decode_reports_what_it_decoded_on_the_cpu(mixed_files, t
     assert sorted(Path(p).name for p in hook.seen) == ["1_truncated.jpg", "7_truncated.jpg"]
     assert sorted(Path(p).name for p in skipped_images(tmp_path / "out", kind="cpu_decoded")) == [
         "10_image.png", "2_cmyk.jpg", "4_image.png", "8_cmyk.jpg"]
+
+
+def test_a_run_saved_before_data_decode_existed_resumes_under_the_default(tmp_path):
+    from mocobench.pretrain.config import config_diff
+
+    cfg = tiny_config(tmp_path, tmp_path / "out")
+    old = {**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "decode"}}
+    assert cfg["data"]["decode"] == "torchvision" and config_diff(old, cfg) == []
+    gpu = tiny_config(tmp_path, tmp_path / "out", "data.aug_device=gpu", "data.decode=gpu")
+    assert "data.decode: 'torchvision' != 'gpu'" in config_diff({**old, "data": {**old["data"], "aug_device": "gpu"}},
+                                                                  gpu)
