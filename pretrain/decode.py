@@ -12,6 +12,10 @@
                            reported once per run (a "cpu_decoded" line in log.jsonl); a file the CPU cannot decode
                            either is skipped as an unreadable image, as with CPU decoding.
 
+Where nvJPEG decodes: A100 and H100 GPUs have a hardware JPEG decoder, which torchvision uses for baseline JPEGs
+in one batched call; progressive JPEGs, and every JPEG on GPUs without that decoder, go through nvJPEG's hybrid
+path, whose Huffman decoding runs on the host, in the training process, one image at a time.
+
 The torchvision ops are called directly (`torch.ops.image.*`, as batch_aug.py calls roi_align): the Python
 wrappers warn on every call that torchvision's image I/O is deprecated in favour of TorchCodec.
 """
@@ -80,7 +84,7 @@ def nvjpeg_refusal(header: JpegHeader | None) -> str | None:
     if header is None:
         return "not a JPEG"
     if not header.complete:
-        return "truncated: no end-of-image marker"
+        return "no end-of-image marker at its end: truncated, or data after the image"
     if header.components != 3:
         return {1: "grayscale JPEG", 4: "CMYK JPEG"}.get(header.components, f"{header.components}-component JPEG")
     if header.marker not in HUFFMAN_SOF or header.precision != 8:

@@ -50,7 +50,7 @@ def test_the_header_gives_size_and_what_nvjpeg_is_not_given():
     assert (h.height, h.width, h.components, h.precision, h.marker, h.complete) == (50, 70, 3, 8, 0xC0, True)
     assert D.jpeg_header(prog).marker == 0xC2 and D.nvjpeg_refusal(D.jpeg_header(prog)) is None
     assert D.nvjpeg_refusal(h) is None
-    assert D.nvjpeg_refusal(D.jpeg_header(rgb[: len(rgb) // 2])) == "truncated: no end-of-image marker"
+    assert D.nvjpeg_refusal(D.jpeg_header(rgb[: len(rgb) // 2])) .startswith("no end-of-image marker")
     assert D.nvjpeg_refusal(D.jpeg_header(jpeg(pixels, "CMYK"))) == "CMYK JPEG"
     assert D.nvjpeg_refusal(D.jpeg_header(jpeg(pixels, "L"))) == "grayscale JPEG"
     assert D.jpeg_header(png(pixels)) is None and D.nvjpeg_refusal(None) == "not a JPEG"
