@@ -17,7 +17,8 @@ Per trainer: s/iter over the iterations after --warmup and before the last (each
 included: measured from one after_step to the next by a hook registered last), in wall time and in this
 process's CPU time (the figure to trust on a shared machine; the loader's worker processes are not counted,
 and they are the same in both), the last iteration's extra seconds (its hooks: PreciseBN, the final
-checkpoint) and the whole train() wall time. The two
+checkpoint) and the whole train() wall time; and each hook's own time (wall, medians over rounds): ms per
+iteration, seconds at the last iteration and in after_train, which names what the suite adds. The two
 trainers alternate, --rounds times each (the order flips each round), and the median round counts: wall time
 on a shared machine drifts, interleaving spreads the drift over both.
 """
@@ -70,6 +71,32 @@ def iteration_clock():
     return Clock()
 
 
+def time_hooks(trainer) -> dict[str, dict[str, list[float]]]:
+    """Wraps every hook's before_step / after_step / after_train with a wall-clock timer: hook class name ->
+    method -> seconds of each call (the cost of each hook, named)."""
+    costs: dict[str, dict[str, list[float]]] = {}
+    for hook in trainer._hooks:
+        name = type(hook).__name__
+        for method in ("before_step", "after_step", "after_train"):
+            def timed(call=getattr(hook, method), calls=costs.setdefault(name, {}).setdefault(method, [])):
+                start = time.perf_counter()
+                call()
+                calls.append(time.perf_counter() - start)
+            setattr(hook, method, timed)
+    return costs
+
+
+def hook_summary(costs: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, float]]:
+    """Per hook: mean ms per iteration (before + after_step, all but the last iteration), the last iteration's
+    seconds, after_train's seconds."""
+    out = {}
+    for name, calls in costs.items():
+        steps = [b + a for b, a in zip(calls.get("before_step", []), calls.get("after_step", []))]
+        out[name] = {"ms_per_iter": 1000 * statistics.mean(steps[:-1]) if len(steps) > 1 else 0.0,
+                     "last_iter_s": steps[-1] if steps else 0.0, "after_train_s": sum(calls.get("after_train", []))}
+    return out
+
+
 def plain_trainer_class():
     from detectron2.engine import DefaultTrainer
 
@@ -102,12 +129,13 @@ def run_once(kind: str, cfg, out: Path, warmup: int) -> dict:
     if kind == "suite":  # as detection.engine.train_and_evaluate
         trainer.register_hooks([TrialProgress(f"overhead {out.name}")])
     trainer.resume_or_load(resume=False)
+    costs = time_hooks(trainer)
     clock = iteration_clock()
     trainer.register_hooks([clock])
     start = time.perf_counter()
     trainer.train()
     total = time.perf_counter() - start
-    out = {"train_s": total, "iters": len(clock.marks) - 1}
+    out = {"train_s": total, "iters": len(clock.marks) - 1, "hooks": hook_summary(costs)}
     for key, col in (("", 0), ("cpu_", 1)):
         spans = [b[col] - a[col] for a, b in zip(clock.marks[:-1], clock.marks[1:])]
         steady = statistics.mean(spans[warmup:-1])
@@ -126,7 +154,9 @@ def compare(cfg, *, rounds: int, warmup: int, tmp: Path, echo=print) -> dict:
     fields = ("s_per_iter", "last_iter_extra_s", "cpu_s_per_iter", "cpu_last_iter_extra_s", "train_s")
     med = {k: {f: statistics.median(x[f] for x in v) for f in fields} for k, v in runs.items()}
     pct = lambda f: 100 * (med["suite"][f] / med["plain"][f] - 1)  # noqa: E731
-    return {"median": med, "rounds": runs, "overhead_s_per_iter_pct": pct("s_per_iter"),
+    hooks = {k: {h: {f: statistics.median(x["hooks"][h][f] for x in v) for f in v[0]["hooks"][h]}
+                 for h in v[0]["hooks"]} for k, v in runs.items()}
+    return {"median": med, "hooks": hooks, "rounds": runs, "overhead_s_per_iter_pct": pct("s_per_iter"),
             "overhead_cpu_s_per_iter_pct": pct("cpu_s_per_iter"), "overhead_train_pct": pct("train_s")}
 
 
@@ -168,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
             suite, plain, pct = m["suite"], m["plain"], r[f"overhead_{key}s_per_iter_pct"]
             print(f"{name:<18} {clock:<5} {suite[key + 's_per_iter']:>12.4f} {plain[key + 's_per_iter']:>12.4f} "
                   f"{pct:>8.1f}% {suite[key + 'last_iter_extra_s']:>11.2f} {plain[key + 'last_iter_extra_s']:>11.2f}")
+    for name, r in results.items():
+        for kind in ("suite", "plain"):
+            parts = [f"{h} {c['ms_per_iter']:.2f} ms/iter" + (f", last {c['last_iter_s']:.2f} s" if c["last_iter_s"]
+                     > 0.05 else "") + (f", after_train {c['after_train_s']:.2f} s" if c["after_train_s"] > 0.05
+                                         else "") for h, c in r["hooks"][kind].items()]
+            print(f"{name} {kind} hooks: " + "; ".join(parts))
     print("last+: the last iteration's extra seconds (PreciseBN, the final checkpoint); CPU: this process's CPU time "
           "(loader workers not counted)")
     if args.out is not None:

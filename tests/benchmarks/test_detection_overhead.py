@@ -39,3 +39,32 @@ def test_bad_options_are_usage_errors(capsys):
     with pytest.raises(SystemExit) as e:
         DO.main(["--iters", "5", "--warmup", "5"])
     assert e.value.code == 2 and "--iters must exceed --warmup" in capsys.readouterr().err
+
+
+def test_each_hooks_own_time_is_measured_and_named():
+    import time
+    from types import SimpleNamespace
+
+    from detectron2.engine import HookBase
+
+    class Slow(HookBase):
+        def after_step(self):
+            time.sleep(0.02 if self.trainer.iter == 3 else 0.002)
+
+    class Quick(HookBase):
+        pass
+
+    trainer = SimpleNamespace(_hooks=[Slow(), Quick()], iter=0)
+    for hook in trainer._hooks:
+        hook.trainer = trainer
+    costs = DO.time_hooks(trainer)
+    for trainer.iter in range(4):
+        for hook in trainer._hooks:
+            hook.before_step()
+            hook.after_step()
+    for hook in trainer._hooks:
+        hook.after_train()
+    summary = DO.hook_summary(costs)
+    assert set(summary) == {"Slow", "Quick"}
+    assert 2 <= summary["Slow"]["ms_per_iter"] < 15 and summary["Slow"]["last_iter_s"] >= 0.02
+    assert summary["Quick"]["ms_per_iter"] < 1 and summary["Quick"]["after_train_s"] < 0.01
