@@ -11,8 +11,9 @@ Every option of `run` applies to every benchmark. A thin command: the suite's fl
 finished trials skipped, a failing benchmark reported at the end); the card is the reporting's
 (reporting/card.py: RESULTS/card/card.{md,csv,html,png}), built from the records once the flow says they are
 final. Exit status: 0 when every benchmark ran, 1 when one or more failed (the card shows what the others
-gave), 2 for bad input. This command lives in reporting/ because it ends with the card: it may use the
-runner, not the reverse.
+gave), 2 for bad input, and 2 when the card is refused because two rows of one benchmark and protocol claim to
+be the supervised baseline and the records do not say which (aggregate.choose_baseline; the records stay).
+This command lives in reporting/ because it ends with the card: it may use the runner, not the reverse.
 """
 from __future__ import annotations
 
@@ -73,7 +74,13 @@ def main(args: argparse.Namespace) -> int:
     outcome = execute_suite(plan)
     if not outcome.card_due:
         return 0
-    write_suite_card(plan, names, args.card_dir, args.no_reference)
+    try:
+        write_suite_card(plan, names, args.card_dir, args.no_reference)
+    except aggregate.BaselineConflict as e:  # the trials are recorded; only the card is refused (the old one kept)
+        if outcome.result is not None:
+            print(summary(outcome.result, plan), flush=True)
+        raise aggregate.BaselineConflict(f"no report card written: {e} (rerunning the suite skips its finished "
+                                         f"trials and writes the card)") from None
     if outcome.result is not None:
         print(summary(outcome.result, plan), flush=True)
     return FAILED_EXIT_STATUS if outcome.failed else 0
