@@ -200,3 +200,33 @@ def test_suite_with_an_msra_sup_weights_gives_a_card_with_its_delta(files, synth
     assert np.allclose(random_row["delta"], random_row["mean"].values
                        - ours[(ours.init == "R-18")].set_index("metric").loc[random_row.metric, "mean"].values)
     assert "no supervised row" not in (results / "card" / "card.md").read_text()
+
+
+def test_separate_suite_runs_with_two_undeclared_supervised_rows_refuse_the_card(files, synthetic_layout, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """Two runs into one results folder, each with a file that is supervised on its evidence (the MSRA blobs, a
+    hub file with its classifier): each run alone is fine, the second one's card is refused with one line naming
+    both (exit 2); the first card and every record stay. Detectron2's launch is faked (no training)."""
+    import detectron2.engine
+
+    from tests.runner.test_suite import _fake_launch
+
+    monkeypatch.setattr(detectron2.engine, "launch", _fake_launch([]))
+    results = tmp_path / "results"
+
+    def suite(weights):
+        return cli(["run", "suite", "--only", "voc-seg", "--weights", str(weights), "--data", "synthetic",
+                    "--synthetic-root", str(synthetic_layout.root.parent), "--synthetic-preset", "tiny",
+                    "--num-gpus", "0", "--jobs", "1", "--trials", "1", "--results", str(results), "--output-dir",
+                    str(files["msra"].parent / "out")])
+
+    assert suite(files["msra"]) == 0
+    card = {p.name: p.read_bytes() for p in (results / "card").iterdir()}
+    capsys.readouterr()
+    assert suite(files["hub-fc"]) == 2
+    err = capsys.readouterr().err
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert "no report card written: voc-seg-fcn-synthetic: 2 rows claim to be the supervised baseline" in line
+    assert "'R-18' (" in line and "'resnet18-supervised' (" in line and "--kind other" in line
+    assert {p.name: p.read_bytes() for p in (results / "card").iterdir()} == card  # the first card is kept
+    assert sorted(r["init"]["label"] for r in records.load_records(results)) == ["R-18", "resnet18-supervised"]
