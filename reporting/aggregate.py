@@ -42,9 +42,9 @@ from mocobench.reporting.model import KIND_ORDER, OURS, PAPER_SOURCE, Cell, Colu
 from mocobench.reporting.significance import welch
 
 # The model and the inputs are reachable from here too (aggregate.Cell, aggregate.load_reference, ...).
-__all__ = ["BENCHMARKS", "INIT_FIELDS", "BaselineConflict", "choose_baseline", "KIND_ORDER", "OURS", "PAPER_SOURCE",
-           "REFERENCE_FILE", "Cell", "Column", "Row", "Table", "TableError", "base_benchmark", "build_tables",
-           "flatten_metrics", "is_synthetic", "load_layout", "load_reference", "records_frame"]
+__all__ = ["BENCHMARKS", "INIT_FIELDS", "BaselineConflict", "check_baselines", "choose_baseline", "KIND_ORDER", "OURS",
+           "PAPER_SOURCE", "REFERENCE_FILE", "Cell", "Column", "Row", "Table", "TableError", "base_benchmark",
+           "build_tables", "flatten_metrics", "is_synthetic", "load_layout", "load_reference", "records_frame"]
 # Protocol fields that differ between initialisations by nature; rows differing only here share a table.
 INIT_FIELDS = ("weights_sha256", "config_hash")
 
@@ -154,7 +154,7 @@ def choose_baseline(rows: list[Row], where: str) -> tuple[Row | None, list[str]]
         f"{where}: {len(supervised)} rows claim to be the supervised baseline and {why}: {_claims(supervised)}. "
         f"Keep one baseline per benchmark and protocol: move the other's records out of the results folder (rerun "
         f"it with --kind other to keep it as an ordinary row), or move the baseline's records aside and rerun it "
-        f"declared (--supervised SPEC, or --weights SPEC --kind supervised); then build the tables again")
+        f"declared (--supervised SPEC, or --weights SPEC --kind supervised); then run the command again")
 
 
 def _apply_deltas(rows: list[Row], base: Row | None) -> None:
@@ -193,15 +193,48 @@ def _protocol_differences(protocols: dict[str, dict[str, Any]]) -> list[str]:
     return [k for k in keys if len({repr(p.get(k, _ABSENT)) for p in protocols.values()}) > 1]
 
 
+def _row_key(record: dict[str, Any]) -> tuple:
+    """What makes one row of a table: label, kind, pretraining run and epoch, weights, full protocol."""
+    init = record["init"]
+    pre = init.get("pretrain") or {}
+    return (init["label"], init["kind"], pre.get("run"), pre.get("epoch"), init.get("weights_sha256"),
+            record["protocol_hash"])
+
+
+def _claim_fields(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A row's declared / kind_reason / records_dir from its records (declared: any record says kind_declared)."""
+    inits = [r["init"] for r in recs]
+    reasons = list(dict.fromkeys(str(i["kind_reason"]) for i in inits if i.get("kind_reason")))
+    paths = sorted({str(Path(r["_path"]).parent) for r in recs if r.get("_path")})
+    return {"declared": any(i.get("kind_declared") is True for i in inits), "kind_reason": "; ".join(reasons) or None,
+            "records_dir": ", ".join(paths) or None}
+
+
+def _shared_hash(record: dict[str, Any]) -> str:
+    """The hash of a record's protocol without INIT_FIELDS: records with the same one share a table."""
+    return canonical_hash({k: v for k, v in record["protocol"].items() if k not in INIT_FIELDS})
+
+
+def check_baselines(records: Iterable[dict[str, Any]]) -> None:
+    """BaselineConflict where a table of these records would hold several supervised rows without exactly one
+    declared (choose_baseline). Reads only benchmark, protocol, protocol_hash, init and _path, so the suite
+    checks its planned trials together with the results folder's records before anything trains."""
+    tables: dict[tuple[str, str], dict[tuple, list[dict[str, Any]]]] = {}
+    for r in records:
+        if r["init"]["kind"] == "supervised":
+            tables.setdefault((r["benchmark"], _shared_hash(r)), {}).setdefault(_row_key(r), []).append(r)
+    for (bench, shared), rows in sorted(tables.items()):
+        if len(rows) > 1:
+            choose_baseline([Row(label=key[0], kind=key[1], **_claim_fields(recs)) for key, recs in rows.items()],
+                            f"{bench} (protocol {shared[:8]})")
+
+
 def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label_format: bool = False
               ) -> tuple[list[Row], list[str]]:
     notes: list[str] = []
     groups: dict[tuple, list[int]] = {}
     for i, r in enumerate(records):
-        pre = r["init"].get("pretrain") or {}
-        key = (r["init"]["label"], r["init"]["kind"], pre.get("run"), pre.get("epoch"), r["init"].get("weights_sha256"),
-               r["protocol_hash"])
-        groups.setdefault(key, []).append(i)
+        groups.setdefault(_row_key(r), []).append(i)
     labels = [k[0] for k in groups]
     rows = []
     for key, idx in groups.items():
@@ -218,13 +251,9 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label
         formats = sorted({str(records[i]["init"].get("format")) for i in idx if records[i]["init"].get("format")})
         if label_format and formats:  # the checkpoint layout the converter detected, e.g. "swav_800ep (swav)"
             shown = f"{shown} ({', '.join(formats)})"
-        inits = [records[i]["init"] for i in idx]
-        reasons = list(dict.fromkeys(str(i["kind_reason"]) for i in inits if i.get("kind_reason")))
-        paths = sorted({str(Path(records[i]["_path"]).parent) for i in idx if records[i].get("_path")})
         row = Row(label=shown, kind=kind, trials=sorted(int(t) for t in sub["trial"]), pretrain_run=run,
                   pretrain_epoch=None if epoch is None else int(epoch), protocol_hash=phash,
-                  declared=any(i.get("kind_declared") is True for i in inits), kind_reason="; ".join(reasons) or None,
-                  records_dir=", ".join(paths) or None)
+                  **_claim_fields([records[i] for i in idx]))
         for col in columns:
             values = [float(v) for v in sub[col.key] if _finite(v)] if col.key in sub else []
             row.cells[col.id] = _stats(values)
@@ -324,7 +353,7 @@ def _group_by_protocol(records: list[dict[str, Any]], layout: dict[str, Any]
     shared = [{k: v for k, v in r["protocol"].items() if k not in INIT_FIELDS} for r in records]
     by_bench: dict[str, dict[str, list[int]]] = {}
     for i, r in enumerate(records):
-        by_bench.setdefault(r["benchmark"], {}).setdefault(canonical_hash(shared[i]), []).append(i)
+        by_bench.setdefault(r["benchmark"], {}).setdefault(_shared_hash(r), []).append(i)
     order = list(layout["benchmarks"])
     benches = sorted(by_bench, key=lambda b: (is_synthetic(b, {}), order.index(base_benchmark(b))
                                               if base_benchmark(b) in order else len(order), b))

@@ -21,6 +21,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from mocobench.common.hashing import canonical_hash
 from mocobench.common.logs import cli_logging
 from mocobench.records import load_records
 from mocobench.reporting import aggregate
@@ -53,6 +54,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_options(parser)
 
 
+def check_planned_baselines(plan: SuitePlan, names: list[str], history: list[dict]) -> None:
+    """Before anything trains: the card of the planned trials together with the results folder's records of the
+    same benchmarks would have one supervised baseline per benchmark and protocol (aggregate.check_baselines),
+    else BaselineConflict naming the claims. The runner settles the claims within this run; this covers rows
+    that an earlier run left in the results folder."""
+    benchmarks = set(card_benchmarks(plan, names))
+    planned = [{"benchmark": p.benchmark, "protocol": p.protocol, "protocol_hash": canonical_hash(p.protocol),
+                "init": p.init.record_field(), "_path": str(p.record_path)}
+               for e in plan.runnable for p in e.prepared.plans]
+    try:
+        aggregate.check_baselines([r for r in history if r["benchmark"] in benchmarks] + planned)
+    except aggregate.BaselineConflict as e:
+        raise aggregate.BaselineConflict(f"nothing run: this suite's card would be refused: {e}") from None
+
+
 def write_suite_card(plan: SuitePlan, names: list[str], card_dir: Path | None, no_reference: bool) -> None:
     """The card of the planned benchmarks and protocols, from every record of the results folder."""
     results = Path(plan.request.results)
@@ -70,7 +86,9 @@ def main(args: argparse.Namespace) -> int:
     cli_logging()
     names = select_benchmarks(args.only, args.skip)
     request = request_from_args(args, benchmark="suite")
-    plan = plan_suite(request, names, records=load_records(request.results))
+    history = load_records(request.results)
+    plan = plan_suite(request, names, records=history)
+    check_planned_baselines(plan, names, history)
     outcome = execute_suite(plan)
     if not outcome.card_due:
         return 0
