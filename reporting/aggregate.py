@@ -126,8 +126,9 @@ def _record_folder(row: Row) -> str:
     return f"its records in {row.records_dir}" if row.records_dir else "records without a path"
 
 
-def _claims(rows: list[Row]) -> str:
-    return ", ".join(f"{r.label!r} ({r.kind_reason or 'no kind_reason recorded'}; {_record_folder(r)})" for r in rows)
+def _claims(rows: list[Row], folders: bool = True) -> str:
+    return ", ".join(f"{r.label!r} ({r.kind_reason or 'no kind_reason recorded'}"
+                     f"{f'; {_record_folder(r)}' if folders else ''})" for r in rows)
 
 
 def choose_baseline(rows: list[Row], where: str) -> tuple[Row | None, list[str]]:
@@ -147,8 +148,8 @@ def choose_baseline(rows: list[Row], where: str) -> tuple[Row | None, list[str]]
         for r in others:
             r.kind = "other"
         return base, [f"{len(supervised)} rows' records say supervised: the baseline is {base.label!r}, declared "
-                      f"({base.kind_reason or 'kind_declared'}); not the baseline, shown as other rows with Δ "
-                      f"against it: {_claims(others)}"]
+                      f"supervised in its run; not the baseline, shown as other rows with Δ against it as the runner "
+                      f"records an undeclared claim beside a declared one: {_claims(others, folders=False)}"]
     why = "none was declared" if not declared else f"{len(declared)} were declared"
     raise BaselineConflict(
         f"{where}: {len(supervised)} rows claim to be the supervised baseline and {why}: {_claims(supervised)}. "
