@@ -4,6 +4,8 @@ One column per task and headline metric (HEADLINE), one row per initialisation, 
 tables (reporting/aggregate.py) in the same model (reporting/model.py): each cell is the table's cell, mean ±
 sample std over the trials (n) and the difference Δ to the supervised row of the same benchmark and protocol,
 with Welch's t-test of Δ (reporting/significance.py): ▲ / ▼ only where it finds Δ beyond the trials' noise.
+The supervised row is the table's (aggregate.choose_baseline: several supervised rows of one benchmark and
+protocol need one declared, else the card is refused with one line naming them).
 The paper's rows follow under their own heading where the protocol is comparable, by the rules of the tables
 (never on the built-in data, never where the config differs from the paper's beyond the fewer-GPU scaling
 rule), with a dagger on every number that two sources do not confirm. The summary line per row: "better
@@ -85,6 +87,8 @@ def _add_rows(target: dict[str, Row], rows: list[Row], columns: list[Column], so
     tested: keep the cells' Welch tests (ours, against a supervised row that is on the card)."""
     for r in rows:
         row = target.setdefault(r.label, Row(r.label, r.kind, source))
+        if r.kind == "supervised":  # a baseline somewhere (elsewhere maybe not: a declared one won that table)
+            row.kind = r.kind
         for col in columns:
             cell = r.cells.get(col.key) or Cell()
             row.cells[col.id] = dataclasses.replace(cell, test=cell.test if tested else None)

@@ -78,6 +78,9 @@ class Row:
     pretrain_epoch: int | None = None
     protocol_hash: str | None = None  # the records' full protocol hash (ours)
     unverified: bool = False  # reported numbers not yet checked against the paper
+    declared: bool = False    # ours: a record of this row has init.kind_declared (the user declared its kind)
+    kind_reason: str | None = None  # ours: the records' init.kind_reason (declared, or the file's evidence)
+    records_dir: str | None = None  # ours: the folder of this row's records (named by the baseline error)
 
     @property
     def n(self) -> int:

@@ -11,8 +11,9 @@ Every option of `run` applies to every benchmark. A thin command: the suite's fl
 finished trials skipped, a failing benchmark reported at the end); the card is the reporting's
 (reporting/card.py: RESULTS/card/card.{md,csv,html,png}), built from the records once the flow says they are
 final. Exit status: 0 when every benchmark ran, 1 when one or more failed (the card shows what the others
-gave), 2 for bad input. This command lives in reporting/ because it ends with the card: it may use the
-runner, not the reverse.
+gave), 2 for bad input, and 2 when the card is refused because two rows of one benchmark and protocol claim to
+be the supervised baseline and the records do not say which (aggregate.choose_baseline; the records stay).
+This command lives in reporting/ because it ends with the card: it may use the runner, not the reverse.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from mocobench.common.hashing import canonical_hash
 from mocobench.common.logs import cli_logging
 from mocobench.records import load_records
 from mocobench.reporting import aggregate
@@ -52,6 +54,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_options(parser)
 
 
+def check_planned_baselines(plan: SuitePlan, names: list[str], history: list[dict]) -> None:
+    """Before anything trains: the card of the planned trials together with the results folder's records of the
+    same benchmarks would have one supervised baseline per benchmark and protocol (aggregate.check_baselines),
+    else BaselineConflict naming the claims. The runner settles the claims within this run; this covers rows
+    that an earlier run left in the results folder."""
+    benchmarks = set(card_benchmarks(plan, names))
+    planned = [{"benchmark": p.benchmark, "protocol": p.protocol, "protocol_hash": canonical_hash(p.protocol),
+                "init": p.init.record_field(), "_path": str(p.record_path)}
+               for e in plan.runnable for p in e.prepared.plans]
+    try:
+        aggregate.check_baselines([r for r in history if r["benchmark"] in benchmarks] + planned)
+    except aggregate.BaselineConflict as e:
+        raise aggregate.BaselineConflict(f"nothing run: this suite's card would be refused: {e}") from None
+
+
 def write_suite_card(plan: SuitePlan, names: list[str], card_dir: Path | None, no_reference: bool) -> None:
     """The card of the planned benchmarks and protocols, from every record of the results folder."""
     results = Path(plan.request.results)
@@ -69,11 +86,19 @@ def main(args: argparse.Namespace) -> int:
     cli_logging()
     names = select_benchmarks(args.only, args.skip)
     request = request_from_args(args, benchmark="suite")
-    plan = plan_suite(request, names, records=load_records(request.results))
+    history = load_records(request.results)
+    plan = plan_suite(request, names, records=history)
+    check_planned_baselines(plan, names, history)
     outcome = execute_suite(plan)
     if not outcome.card_due:
         return 0
-    write_suite_card(plan, names, args.card_dir, args.no_reference)
+    try:
+        write_suite_card(plan, names, args.card_dir, args.no_reference)
+    except aggregate.BaselineConflict as e:  # the trials are recorded; only the card is refused (the old one kept)
+        if outcome.result is not None:
+            print(summary(outcome.result, plan), flush=True)
+        raise aggregate.BaselineConflict(f"no report card written: {e} (rerunning the suite skips its finished "
+                                         f"trials and writes the card)") from None
     if outcome.result is not None:
         print(summary(outcome.result, plan), flush=True)
     return FAILED_EXIT_STATUS if outcome.failed else 0

@@ -44,15 +44,17 @@ def resolved_config(benchmark: str, protocol: dict[str, Any], opts: list[str] | 
 def make_record(benchmark: str, label: str, kind: str, trial: int, metrics: dict[str, dict[str, float]],
                 protocol: dict[str, Any] | None = None, pretrain: dict[str, Any] | None = None,
                 task: str = "detection", weights_sha256: str | None = None, config: str | None = None,
-                msra: bool = False) -> dict[str, Any]:
+                msra: bool = False, declared: bool | None = None, kind_reason: str | None = None) -> dict[str, Any]:
+    """declared / kind_reason: the init's kind_declared / kind_reason (None: left out, as in older records)."""
     protocol = copy.deepcopy(PAPER_VOC if protocol is None else protocol)
     # As the runner does: the init's weights hash is part of the protocol (None for random init).
     if weights_sha256 is None and kind != "random":
         weights_sha256 = hashlib.sha256(label.encode()).hexdigest()
     protocol.setdefault("weights_sha256", weights_sha256)
-    return {"schema": SCHEMA_VERSION, "benchmark": benchmark, "task": task,
-            "init": {"label": label, "kind": kind, "weights": None, "weights_sha256": weights_sha256,
-                     "pretrain": pretrain or {"run": None, "epoch": None}, "msra": msra},
+    init = {"label": label, "kind": kind, "weights": None, "weights_sha256": weights_sha256,
+            "pretrain": pretrain or {"run": None, "epoch": None}, "msra": msra}
+    init.update({k: v for k, v in (("kind_declared", declared), ("kind_reason", kind_reason)) if v is not None})
+    return {"schema": SCHEMA_VERSION, "benchmark": benchmark, "task": task, "init": init,
             "protocol": protocol, "protocol_hash": canonical_hash(protocol), "trial": trial, "seed": 1000 + trial,
             "metrics": metrics,
             "config": resolved_config(benchmark, protocol, msra=msra) if config is None else config,

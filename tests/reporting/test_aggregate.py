@@ -195,13 +195,14 @@ def test_init_specific_config_shares_the_table_with_a_note(tmp_path):
     # MSRA weights bring their own config delta (BGR input): another config_hash, same schedule.
     write_voc(tmp_path)
     msra = dict(PAPER_VOC, config_hash="cfg-voc0712-msra")
-    write_record(make_record("voc0712-det-c4", "msra-R50", "supervised", 0, det(81.0, 53.0, 58.0), protocol=msra),
-                 tmp_path)
+    write_record(make_record("voc0712-det-c4", "msra-R50", "supervised", 0, det(81.0, 53.0, 58.0), protocol=msra,
+                             declared=True, kind_reason="declared"), tmp_path)
     [t] = _tables(tmp_path, reference=False)
-    assert [r.label for r in t.rows] == ["random", "msra-R50", "supervised-tv", "moco-v2-200ep"]
+    # the declared one is the baseline; the other supervised row is shown as `other` (ordered last)
+    assert [r.label for r in t.rows] == ["random", "msra-R50", "moco-v2-200ep", "supervised-tv"]
     assert len({r.protocol_hash for r in t.rows}) == 4  # each init its own full protocol (weights hash)
     assert any("resolved configs differ" in n and "msra-R50" in n for n in t.notes)
-    assert any("several supervised rows" in n for n in t.notes)
+    assert t.baseline == "msra-R50"
 
 
 def test_one_label_under_two_configs_is_two_rows(tmp_path):
@@ -243,3 +244,64 @@ def test_trials_that_predicted_nothing_are_named_in_the_table(tmp_path):
     (note,) = [n for n in t.notes if "no predictions" in n]
     assert note.startswith("moco-demo: bbox: no predictions in trial(s) [0] (1 of 2)")
     assert not [n for n in t.notes if n.startswith("sup:") and "predictions" in n]
+
+
+# ------------------------------------------------------------------ several supervised rows from separate runs
+SUP_B = [det(80.0, 52.0, 57.0), det(80.4, 52.6, 57.2)]  # a second supervised initialisation, another run
+
+
+def _second_supervised(results, declared=None, reason="a 1000-way classifier stored with the backbone"):
+    for t, m in enumerate(SUP_B):
+        write_record(make_record("voc0712-det-c4", "sup-b", "supervised", t, m, declared=declared, kind_reason=reason),
+                     results)
+
+
+def test_two_undeclared_supervised_rows_are_an_error_naming_both(tmp_path):
+    write_voc(tmp_path)  # supervised-tv: an older record, no kind_declared (undeclared)
+    _second_supervised(tmp_path, declared=False)
+    with pytest.raises(aggregate.BaselineConflict) as e:
+        _tables(tmp_path)
+    msg = str(e.value)
+    assert "voc0712-det-c4: 2 rows claim to be the supervised baseline and none was declared" in msg
+    assert "'sup-b' (a 1000-way classifier stored with the backbone" in msg and "'supervised-tv' (" in msg
+    assert str(tmp_path / "records" / "voc0712-det-c4" / "sup-b") in msg  # where the records to move are
+    assert "--kind supervised" in msg and "--kind other" in msg and "\n" not in msg
+
+
+def test_two_declared_supervised_rows_are_an_error_too(tmp_path):
+    _second_supervised(tmp_path, declared=True, reason="declared")
+    write_record(make_record("voc0712-det-c4", "sup-c", "supervised", 0, det(79.0, 51.0, 56.0), declared=True,
+                             kind_reason="declared"), tmp_path)
+    with pytest.raises(aggregate.BaselineConflict, match="2 rows claim .* and 2 were declared: 'sup-b' .*'sup-c'"):
+        _tables(tmp_path)
+
+
+def test_the_declared_supervised_row_is_the_baseline_and_the_other_is_noted(tmp_path):
+    write_voc(tmp_path)  # supervised-tv undeclared (older record)
+    _second_supervised(tmp_path, declared=True, reason="declared")
+    [t] = _tables(tmp_path)
+    assert t.baseline == "sup-b"
+    rows = {r.label: r for r in t.rows}
+    assert rows["sup-b"].kind == "supervised" and rows["supervised-tv"].kind == "other"
+    for label in ("moco-v2-200ep", "supervised-tv", "random"):  # Δ against sup-b's mean, computed here from the trials
+        for metric in METRICS:
+            sup_b = statistics.mean(m["bbox"][metric] for m in SUP_B)
+            assert rows[label].cells[f"bbox/{metric}"].delta == pytest.approx(
+                statistics.mean(_expected(label, metric)) - sup_b, abs=1e-12)
+    assert rows["moco-v2-200ep"].cells["bbox/AP"].delta == pytest.approx(170.9 / 3 - 52.3, abs=1e-12)  # by hand
+    assert all(c.delta is None for c in rows["sup-b"].cells.values())
+    [note] = [n for n in t.notes if "records say supervised" in n]
+    assert "the baseline is 'sup-b', declared" in note and "'supervised-tv'" in note
+    assert not any("several supervised" in n for n in t.notes)
+    # the paper's rows keep their own supervised row as theirs
+    paper_sup = next(r for r in t.reference if r.kind == "supervised")
+    assert paper_sup.cells["bbox/AP"].delta is None and t.reference[0].cells["bbox/AP"].delta is not None
+
+
+def test_supervised_rows_of_other_protocols_do_not_conflict(tmp_path):
+    write_voc(tmp_path)
+    other = dict(PAPER_VOC, max_iter=12000)  # another table: each has one supervised row
+    write_record(make_record("voc0712-det-c4", "sup-b", "supervised", 0, det(80.0, 52.0, 57.0), protocol=other),
+                 tmp_path)
+    tables = _tables(tmp_path, reference=False)
+    assert sorted(t.baseline for t in tables) == ["sup-b", "supervised-tv"]

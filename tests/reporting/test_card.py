@@ -281,3 +281,26 @@ def test_trials_that_predicted_nothing_are_named_on_the_card(tmp_path):
     moco = next(r for r in card.rows if r.label == "moco")
     assert [moco.cell(c).mean for c in card.columns] == [0.0, 0.0]
     assert "voc07-det-c4-synthetic: moco: bbox: no predictions in trial(s) [0] (1 of 1)" in render_markdown(card)
+
+
+def test_a_second_supervised_row_needs_a_declaration(tmp_path):
+    """Records of another run in the same results folder: a second supervised row of voc-seg. Undeclared: the card
+    is refused naming both; declared: it is that benchmark's baseline, the other gets Δ against it."""
+    sup2 = [58.0, 58.6]
+    for declared, folder in ((False, tmp_path / "a"), (True, tmp_path / "b")):
+        _write(folder)
+        for t, v in enumerate(sup2):
+            write_record(make_record("voc-seg-fcn-synthetic", "sup2", "supervised", t, {"sem_seg": {"mIoU": v}},
+                                     task="sem_seg", protocol=dict(SYN, benchmark="voc-seg-fcn-synthetic"),
+                                     config="# resolved config\n", declared=declared, kind_reason="evidence"), folder)
+    with pytest.raises(aggregate.BaselineConflict, match="voc-seg-fcn-synthetic: 2 rows .* 'sup' .*'sup2'"):
+        build_card(load_records(tmp_path / "a"), BENCHMARKS)
+    card = build_card(load_records(tmp_path / "b"), BENCHMARKS)
+    assert card.baselines["voc-seg-fcn-synthetic"] == "sup2" and card.baselines["voc07-det-c4-synthetic"] == "sup"
+    rows = {r.label: r for r in card.rows}
+    col = next(c for c in card.columns if c.benchmark == "voc-seg-fcn-synthetic")
+    moco = DATA["voc-seg-fcn-synthetic"][2][("moco", "moco")]
+    assert rows["moco"].cell(col).delta == pytest.approx(statistics.mean(moco) - statistics.mean(sup2), abs=1e-12)
+    assert rows["sup"].cell(col).delta == pytest.approx(60.0666666666666 - 58.3, abs=1e-9)  # by hand
+    assert rows["sup"].kind == "supervised"  # still the baseline of the other benchmarks
+    assert rows["sup2"].cell(col).delta is None

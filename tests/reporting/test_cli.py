@@ -66,3 +66,21 @@ def test_bad_arguments_are_refused_before_writing(tmp_path, capsys):
     assert main(["tables", "--results", str(tmp_path), "--tables-dir", str(tmp_path / "records" / "t")]) == 2
     assert "inside" in capsys.readouterr().err
     assert not (tmp_path / "tables").exists() and not (tmp_path / "records" / "t").exists()
+
+
+def test_two_undeclared_supervised_rows_exit_2_and_keep_the_tables_written_before(tmp_path, capsys):
+    write_voc(tmp_path)
+    assert main(["tables", "--results", str(tmp_path), "--no-plots", "--quiet"]) == 0
+    written = {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()}
+    before = _snapshot(tmp_path)
+    # another run into the same results folder: a second undeclared supervised row of the same table
+    write_record(make_record("voc0712-det-c4", "sup-b", "supervised", 0, det(80.0, 52.0, 57.0), declared=False,
+                             kind_reason="a 1000-way classifier stored with the backbone"), tmp_path)
+    capsys.readouterr()
+    assert main(["tables", "--results", str(tmp_path), "--no-plots"]) == 2
+    out = capsys.readouterr()
+    [line] = [x for x in out.err.splitlines() if not x.startswith("[reporting]")]  # one line beside the log
+    assert line.startswith("error: voc0712-det-c4: 2 rows claim to be the supervised baseline")
+    assert "'sup-b'" in line and "'supervised-tv'" in line and out.out == ""
+    assert {p.name: p.read_bytes() for p in (tmp_path / "tables").iterdir()} == written  # nothing lost
+    assert all(_snapshot(tmp_path)[p] == h for p, h in before.items())  # the records untouched

@@ -200,3 +200,71 @@ def test_suite_with_an_msra_sup_weights_gives_a_card_with_its_delta(files, synth
     assert np.allclose(random_row["delta"], random_row["mean"].values
                        - ours[(ours.init == "R-18")].set_index("metric").loc[random_row.metric, "mean"].values)
     assert "no supervised row" not in (results / "card" / "card.md").read_text()
+
+
+def test_separate_suite_runs_with_two_undeclared_supervised_rows_are_refused(files, synthetic_layout, tmp_path,
+                                                                           monkeypatch, capsys):
+    """Two runs into one results folder, each with a file that is supervised on its evidence (the MSRA blobs, a
+    hub file with its classifier): each run alone is fine; the second is refused before it trains, with one line
+    naming both (exit 2). Were the first run's records to arrive while the second ran (the check bypassed here),
+    its card is refused instead: exit 2, the first card and every record kept. Detectron2's launch is faked."""
+    import detectron2.engine
+
+    from mocobench.reporting import suite_cli
+    from tests.runner.test_suite import _fake_launch
+
+    calls = []
+    monkeypatch.setattr(detectron2.engine, "launch", _fake_launch(calls))
+    results = tmp_path / "results"
+
+    def suite(weights):
+        code = cli(["run", "suite", "--only", "voc-seg", "--weights", str(weights), "--data", "synthetic",
+                    "--synthetic-root", str(synthetic_layout.root.parent), "--synthetic-preset", "tiny",
+                    "--num-gpus", "0", "--jobs", "1", "--trials", "1", "--results", str(results), "--output-dir",
+                    str(files["msra"].parent / "out")])
+        return code, [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+
+    assert suite(files["msra"])[0] == 0 and len(calls) == 1
+    card = {p.name: p.read_bytes() for p in (results / "card").iterdir()}
+    code, [line] = suite(files["hub-fc"])
+    assert code == 2 and len(calls) == 1  # refused before anything trained
+    assert line.startswith("error: nothing run: this suite's card would be refused: voc-seg-fcn-synthetic ")
+    assert "2 rows claim to be the supervised baseline and none was declared" in line
+    assert "'R-18' (MSRA/Caffe2" in line and "'resnet18-supervised' (a 1000-way classifier" in line
+    assert "--kind other" in line and "--supervised SPEC" in line
+    assert [r["init"]["label"] for r in records.load_records(results)] == ["R-18"]
+
+    monkeypatch.setattr(suite_cli, "check_planned_baselines", lambda *a: None)
+    code, [line] = suite(files["hub-fc"])
+    assert code == 2 and len(calls) == 2 and line.startswith("error: no report card written: voc-seg-fcn-synthetic")
+    assert {p.name: p.read_bytes() for p in (results / "card").iterdir()} == card  # the first card is kept
+    assert sorted(r["init"]["label"] for r in records.load_records(results)) == ["R-18", "resnet18-supervised"]
+
+
+def test_a_declared_supervised_row_in_a_later_suite_run_is_the_tables_baseline(files, synthetic_layout, tmp_path,
+                                                                                monkeypatch, capsys):
+    """The first run's MSRA file is supervised on evidence; the second run declares the hub file (--supervised):
+    the second run goes ahead, and the tables of the results folder take the declared one as the baseline, the MSRA
+    row shown as `other` with its Δ against it (the card shows the suite's own rows only)."""
+    import detectron2.engine
+    import pandas as pd
+
+    from tests.runner.test_suite import _fake_launch
+
+    monkeypatch.setattr(detectron2.engine, "launch", _fake_launch([]))
+    results = tmp_path / "results"
+    common = ["--only", "voc-seg", "--data", "synthetic", "--synthetic-root", str(synthetic_layout.root.parent),
+              "--synthetic-preset", "tiny", "--num-gpus", "0", "--jobs", "1", "--trials", "1", "--results",
+              str(results), "--output-dir", str(files["msra"].parent / "out")]
+    assert cli(["run", "suite", "--weights", str(files["msra"]), *common]) == 0
+    assert cli(["run", "suite", "--supervised", str(files["hub-fc"]), *common]) == 0
+    assert pd.read_csv(results / "card" / "card.csv").query("init == 'resnet18-supervised'")["init_kind"].eq(
+        "supervised").all()
+    assert cli(["tables", "--results", str(results), "--no-plots", "--quiet", "--no-reference"]) == 0
+    frame = pd.read_csv(results / "tables" / "tables.csv")
+    assert set(frame["baseline"]) == {"resnet18-supervised"}
+    msra = frame[frame.init == "R-18"]
+    assert len(msra) and (msra["init_kind"] == "other").all() and msra["delta"].notna().all()
+    assert (results / "tables" / "tables.md").read_text().count("records say supervised: the baseline is "
+                                                                "'resnet18-supervised', declared") == 1
+    capsys.readouterr()
