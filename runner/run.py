@@ -79,6 +79,7 @@ class RunRequest:
     ims_per_gpu: int = 2
     norm: str | None = None
     amp: bool = False
+    vit_heads: int | None = None
     results: str = "results"
     output_dir: str = "output/benchmarks"
     keep_checkpoints: bool = False
@@ -208,7 +209,8 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
     register_builtin(data)
     num_devices = req.num_procs * req.num_machines  # one process per device (a GPU, or a CPU process)
     cache = Path(req.output_dir) / "converted"
-    inits = [resolve_init(spec, cache_dir=cache, label=req.label, kind=req.kind, msra=req.msra, fmt=req.format)
+    inits = [resolve_init(spec, cache_dir=cache, label=req.label, kind=req.kind, msra=req.msra, fmt=req.format,
+                          vit_heads=req.vit_heads)
              for spec in (available_weights(req.weights) if req.skip_missing else req.weights)]
     labels = [i.label for i in inits]
     if len(set(labels)) != len(labels):

@@ -28,6 +28,7 @@ class Init:
     msra: bool = False
     depth: int | None = None        # ResNet depth of the weights, when known (checked against the config)
     format: str | None = None       # the checkpoint layout the converter detected (detection/formats.py)
+    vit: dict[str, Any] | None = None  # a Vision Transformer's MODEL.VIT keys (detection/vit), from the weights
 
     def record_field(self) -> dict[str, Any]:
         return {"label": self.label, "kind": self.kind, "weights": self.weights,
@@ -48,9 +49,11 @@ def _latest(run_dir: Path) -> Path:
 
 
 def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: str | None = None,
-                 msra: bool = False, fmt: str = "auto") -> Init:
+                 msra: bool = False, fmt: str = "auto", vit_heads: int | None = None) -> Init:
     """--weights SPEC -> Init: 'random', a .pkl, a checkpoint (converted with proof, cached), or a
-    pretraining output folder (its latest checkpoint). fmt: the checkpoint layout (--format), or "auto"."""
+    pretraining output folder (its latest checkpoint). fmt: the checkpoint layout (--format), or "auto".
+    A Vision Transformer checkpoint goes through the ViT converter (detection/vit/convert.py); vit_heads
+    (--vit-heads) overrides its head count."""
     from mocobench.detection.convert import LAYOUTS, ConversionError, convert_file, load_checkpoint_report
 
     if kind is not None and kind not in INIT_KINDS:
@@ -69,12 +72,20 @@ def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: 
     if path.suffix == ".pkl":  # Detectron2 loads it with plain pickle: first make sure that runs no code
         safe_pickle.check(path)
         return Init(_label(label or path.stem), kind or ("supervised" if msra else "other"), str(path), sha,
-                    str(path), msra=msra, depth=_pkl_depth(path), format=_pkl_source(path).get("format"))
+                    str(path), msra=msra, depth=_pkl_depth(path), format=_pkl_source(path).get("format"),
+                    vit=_pkl_source(path).get("vit"))
     try:  # any layout of detection/formats.py: torch files (foreign objects inert) or .safetensors
         ckpt = load_checkpoint_report(path)[0]
     except ConversionError as e:
         raise RunnerError(f"--weights {spec}: {e}") from None
     epoch = _epoch(ckpt)
+    from mocobench.detection.vit.layouts import looks_like_vit
+
+    if looks_like_vit(ckpt):
+        return _vit_init(path, ckpt, sha, cache_dir=cache_dir, label=label, kind=kind, run_dir=run_dir, epoch=epoch,
+                         heads=vit_heads)
+    if vit_heads is not None:
+        raise RunnerError(f"--vit-heads is for Vision Transformer weights; {spec} is not one")
     mode = (ckpt.get("config") or {}).get("mode") if isinstance(ckpt.get("config"), dict) else None
     pkl = cache_dir / f"{_label(path.name.split('.')[0])}-{sha[:12]}{'' if fmt == 'auto' else '-' + fmt}.pkl"
     if pkl.exists():
@@ -93,6 +104,29 @@ def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: 
         label = f"{run_dir.name}-ep{epoch}" if run_dir is not None and epoch is not None else path.name.split(".")[0]
     return Init(_label(label), kind or guessed_kind, str(path), sha, str(pkl),
                 {"run": str(run_dir) if run_dir else None, "epoch": epoch}, depth=depth, format=fmt)
+
+
+def _vit_init(path: Path, ckpt: dict[str, Any], sha: str, *, cache_dir: Path, label: str | None, kind: str | None,
+              run_dir: Path | None, epoch: int | None, heads: int | None) -> Init:
+    """A ViT checkpoint converted (with its proof) for ViTDet, cached by content and head count."""
+    from mocobench.detection.vit.convert import VitConversionError, convert_vit_file
+
+    pkl = cache_dir / f"{_label(path.name.split('.')[0])}-{sha[:12]}-vit{'' if heads is None else f'-h{heads}'}.pkl"
+    if pkl.exists():
+        log.info("using the cached conversion %s", pkl)
+        source = _pkl_source(pkl)
+        fmt, guessed, vit = source.get("format", "unknown"), source.get("kind", "other"), source.get("vit")
+    else:
+        try:
+            conv = convert_vit_file(path, pkl, heads=heads, list_tensors=False, ckpt=ckpt)[0]
+        except VitConversionError as e:
+            raise RunnerError(f"--weights {path}: {e}") from None
+        fmt, guessed, vit = conv.format, conv.kind, conv.spec.cfg_keys()
+    log.info(f"{path.name}: ViT {vit['EMBED_DIM']}x{vit['DEPTH']}, {vit['NUM_HEADS']} heads ({vit['HEADS_SOURCE']})")
+    if label is None:
+        label = f"{run_dir.name}-ep{epoch}" if run_dir is not None and epoch is not None else path.name.split(".")[0]
+    return Init(_label(label), kind or guessed, str(path), sha, str(pkl),
+                {"run": str(run_dir) if run_dir else None, "epoch": epoch}, format=fmt, vit=vit)
 
 
 def _epoch(ckpt: dict[str, Any]) -> int | None:

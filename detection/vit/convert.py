@@ -26,7 +26,7 @@ import torch
 from mocobench.common.atomic import atomic_write
 from mocobench.common.errors import UsageError
 from mocobench.common.logs import cli_logging
-from mocobench.detection.vit.layouts import VitBackbone, VitLayoutError, VitSpec, extract_vit, looks_like_vit
+from mocobench.detection.vit.layouts import VitLayoutError, VitSpec, extract_vit, looks_like_vit
 from mocobench.detection.vit.proof import VitProofError, VitProofReport, verify_vit
 
 log = logging.getLogger(__name__)
