@@ -150,7 +150,8 @@ VIT_SIZE_RECIPE = {768: (0.7, 0.1), 1024: (0.8, 0.4), 1280: (0.9, 0.5)}
 def apply_vit_weights(cfg, vit: dict) -> None:
     """MODEL.VIT from converted ViT weights; ViT-L and ViT-H get ViTDet's lr decay and drop path for them."""
     for key, value in vit.items():
-        setattr(cfg.MODEL.VIT, key, value)
+        if key.isupper():  # heads_source, arch: the record's protocol (runner/plan.py), not the config
+            setattr(cfg.MODEL.VIT, key, value)
     if vit.get("EMBED_DIM") in VIT_SIZE_RECIPE and vit["EMBED_DIM"] != 768:
         cfg.MODEL.VIT.LR_DECAY_RATE, cfg.MODEL.VIT.DROP_PATH_RATE = VIT_SIZE_RECIPE[vit["EMBED_DIM"]]
 

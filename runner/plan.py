@@ -75,7 +75,7 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
     protocol = {"benchmark": name, "config_hash": config_hash(cfg), "max_iter": cfg.SOLVER.MAX_ITER,
                 "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH, "base_lr": cfg.SOLVER.BASE_LR,
                 "scaling": asdict(scaling), "amp": bool(cfg.SOLVER.AMP.ENABLED), "depth": cfg.MODEL.RESNETS.DEPTH,
-                "norm": cfg.MODEL.RESNETS.NORM, **vit_protocol(cfg),
+                "norm": cfg.MODEL.RESNETS.NORM, **vit_protocol(cfg, init),
                 "train_datasets": list(cfg.DATASETS.TRAIN), "test_datasets": list(cfg.DATASETS.TEST),
                 "num_classes": num_classes, "builtin_synthetic": synthetic,
                 "weights_sha256": init.weights_sha256, **data_fields}
@@ -87,15 +87,16 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
                      record_path(args.results, name, init.label, phash, trial))
 
 
-def vit_protocol(cfg) -> dict[str, Any]:
+def vit_protocol(cfg, init: Init) -> dict[str, Any]:
     """A ViTDet trial's backbone in its protocol (ResNet keys do not describe it): {} for ResNets, so their
     protocol hashes are unchanged."""
     if "VIT" not in cfg.MODEL or cfg.MODEL.BACKBONE.NAME != "build_vitdet_backbone":
         return {}
     v = cfg.MODEL.VIT
     return {"depth": None, "norm": "LN", "backbone": {
-        "vit": v.ARCH or f"vit_w{v.EMBED_DIM}_d{v.DEPTH}_p{v.PATCH_SIZE}", "embed_dim": v.EMBED_DIM,
-        "depth": v.DEPTH, "num_heads": v.NUM_HEADS, "heads_source": v.HEADS_SOURCE, "patch_size": v.PATCH_SIZE,
+        "vit": (init.vit or {}).get("arch") or f"vit_w{v.EMBED_DIM}_d{v.DEPTH}_p{v.PATCH_SIZE}",
+        "embed_dim": v.EMBED_DIM, "depth": v.DEPTH, "num_heads": v.NUM_HEADS,
+        "heads_source": (init.vit or {}).get("heads_source") or "the config (no weights)", "patch_size": v.PATCH_SIZE,
         "pretrain_img_size": v.PRETRAIN_IMG_SIZE, "layer_scale": v.LAYER_SCALE, "window_size": v.WINDOW_SIZE,
         "lr_decay_rate": v.LR_DECAY_RATE, "drop_path_rate": v.DROP_PATH_RATE}}
 

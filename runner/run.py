@@ -80,6 +80,7 @@ class RunRequest:
     norm: str | None = None
     amp: bool = False
     vit_heads: int | None = None
+    only_fitting_weights: bool = False  # the suite: each benchmark takes the weights of its backbone family only
     results: str = "results"
     output_dir: str = "output/benchmarks"
     keep_checkpoints: bool = False
@@ -212,12 +213,32 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
     inits = [resolve_init(spec, cache_dir=cache, label=req.label, kind=req.kind, msra=req.msra, fmt=req.format,
                           vit_heads=req.vit_heads)
              for spec in (available_weights(req.weights) if req.skip_missing else req.weights)]
+    if req.only_fitting_weights:
+        inits = fitting_inits(bench, inits)
     labels = [i.label for i in inits]
     if len(set(labels)) != len(labels):
         raise RunnerError(f"two initialisations share a label: {labels}; pass them in separate runs with --label")
     plans = [plan_trial(bench, init, trial, args=req, synthetic=synthetic, num_devices=num_devices, dataset=dataset)
              for init in inits for trial in range(req.first_trial, req.first_trial + req.trials)]
     return Prepared(req, bench, synthetic, data, inits, plans, dataset, job)
+
+
+def fitting_inits(bench: Benchmark, inits: list[Init]) -> list[Init]:
+    """The initialisations a benchmark's backbone can take (the suite: ViT weights go to ViTDet, ResNet weights
+    to the ResNet benchmarks, random to both); the others are skipped with one line each."""
+    from mocobench.detection import CONFIG_DIR
+    from mocobench.detection.config import uses_vit
+
+    vit_bench = uses_vit(CONFIG_DIR / bench.config)
+    kept = [i for i in inits if i.kind == "random" or (i.vit is not None) == vit_bench]
+    for i in inits:
+        if i not in kept:
+            log.info(f"{bench.name}: {i.label} skipped ({'a ResNet' if vit_bench else 'a Vision Transformer'}; "
+                     f"{bench.name} builds {'a ViT' if vit_bench else 'a ResNet'})")
+    if not kept:
+        raise RunnerError(f"{bench.name}: none of the weights fits its backbone "
+                          f"({'a Vision Transformer' if vit_bench else 'a ResNet'})")
+    return kept
 
 
 def available_weights(specs: list[str]) -> list[str]:

@@ -122,7 +122,7 @@ def _vit_init(path: Path, ckpt: dict[str, Any], sha: str, *, cache_dir: Path, la
         except VitConversionError as e:
             raise RunnerError(f"--weights {path}: {e}") from None
         fmt, guessed, vit = conv.format, conv.kind, conv.spec.cfg_keys()
-    log.info(f"{path.name}: ViT {vit['EMBED_DIM']}x{vit['DEPTH']}, {vit['NUM_HEADS']} heads ({vit['HEADS_SOURCE']})")
+    log.info(f"{path.name}: ViT {vit['EMBED_DIM']}x{vit['DEPTH']}, {vit['NUM_HEADS']} heads ({vit['heads_source']})")
     if label is None:
         label = f"{run_dir.name}-ep{epoch}" if run_dir is not None and epoch is not None else path.name.split(".")[0]
     return Init(_label(label), kind or guessed, str(path), sha, str(pkl),

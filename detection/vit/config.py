@@ -39,8 +39,6 @@ def add_vit_config(cfg) -> None:
     v.PYRAMID_NORM = "LN"
     v.SQUARE_PAD = 1024
     v.LR_DECAY_RATE = 0.7           # ViTDet: 0.7 for B, 0.8 for L (only with SOLVER.OPTIMIZER AdamW)
-    v.HEADS_SOURCE = ""             # where NUM_HEADS came from (checkpoint metadata, standard width, --vit-heads)
-    v.ARCH = ""                     # the converted checkpoint's architecture in words (vit_base_patch16, ...)
     cfg.INPUT.LSJ = CN()
     cfg.INPUT.LSJ.ENABLED = False
     cfg.INPUT.LSJ.IMAGE_SIZE = 1024

@@ -89,11 +89,12 @@ class VitSpec:
         return self.grid * self.patch_size
 
     def cfg_keys(self) -> dict[str, Any]:
-        """MODEL.VIT.* values for the detector's config."""
+        """MODEL.VIT.* values for the detector's config (upper case), and where the head count came from and
+        the architecture's name (lower case: the record's protocol, not the config)."""
         return {"EMBED_DIM": self.embed_dim, "DEPTH": self.depth, "NUM_HEADS": self.num_heads,
                 "PATCH_SIZE": self.patch_size, "PRETRAIN_IMG_SIZE": self.pretrain_img_size,
                 "MLP_RATIO": self.mlp_ratio, "QKV_BIAS": self.qkv_bias, "LAYER_SCALE": self.layer_scale,
-                "HEADS_SOURCE": self.heads_source, "ARCH": self.arch}
+                "heads_source": self.heads_source, "arch": self.arch}
 
 
 def looks_like_vit(ckpt: Mapping[str, Any]) -> bool:

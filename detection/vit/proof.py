@@ -49,7 +49,8 @@ def spec_config(spec: VitSpec, **overrides):
     cfg = get_cfg()
     add_vit_config(cfg)
     for k, v in {**spec.cfg_keys(), **overrides}.items():
-        setattr(cfg.MODEL.VIT, k, v)
+        if k.isupper():
+            setattr(cfg.MODEL.VIT, k, v)
     return cfg
 
 
