@@ -138,7 +138,7 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
         raise ConfigError(f"the weights {weights} are a ResNet-{depth} but the config builds ResNet-"
                           f"{cfg.MODEL.RESNETS.DEPTH}: Detectron2 would skip every mismatched tensor silently. "
                           f"Pass matching weights, or --opts {hint} (not the paper's protocol)")
-    if cfg.MODEL.RESNETS.NORM == "FrozenBN" and random_init:
+    if cfg.MODEL.RESNETS.NORM == "FrozenBN" and random_init and not vit_bench:
         raise ConfigError("random init with FrozenBN diverges; keep (Sync)BN or GN")
     return cfg
 
