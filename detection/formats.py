@@ -15,7 +15,8 @@ that writes it lays it out (each checked against the framework's own checkpoint-
 - index_names: the backbone is `nn.Sequential(*resnet.children()[:-1])` (lightly), keys 0, 1, 4-7.
 
 A layout *fits* a file when its container and backbone are there and every other tensor is one it drops;
-the converter (detection/convert.py) detects, unwraps, keeps and proves; nothing here runs.
+the converter (detection/convert/) detects, unwraps, keeps and proves; nothing here runs. `arch` names the
+architecture family whose extractor reads the layout (detection/convert/archs.py).
 Every layout here is a torchvision-style ResNet trained on torchvision's RGB normalisation: the detection
 configs' PIXEL_MEAN/PIXEL_STD and RGB input fit all of them (`pixels`). MSRA caffe weights are a Detectron2
 .pkl with --msra, not a layout.
@@ -40,6 +41,7 @@ class Layout:
     duplicate_of: str | None = None               # prefix of a second copy that must equal the backbone
     duplicate_optional: bool = False              # the copy may be absent (checked only where present)
     index_names: bool = False                     # lightly's nn.Sequential(*children()[:-1]) names
+    arch: str = "resnet"                          # architecture family (detection/convert/archs.py)
     kind: str = "other"                           # record init kind: moco | supervised | other
     refuses: str = ""                             # what is refused beyond the generic checks, in words
     pixels: str = TORCHVISION_PIXELS
