@@ -1,7 +1,7 @@
 """Convert a Vision Transformer checkpoint (detection/vit/layouts.py) into a Detectron2 pickle for ViTDet,
 and prove it (detection/vit/proof.py).
 
-    python -m mocobench.detection.vit.convert INPUT OUTPUT.pkl [--vit-heads N]
+    python -m mocobench.detection.convert INPUT OUTPUT.pkl [--vit-heads N]    # the converter sends ViTs here
 
 Writes {"model": {"backbone.net.<timm name>": ndarray}, "__author__", "matching_heuristics": False, "source":
 {format, kind, vit: MODEL.VIT keys, ...}}: full Detectron2 names, so Detectron2's suffix matching (which can
@@ -11,11 +11,9 @@ which ViTDet's ViT resizes them bicubically to its input.
 """
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import pickle
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -24,8 +22,7 @@ import numpy as np
 import torch
 
 from mocobench.common.atomic import atomic_write
-from mocobench.common.errors import UsageError
-from mocobench.common.logs import cli_logging
+from mocobench.detection.convert.result import ConversionError
 from mocobench.detection.vit.layouts import VitLayoutError, VitSpec, extract_vit, looks_like_vit
 from mocobench.detection.vit.proof import VitProofError, VitProofReport, verify_vit
 
@@ -34,7 +31,7 @@ AUTHOR = "moco-transfer-bench detection.vit.convert"
 PREFIX = "backbone.net."
 
 
-class VitConversionError(UsageError):
+class VitConversionError(ConversionError):
     """The input cannot be converted into ViTDet's backbone, or its proof failed."""
 
 
@@ -96,7 +93,7 @@ def convert_vit_file(input: str | os.PathLike, output: str | os.PathLike, *, hea
     """Convert INPUT into OUTPUT and prove it; the output is removed when the proof fails."""
     each = log.info if list_tensors else log.debug
     if ckpt is None:
-        from mocobench.detection.convert import ConversionError, load_checkpoint_report
+        from mocobench.detection.convert.load import load_checkpoint_report
 
         try:
             ckpt = load_checkpoint_report(input)[0]
@@ -132,27 +129,3 @@ def convert_vit_file(input: str | os.PathLike, output: str | os.PathLike, *, hea
                  f"{report.max_rel_diff:.3e}) at the pretraining grid, window = grid")
     log.info(f"wrote {path}")
     return conv, report
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mocobench.detection.vit.convert",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("input")
-    parser.add_argument("output")
-    parser.add_argument("--vit-heads", type=int, default=None,
-                        help="attention heads (default: the checkpoint's metadata, else the standard for the width)")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--no-verify", action="store_true")
-    args = parser.parse_args(argv)
-    cli_logging()
-    try:
-        convert_vit_file(args.input, args.output, heads=args.vit_heads, overwrite=args.overwrite,
-                         check=not args.no_verify)
-    except VitConversionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -140,3 +140,26 @@ def test_partial_state_dict_is_refused(tmp_path):
     torch.save(state, tmp_path / "p.pth")
     with pytest.raises(VitConversionError, match="incomplete"):
         convert_vit_file(tmp_path / "p.pth", tmp_path / "o.pkl", heads=HEADS, list_tensors=False)
+
+
+def test_the_converter_command_sends_vits_to_the_vit_family(tmp_path, capsys):
+    """`python -m mocobench.detection.convert IN OUT --vit-heads N`: detected as a ViT, converted and proved;
+    --list-formats names the ViT layouts; --vit-heads on a ResNet and --format on a ViT are refused."""
+    import torch
+
+    from mocobench.detection.convert import main
+    from tests.helpers.checkpoints import randomised_resnet, wrap
+
+    src = W.write_moco_v3(tmp_path / "m.pth.tar", W.tiny_vit(DIM, DEPTH, HEADS), arch="vit_small")
+    assert main([str(src), str(tmp_path / "o.pkl")]) == 2  # MoCo v3 vit_small: 12 heads do not divide 64
+    assert "12 heads" in capsys.readouterr().err
+    assert main([str(src), str(tmp_path / "o.pkl"), "--vit-heads", str(HEADS)]) == 0
+    assert safe_pickle.load(tmp_path / "o.pkl")["source"]["format"] == "moco-v3-vit"
+    assert main([str(src), str(tmp_path / "o2.pkl"), "--format", "moco-v3"]) == 2
+    r18 = tmp_path / "r.pth.tar"
+    torch.save(wrap("moco", randomised_resnet(18)), r18)
+    assert main([str(r18), str(tmp_path / "r.pkl"), "--vit-heads", "4"]) == 2
+    assert "--vit-heads is for Vision Transformer" in capsys.readouterr().err
+    assert main(["--list-formats"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in ("dinov2", "moco-v3-vit", "mae", "ibot"))
