@@ -75,3 +75,18 @@ def test_suite_gives_each_benchmark_its_backbone_family(synthetic_layout, tmp_pa
     assert "coco-mask-vitdet-100ep-synthetic" in out and "voc07-det-c4-synthetic" in out
     rows = [line for line in out.splitlines() if "-synthetic" in line and " hub " in line]
     assert rows and all("vitdet" in line for line in rows)  # the ViT only in ViTDet; random in both
+
+
+@pytest.mark.slow
+def test_two_process_vitdet_trial_writes_one_record(synthetic_layout, tmp_path):
+    """ViTDet in 2 gloo processes on the CPU (DDP over AdamW with layer decay, LSJ loader per rank): one record."""
+    from mocobench import records
+
+    src = W.write_flat(tmp_path / "hub.pth", W.tiny_vit(64, 2, 4))
+    argv = _argv(synthetic_layout, tmp_path, "--weights", str(src), "--vit-heads", "4", "--trials", "1",
+                 "--num-procs", "2", "--opts", "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "(1,)", "SOLVER.WARMUP_ITERS",
+                 "1", "SOLVER.IMS_PER_BATCH", "2", "MODEL.RPN.POST_NMS_TOPK_TEST", "20", "TEST.DETECTIONS_PER_IMAGE", "5")
+    assert cli(argv) == 0
+    (rec,) = records.load_records(tmp_path / "results")
+    assert rec["provenance"]["num_procs"] == 2 and rec["benchmark"] == "coco-mask-vitdet-100ep-synthetic"
+    assert {"bbox", "segm"} <= set(rec["metrics"])
