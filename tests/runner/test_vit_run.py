@@ -84,8 +84,9 @@ def test_two_process_vitdet_trial_writes_one_record(synthetic_layout, tmp_path):
 
     src = W.write_flat(tmp_path / "hub.pth", W.tiny_vit(64, 2, 4))
     argv = _argv(synthetic_layout, tmp_path, "--weights", str(src), "--vit-heads", "4", "--trials", "1",
-                 "--num-procs", "2", "--opts", "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "(1,)", "SOLVER.WARMUP_ITERS",
-                 "1", "SOLVER.IMS_PER_BATCH", "2", "MODEL.RPN.POST_NMS_TOPK_TEST", "20", "TEST.DETECTIONS_PER_IMAGE", "5")
+                 "--num-procs", "2", "--opts", "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "(1,)",
+                 "SOLVER.WARMUP_ITERS", "1", "SOLVER.IMS_PER_BATCH", "2", "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
+                 "TEST.DETECTIONS_PER_IMAGE", "5")
     assert cli(argv) == 0
     (rec,) = records.load_records(tmp_path / "results")
     assert rec["provenance"]["num_procs"] == 2 and rec["benchmark"] == "coco-mask-vitdet-100ep-synthetic"
