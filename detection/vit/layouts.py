@@ -41,7 +41,7 @@ class VitLayoutError(UsageError):
 STANDARD_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1536: 24}
 # heads of each project's own architecture names (read from each project's model definitions)
 DINO_HEADS = {"vit_tiny": 3, "vit_small": 6, "vit_base": 12}
-MOCO_V3_HEADS = {"vit_small": 12, "vit_base": 12, "vit_large": 16}
+MOCO_V3_HEADS = {"vit_small": 12, "vit_base": 12}  # moco-v3 vits.py (vit_conv_* refused)
 MAE_HEADS = {"mae_vit_base_patch16": 12, "mae_vit_large_patch16": 16, "mae_vit_huge_patch14": 16}
 
 VIT_LAYOUTS = {
