@@ -131,7 +131,7 @@ voc-det coco-mask cityscapes-mask voc-seg cityscapes-seg coco-kp lvis-mask: inst
 	@if [ "$(SUP_WEIGHTS)" = output/pretrain/supervised_demo ] && ! ls $(SUP_WEIGHTS)/checkpoint_*.pth.tar >/dev/null 2>&1 \
 	  && [ "$$($(PY) -c 'import sys; from mocobench.runner.cli import resolve_benchmark, data_mode; print(data_mode(resolve_benchmark(sys.argv[1]), "auto"))' $@ 2>/dev/null)" = True ]; then \
 	  echo "[$@] no supervised synthetic baseline yet: make pretrain-supervised"; $(MAKE) pretrain-supervised; fi
-	$(PY) -m mocobench run $@ --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
+	$(PY) -m mocobench run $@ --weights $(DET_WEIGHTS) --supervised $(SUP_WEIGHTS) --weights random --skip-missing \
 	  --results $(RESULTS) \
 	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(DET_ARGS)
 	$(if $(TABLES_AFTER_RUN),$(MAKE) tables)
@@ -166,7 +166,7 @@ USER_BENCH ?= det-fpn
 transfer: install
 	@test -n "$(DATASET)" || { echo "usage: make transfer DATASET=name TRAIN=coco:ANN.json:IMAGE_DIR TEST=holdout:0.2 (or TEST=coco:...; voc:VOC_ROOT[:SPLIT])"; exit 2; }
 	$(PY) -m mocobench run $(USER_BENCH) --dataset $(DATASET) $(if $(TRAIN),--train $(TRAIN)) $(if $(TEST),--test $(TEST)) \
-	  --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing --results $(RESULTS) \
+	  --weights $(DET_WEIGHTS) --supervised $(SUP_WEIGHTS) --weights random --skip-missing --results $(RESULTS) \
 	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(DET_ARGS)
 	$(if $(TABLES_AFTER_RUN),$(MAKE) tables)
 
@@ -199,6 +199,6 @@ suite: install
 	  && [ "$$($(PY) -c 'import sys; from mocobench.runner.cli import resolve_benchmark, data_mode; print(data_mode(resolve_benchmark(sys.argv[1]), "auto"))' voc-det 2>/dev/null)" = True ] \
 	  && [[ "$(SUITE_ARGS)" != *--dry-run* ]]; then \
 	  echo "[suite] no supervised synthetic baseline yet: make pretrain-supervised"; $(MAKE) pretrain-supervised; fi
-	$(PY) -m mocobench run suite --weights $(DET_WEIGHTS) --weights $(SUP_WEIGHTS) --weights random --skip-missing \
+	$(PY) -m mocobench run suite --weights $(DET_WEIGHTS) --supervised $(SUP_WEIGHTS) --weights random --skip-missing \
 	  --results $(RESULTS) \
 	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(SUITE_ARGS) $(DET_ARGS)

@@ -37,6 +37,29 @@ STEP_FRACTIONS = (2 / 3, 8 / 9)
 MAX_WARMUP_FRACTION = 0.1
 
 
+def input_settings(cfg) -> dict:
+    """What the backbone's weights must have been trained on: input channel order, normalisation, and where
+    the bottleneck strides (caffe/MSRA: 1x1; torchvision: 3x3)."""
+    return {"format": cfg.INPUT.FORMAT, "pixel_mean": [float(v) for v in cfg.MODEL.PIXEL_MEAN],
+            "pixel_std": [float(v) for v in cfg.MODEL.PIXEL_STD],
+            "stride_in_1x1": bool(cfg.MODEL.RESNETS.STRIDE_IN_1X1)}
+
+
+_INPUT_KEYS = {"format": "INPUT.FORMAT", "pixel_mean": "MODEL.PIXEL_MEAN", "pixel_std": "MODEL.PIXEL_STD",
+               "stride_in_1x1": "MODEL.RESNETS.STRIDE_IN_1X1"}
+
+
+def check_input_settings(cfg, expected: dict, msra: bool) -> None:
+    """Refuse --opts that give pretrained weights input settings other than those they were trained on."""
+    got = input_settings(cfg)
+    bad = [f"{_INPUT_KEYS[k]} {got[k]} (the weights expect {expected[k]})" for k in expected if got[k] != expected[k]]
+    if bad:
+        what = "MSRA caffe weights (BGR, caffe mean, std 1, stride in the 1x1 conv)" if msra else \
+            "torchvision-style weights (RGB, torchvision's mean/std, stride in the 3x3 conv)"
+        raise ConfigError(f"--opts sets {'; '.join(bad)}: these are {what}, recognised from the file. Drop those "
+                          f"--opts (docs/checkpoint-formats.md, \"Input settings\")")
+
+
 def merge_overlay(cfg, path: str | Path) -> None:
     """Merge an overlay file's own keys into cfg (its `_BASE_` is what it loads against on its own)."""
     from detectron2.config import CfgNode
@@ -117,6 +140,7 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
         cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (dataset.dataset_name("train"),), (dataset.dataset_name("test"),)
     if vit_bench and vit:
         apply_vit_weights(cfg, vit)
+    weights_input = input_settings(cfg)  # what the init's weights were trained on (before --opts)
     if opts:
         try:
             cfg.merge_from_list(opts)
@@ -133,6 +157,8 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
         if "SOLVER.MAX_ITER" not in (opts or [])[::2]:
             apply_epoch_schedule(cfg, bench.epochs if epochs is None else epochs, dataset.train_images)
     cfg.MODEL.WEIGHTS = weights or ""
+    if weights and not random_init:
+        check_input_settings(cfg, weights_input, msra)
     if depth is not None and depth != cfg.MODEL.RESNETS.DEPTH:
         hint = "MODEL.RESNETS.DEPTH {0}".format(depth) + (" MODEL.RESNETS.RES2_OUT_CHANNELS 64" if depth < 50 else "")
         raise ConfigError(f"the weights {weights} are a ResNet-{depth} but the config builds ResNet-"

@@ -19,7 +19,9 @@ the converter (detection/convert/) detects, unwraps, keeps and proves; nothing h
 architecture family whose extractor reads the layout (detection/convert/archs.py).
 Every layout here is a torchvision-style ResNet trained on torchvision's RGB normalisation: the detection
 configs' PIXEL_MEAN/PIXEL_STD and RGB input fit all of them (`pixels`). MSRA caffe weights are a Detectron2
-.pkl with --msra, not a layout.
+.pkl, recognised from its content (detection/convert/d2_pickles.py), not a layout. `kind` is what the layout
+alone proves about the training (moco for MoCo's own layouts); whether weights are supervised comes from
+evidence in the file (runner/weights.py), never from a layout.
 """
 from __future__ import annotations
 
@@ -36,13 +38,15 @@ class Layout:
     prefixes: tuple[str, ...]                     # backbone prefix after `module.` stripping
     drops: tuple[str, ...] = ()                   # key prefixes dropped and listed
     needs: tuple[str, ...] = ()                   # top-level keys the file must have
+    needs_one_of: tuple[tuple[str, ...], ...] = ()  # key paths of which the file must have one
+    not_with: tuple[tuple[str, ...], ...] = ()    # key paths the file must not have (another layout's marks)
     siblings: tuple[tuple[str, ...], ...] = ()    # other model containers, dropped whole
     signature: tuple[str, ...] = ()               # key prefixes of which the state dict must hold one
     duplicate_of: str | None = None               # prefix of a second copy that must equal the backbone
     duplicate_optional: bool = False              # the copy may be absent (checked only where present)
     index_names: bool = False                     # lightly's nn.Sequential(*children()[:-1]) names
     arch: str = "resnet"                          # architecture family (detection/convert/archs.py)
-    kind: str = "other"                           # record init kind: moco | supervised | other
+    kind: str = "other"                           # what the layout alone proves about training: moco | other
     refuses: str = ""                             # what is refused beyond the generic checks, in words
     pixels: str = TORCHVISION_PIXELS
     notes: str = ""
@@ -54,6 +58,10 @@ class Layout:
         parts = [f"state dict in {where}"]
         if self.needs:
             parts.append("file has " + ", ".join(repr(n) for n in self.needs))
+        if self.needs_one_of:
+            parts.append("and one of " + ", ".join("/".join(p) for p in self.needs_one_of))
+        if self.not_with:
+            parts.append("and none of " + ", ".join("/".join(p) for p in self.not_with))
         parts.append("backbone under " + " or ".join(repr(p) if p else "no prefix" for p in self.prefixes)
                      + " (after any 'module.')")
         if self.duplicate_of:
@@ -67,6 +75,9 @@ class Layout:
 
 _FLAT, _SD, _MODEL = (), ("state_dict",), ("model",)
 _LIGHTNING = ("pytorch-lightning_version",)
+# mmengine's marks: its Runner writes message_hub and meta.mmengine_version; mmpretrain's publish_model.py
+# drops message_hub and adds meta.mmpretrain_version. mmcv 1.x (OpenSelfSup, mmselfsup 0.x) has neither.
+_MMENGINE = (("message_hub",), ("meta", "mmengine_version"), ("meta", "mmpretrain_version"))
 
 LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (
     Layout("moco", "MoCo v1/v2 (official and this suite), PCL; {epoch, arch, state_dict, optimizer}",
@@ -79,7 +90,7 @@ LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (
     Layout("torchvision", "torchvision (also legacy files without num_batches_tracked), timm resnet (.pth or "
                           ".safetensors), hub files of DINO / Barlow Twins / VICReg (no fc), released DenseCL "
                           "{state_dict, author}, this suite's supervised pretraining",
-           (_FLAT, _SD, _MODEL), ("",), kind="supervised",
+           (_FLAT, _SD, _MODEL), ("",),
            refuses="deep stems (timm resnet*d, mmpretrain deep_stem: conv1.0, ..., ResNet-D downsample)"),
     Layout("swav", "SwAV, DeepCluster-v2, SeLa-v2 released .pth.tar (flat, module.) and their training "
                    "checkpoints {epoch, state_dict, optimizer, amp}",
@@ -99,6 +110,7 @@ LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (
     Layout("densecl-raw", "DenseCL raw training checkpoints, OpenSelfSup / mmselfsup 0.x (mmcv {meta, "
                           "state_dict, optimizer}); released DenseCL files are the torchvision layout",
            (_SD,), ("backbone.",), duplicate_of="encoder_q.0.", needs=("meta",), signature=("encoder_q.0.",),
+           not_with=_MMENGINE,
            drops=("encoder_q.1.", "encoder_k.", "queue", "queue_ptr", "queue2", "queue2_ptr", "head."),
            refuses="files whose backbone.* and encoder_q.0.* copies differ"),
     Layout("pixpro", "PixPro {opt, model, optimizer, scheduler, epoch}", (_MODEL,), ("encoder.",),
@@ -117,8 +129,9 @@ LAYOUTS: dict[str, Layout] = {lay.name: lay for lay in (
                   "classifier.", "momentum_classifier.", "prototypes.", "head.", "momentum_head."),
            refuses="CIFAR stems (3x3 conv1, no max-pool)"),
     Layout("mmselfsup", "mmselfsup 1.x / mmpretrain (mmengine {meta, state_dict, message_hub, optimizer, "
-                        "param_schedulers})",
-           (_SD,), ("backbone.",), needs=("meta", "message_hub"),
+                        "param_schedulers}; the model zoo's files from mmpretrain's publish_model.py: {meta, "
+                        "state_dict})",
+           (_SD,), ("backbone.",), needs=("meta",), needs_one_of=_MMENGINE,
            duplicate_of="encoder_q.0.", duplicate_optional=True,
            drops=("neck.", "head.", "encoder_q.1.", "encoder_k.", "target_net.", "momentum_encoder.", "teacher.",
                   "queue", "queue_ptr", "data_preprocessor."),

@@ -14,8 +14,14 @@ Schema (version 1); writers fill every key, readers rely on them:
                "kind": "moco" | "supervised" | "random" | "other",
                "weights": "path or null", "weights_sha256": "... or null",
                "pretrain": {"run": "dir or null", "epoch": int or null},
-               "format": "checkpoint layout the converter detected (swav, dino, ...) or null"},
-                                               # (format: absent in records written before it existed)
+               "format": "checkpoint layout the converter detected (swav, dino, ...), a .pkl's origin
+                          (caffe2, torchvision, detectron2), or null",
+               "msra": true when Detectron2's MSRA input settings were applied (an MSRA Caffe2 file),
+               "kind_reason": "declared, or the evidence in the file for the kind",
+               "kind_declared": true when the user declared the kind (--kind, --supervised),
+               "input_reason": "which input settings were applied (MSRA or torchvision RGB) and why"},
+                                               # (format, kind_reason, kind_declared, input_reason: absent in
+                                               # records written before they existed; readers use .get)
       "protocol": {...},                       # everything that must match for trials to be averaged:
                                                # config_hash, max_iter, ims_per_batch, base_lr,
                                                # scaling, amp, train/test datasets, synthetic flag

@@ -3,6 +3,8 @@
   python -m mocobench.pretrain train --config demo             # built-in synthetic set, CPU, minutes
   python -m mocobench.pretrain train --config moco_v2 data.path=/data/imagenet/train optim.batch_size=256
   torchrun --nproc_per_node 8 -m mocobench.pretrain train --config moco_v2 data.path=...   # DDP, one node
+  python -m mocobench.pretrain train --dry-run --config moco_v2 data.path=...  # the plan: batch, BN groups, lr
+  python -m mocobench.pretrain submit --dry-run --nodes 4 --gpus-per-node 8 -- --config moco_v2 data.path=...
   python -m mocobench.pretrain knn --checkpoint CKPT --train DIR --val DIR
   python -m mocobench.pretrain lincls --checkpoint CKPT --train DIR --val DIR
   python -m mocobench.pretrain upgrade OLD NEW    # a checkpoint of ours with numpy RNG state -> plain format
@@ -21,19 +23,29 @@ TRAIN_HELP = """Batch and lr: optim.batch_size is the GLOBAL batch (all processe
 gets batch_size/N. The lr follows the linear scaling rule: lr_used = optim.lr * optim.batch_size / optim.base_batch
 (the paper: lr 0.03 at batch 256 on 8 GPUs; at batch 1024 use the same optim.lr, the rule gives 0.12).
 moco.queue_size must be divisible by the global batch. One process emulates the paper's 8 GPUs with BN over
-moco.bn_groups sub-batches and a shuffled key batch (Shuffle BN); under torchrun, each process takes
-bn_groups/N of them. Overrides: key.sub=value, e.g. optim.epochs=10 train.amp=bf16 (or, last on the command
-line, --opts optim.epochs 10 train.amp bf16, as for the detection runner)."""
+moco.bn_groups sub-batches and a shuffled key batch (Shuffle BN); under torchrun, each of N processes takes
+max(1, bn_groups // N) of them: with N >= bn_groups, BN per process as in the official DDP code. Overrides:
+key.sub=value, e.g. optim.epochs=10 train.amp=bf16 (or, last on the command line, --opts optim.epochs 10
+train.amp bf16, as for the detection runner). `submit --dry-run` checks a config at a job's world size."""
 
 
-def _train(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace) -> dict:
+    """The resolved config of `train`'s arguments (--config, overrides, --opts, --output-dir)."""
     from mocobench.pretrain.config import load_config
-    from mocobench.pretrain.distributed import destroy_distributed
-    from mocobench.pretrain.trainer import Trainer
 
     cfg = load_config(args.config, [*args.overrides, *args.opts])
     if args.output_dir:
         cfg["train"]["output_dir"] = args.output_dir
+    return cfg
+
+
+def _train(args: argparse.Namespace) -> int:
+    from mocobench.pretrain.distributed import destroy_distributed
+    from mocobench.pretrain.trainer import Trainer
+
+    cfg = _config(args)
+    if args.dry_run:
+        return _plan_training(cfg)
     try:
         Trainer(cfg, resume=args.resume).train()  # under torchrun the trainer joins the process group
     finally:  # finished or failed, each rank shuts its process group down itself (not at interpreter exit)
@@ -41,16 +53,52 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan_training(cfg: dict) -> int:
+    """`train --dry-run`: the config checked at this world size (torchrun's WORLD_SIZE, else 1); nothing trained."""
+    import os
+
+    from mocobench.pretrain.world import data_paths, plan_world
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    lines = plan_world(cfg, world).describe(cfg)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun: printed once
+        return 0
+    print("\n".join([f"plan: {cfg['mode']} {cfg['arch']} for {cfg['optim']['epochs']} epochs -> "
+                      f"{cfg['train']['output_dir']}", *(f"  {line}" for line in lines),
+                      f"  not checked here: the device ({cfg['train']['device']})"
+                      + "".join(f", {p}" for p in data_paths(cfg)),
+                      "dry run: nothing trained"]), flush=True)
+    return 0
+
+
+class _NodeTrainParser(argparse.ArgumentParser):
+    """`train`'s parser for the arguments after `submit ... --`: a mistake is one UsageError line, not usage text."""
+
+    def error(self, message: str):
+        raise UsageError(f"the training arguments after --: {message}")
+
+
 def _submit(args: argparse.Namespace) -> int:
     from mocobench.common.cluster import spec_from_args
-    from mocobench.pretrain.submit import submit_training
+    from mocobench.pretrain.submit import plan_job, print_node_commands, submit_training, training_on_node
 
     train_args = [a for a in args.train_args if a != "--"]
     try:
         spec = spec_from_args(args)
-        job = submit_training(train_args, spec, procs_per_node=args.procs_per_node)
+        procs = spec.procs(args.procs_per_node)
+        build = training_on_node(train_args, spec, procs)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    node_args = _NodeTrainParser(prog="train", add_help=False)
+    add_train_arguments(node_args)
+    # the whole config at the job's world size, here, before anything is queued (ConfigError: one line, exit 2)
+    plan = plan_job(_config(node_args.parse_args(list(build.train_args))), spec, procs)
+    print("\n".join(plan.lines()), flush=True)
+    if args.dry_run:
+        print_node_commands(build, spec)
+        print("dry run: nothing submitted", flush=True)
+        return 0
+    job = submit_training(build, spec, procs_per_node=procs)
     if args.wait:
         job.result()  # raises if the job failed; its log is in the submitit folder
         print(f"job {job.job_id} finished")
@@ -89,29 +137,44 @@ def _upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="demo", help="YAML file or bundled config name (pretrain/configs/)")
+    parser.add_argument("--resume", default=None,
+                        help="PATH of a checkpoint, or 'auto' (latest in the output directory)")
+    parser.add_argument("--output-dir", default=None, help="shortcut for train.output_dir=...")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value overrides of the config")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                        help="overrides as KEY VALUE pairs (last on the command line), e.g. --opts optim.epochs 10")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mocobench.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     tr = sub.add_parser("train", help="MoCo or supervised pretraining", description=TRAIN_HELP)
-    tr.add_argument("--config", default="demo", help="YAML file or bundled config name (pretrain/configs/)")
-    tr.add_argument("--resume", default=None, help="PATH of a checkpoint, or 'auto' (latest in the output directory)")
-    tr.add_argument("--output-dir", default=None, help="shortcut for train.output_dir=...")
-    tr.add_argument("overrides", nargs="*", help="key.sub=value overrides of the config")
-    tr.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
-                    help="overrides as KEY VALUE pairs (last on the command line), e.g. --opts optim.epochs 10")
+    tr.add_argument("--dry-run", action="store_true",
+                    help="check the config at this world size (WORLD_SIZE under torchrun, else 1) and print the plan; "
+                         "train nothing (no GPU or dataset needed)")
+    add_train_arguments(tr)
     tr.set_defaults(func=_train)
     sm = sub.add_parser("submit", help="the same training through submitit (SLURM; requeued on preemption)",
                         description="python -m mocobench.pretrain submit --nodes 4 --gpus-per-node 8 --partition P "
                                     "--time 4320 -- --config moco_v2 data.path=/data/imagenet/train: one torchrun per "
                                     "node (c10d rendezvous on the first), always --resume auto, so a requeued job "
-                                    "continues from the latest checkpoint. Everything after -- goes to `train`.")
+                                    "continues from the latest checkpoint. Everything after -- goes to `train`. "
+                                    "Before submitting, the config is checked at the job's world size (nodes x "
+                                    "processes per node): the global batch over the processes, the BN groups, the "
+                                    "queue against the global batch, the lr by the scaling rule; a config that "
+                                    "cannot run is refused. --dry-run stops after printing each node's command.")
     from mocobench.common.cluster import add_cluster_arguments
 
     add_cluster_arguments(sm)
     sm.add_argument("--procs-per-node", type=int, default=None,
                     help="training processes per node (default: --gpus-per-node; on CPU, e.g. 2 gloo processes)")
     sm.add_argument("--wait", action="store_true", help="wait for the job and fail if it fails")
+    sm.add_argument("--dry-run", action="store_true",
+                    help="check the config at the job's world size and print each node's command; submit nothing "
+                         "(no GPU or dataset needed: a login node or a laptop)")
     sm.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the arguments of `train`")
     sm.set_defaults(func=_submit)
     for name, func, text in (("knn", _knn, "weighted kNN top-1 (k=200, T=0.1) of a checkpoint's backbone"),

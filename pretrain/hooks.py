@@ -182,7 +182,9 @@ class Logging(Hook):
                  f"world size {trainer.env.world_size}")
         log.info(f"{cfg['mode']} {cfg['arch']} ({cfg['stem']} stem): {len(trainer.dataset)} images, "
                  f"global batch {o['batch_size']}, lr {trainer.base_lr:.4g} (= {o['lr']} x {o['batch_size']}/"
-                 f"{o['base_batch']}), {trainer.steps_per_epoch} steps/epoch, "
+                 f"{o['base_batch']}), {trainer.world.per_process} images per process"
+                 + (f" in {trainer.world.splits} BN group(s)" if trainer.world.shuffle_bn else "")
+                 + f", {trainer.steps_per_epoch} steps/epoch, "
                  f"epochs {trainer.start_epoch}->{o['epochs']}")
 
     def before_epoch(self, trainer: Trainer, epoch: int) -> None:

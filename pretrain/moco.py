@@ -104,7 +104,7 @@ class MoCo(nn.Module):
             return self.exchange.unshuffle(k, perm)
         return F.normalize(self.encoder_k(im_k).float(), dim=1)
 
-    def forward(self, im_q: torch.Tensor, im_k: torch.Tensor, momentum: float | None = None
+    def forward(self, im_q: torch.Tensor, im_k: torch.Tensor, *, momentum: float | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (logits (N, 1+K), labels (N,) all zero): cross-entropy of these is the InfoNCE loss."""
         self.check_batch(im_q.shape[0] * self.exchange.world_size)

@@ -45,7 +45,7 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         n = x.shape[0]
         if n % s:
             raise ValueError(f"batch of {n} cannot be split into {s} BN groups: make the per-process batch "
-                             f"a multiple of moco.bn_groups / world size")
+                             f"a multiple of its BN groups (pretrain/world.py)")
         per_chunk = self.per_chunk
         if per_chunk is None:
             per_chunk = x.is_cuda and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()

@@ -4,13 +4,16 @@ One task per node runs torchrun, which starts one process per GPU; the nodes mee
 c10d rendezvous on the first node. The job always trains with `--resume auto`, so a requeued job (after
 preemption or timeout, see common/cluster.py) continues from the run's latest checkpoint. Each process
 gets --cpus-per-gpu cores and, unless the command line sets data.workers, as many loader workers less one
-(the core of the training process itself).
+(the core of the training process itself). Before anything is submitted, `plan_job` checks the config at
+the job's world size (pretrain/world.py); `submit --dry-run` stops there and prints each node's command.
 """
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
-from mocobench.common.cluster import ClusterSpec, NodeCommand, Rendezvous, python, submit
+from mocobench.common.cluster import ClusterSpec, NodeCommand, Rendezvous, job_port, python, submit
+from mocobench.pretrain.world import WorldPlan, data_paths, plan_world
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,45 @@ def sets_key(args: list[str], key: str) -> bool:
     return any(a.startswith(key + "=") for a in args) or key in args[cut + 1:]
 
 
-def submit_training(train_args: list[str], spec: ClusterSpec, *, procs_per_node: int | None = None,
+def training_on_node(train_args: list[str], spec: ClusterSpec, procs_per_node: int) -> TrainOnNode:
+    """Each node's `train` arguments: --resume auto, and (unless TRAIN_ARGS set data.workers) the process's cores
+    less one as loader workers."""
+    return TrainOnNode(tuple(train_args), procs_per_node, workers=max(1, spec.process_cpus(procs_per_node) - 1))
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """A pretraining job checked before it is queued: the config at nodes x processes (pretrain/world.py)."""
+    nodes: int
+    procs_per_node: int
+    gpus_per_node: int
+    cfg: dict
+    world: WorldPlan
+
+    def lines(self) -> list[str]:
+        unchecked = (["the GPUs"] if self.gpus_per_node else []) + data_paths(self.cfg)
+        return [f"job: {self.nodes} node(s) x {self.procs_per_node} process(es) = world size "
+                f"{self.world.world_size}; config {self.cfg['mode']} {self.cfg['arch']}, output "
+                f"{self.cfg['train']['output_dir']}",
+                *(f"  {line}" for line in self.world.describe(self.cfg)),
+                *([f"  not checked here (the nodes read them): {', '.join(unchecked)}"] if unchecked else [])]
+
+
+def plan_job(cfg: dict, spec: ClusterSpec, procs_per_node: int) -> JobPlan:
+    """The config at the job's world size (nodes x processes per node); ConfigError (one line) if it cannot run.
+    Needs neither a GPU nor the dataset: a login node plans."""
+    return JobPlan(spec.nodes, procs_per_node, spec.gpus_per_node, cfg, plan_world(cfg, spec.nodes * procs_per_node))
+
+
+def print_node_commands(build: TrainOnNode, spec: ClusterSpec) -> None:
+    """What each node would run, with the placeholder job id JOB_ID (the real job uses its own id and port)."""
+    for node in range(spec.nodes):
+        argv = build(Rendezvous(node, spec.nodes, "FIRST_NODE", job_port("JOB_ID"), "JOB_ID"))
+        print(f"node {node}: {shlex.join(argv)}", flush=True)
+
+
+def submit_training(build: TrainOnNode, spec: ClusterSpec, *, procs_per_node: int | None = None,
                     name: str = "mocobench-pretrain"):
-    """Submit `python -m mocobench.pretrain train TRAIN_ARGS` on spec.nodes x spec.gpus_per_node processes, each
-    with spec.cpus_per_gpu cores and (unless TRAIN_ARGS set data.workers) that many loader workers less one."""
-    procs = spec.procs(procs_per_node)
-    build = TrainOnNode(tuple(train_args), procs, workers=max(1, spec.process_cpus(procs) - 1))
-    return submit(NodeCommand(build), spec, name=name, procs_per_node=procs)
+    """Submit `python -m mocobench.pretrain train ARGS` (`training_on_node`) on spec.nodes x procs_per_node
+    processes."""
+    return submit(NodeCommand(build), spec, name=name, procs_per_node=spec.procs(procs_per_node))

@@ -36,6 +36,6 @@ class Supervised(nn.Module):
         """(images N x C x H x W, class targets N)."""
         return images.contiguous(memory_format=memory_format), targets
 
-    def forward(self, images: torch.Tensor, targets: torch.Tensor, momentum: float | None = None
+    def forward(self, images: torch.Tensor, targets: torch.Tensor, *, momentum: float | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(images).float(), targets

@@ -45,8 +45,8 @@ from mocobench.pretrain.moco import MoCo
 from mocobench.pretrain.optimizer import build_optimizer
 from mocobench.pretrain.pretext import PretextModel
 from mocobench.pretrain.sampler import GlobalBatchSampler
-from mocobench.pretrain.schedules import scaled_lr
 from mocobench.pretrain.supervised import Supervised
+from mocobench.pretrain.world import plan_world
 
 log = logging.getLogger(__name__)
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -61,22 +61,11 @@ def build_model(cfg: dict, *, num_classes: int, world_size: int = 1,
     """The network a config describes (randomly initialised; seed the RNG before calling)."""
     if cfg["mode"] == "supervised":
         return Supervised(encoder=build_resnet(cfg["arch"], num_classes=num_classes, stem=cfg["stem"]))
-    m, batch = cfg["moco"], cfg["optim"]["batch_size"]
-    splits = 1
-    if m["shuffle_bn"]:
-        if m["bn_groups"] % world_size:
-            raise ConfigError(f"moco.bn_groups={m['bn_groups']} is not divisible by the world size {world_size}")
-        splits = max(1, m["bn_groups"] // world_size)
-        if (batch // world_size) % splits:
-            raise ConfigError(f"per-process batch {batch // world_size} is not divisible into {splits} BN groups "
-                              f"(moco.bn_groups / world size)")
-    encoder = build_resnet(cfg["arch"], num_classes=m["dim"], stem=cfg["stem"], mlp=m["mlp"], bn_splits=splits)
+    m = cfg["moco"]
+    plan = plan_world(cfg, world_size)  # the batch, the queue and the BN groups at this world size (world.py)
+    encoder = build_resnet(cfg["arch"], num_classes=m["dim"], stem=cfg["stem"], mlp=m["mlp"], bn_splits=plan.splits)
     model = MoCo(encoder=encoder, dim=m["dim"], queue_size=m["queue_size"], momentum=m["momentum"],
                  temperature=m["temperature"], exchange=exchange, shuffle_keys=m["shuffle_bn"])
-    try:
-        model.check_batch(batch)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
     return model
 
 
@@ -84,13 +73,11 @@ class Trainer:
     def __init__(self, cfg: dict, *, resume: str | None = None, env: DistEnv | None = None) -> None:
         self.cfg = cfg
         self.env = env or init_distributed(cfg["train"]["device"])
-        t, o = cfg["train"], cfg["optim"]
+        t = cfg["train"]
         if t["threads"]:
             torch.set_num_threads(int(t["threads"]))
         self.out = Path(t["output_dir"])
-        if o["batch_size"] % self.env.world_size:
-            raise ConfigError(f"optim.batch_size={o['batch_size']} (global) is not divisible by the "
-                              f"{self.env.world_size} processes")
+        self.world = plan_world(cfg, self.env.world_size)  # refuses a config that cannot run at this world size
         if t["deterministic"]:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
@@ -110,7 +97,7 @@ class Trainer:
         device_ids = [self.env.local_rank] if self.env.device.type == "cuda" else None
         self.ddp = (DistributedDataParallel(self.model, device_ids=device_ids, broadcast_buffers=False)
                     if self.env.world_size > 1 else None)
-        self.base_lr = scaled_lr(o["lr"], o["batch_size"], o["base_batch"])
+        self.base_lr = self.world.lr
         self.optimizer = self.build_optimizer(cfg, self.model)
         self.amp_dtype = AMP_DTYPES.get(t["amp"])
         self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=t["amp"] == "fp16")
@@ -249,7 +236,7 @@ class Trainer:
         with torch.autocast(self.env.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             inputs = self.model.step_inputs(images, targets, memory_format=self.memory_format)
-            logits, labels = net(*inputs, momentum)
+            logits, labels = net(*inputs, momentum=momentum)  # keyword-only (PretextModel)
             loss = F.cross_entropy(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()

@@ -38,19 +38,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_run_options(parser)
 
 
+class _Supervised(argparse.Action):
+    """--supervised SPEC: SPEC joins --weights (in command-line order) and is declared supervised."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        weights = getattr(namespace, "weights", None)
+        if weights is None:  # argparse copies list defaults only for append actions: make our own
+            weights = []
+        namespace.weights = [*weights, values]
+        namespace.supervised = [*(getattr(namespace, "supervised", None) or []), values]
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Every option of `run` but the benchmark: the suite takes the same ones."""
-    parser.add_argument("--weights", action="append", required=True, metavar="SPEC",
+    parser.add_argument("--weights", action="append", default=[], metavar="SPEC",
                         help="repeatable, one initialisation each: a pretraining output folder (latest checkpoint), "
                              "a checkpoint (.pth/.pth.tar; converted and proven, cached in OUTPUT_DIR/converted), "
                              "a Detectron2 .pkl, or 'random'")
+    parser.add_argument("--supervised", action=_Supervised, metavar="SPEC", default=[],
+                        help="the supervised baseline's weights, declared (kind supervised): one more initialisation, "
+                             "as --weights SPEC --kind supervised, beside any other --weights")
     parser.add_argument("--label", help="table row name (one --weights only); default from the folder/file and epoch")
-    parser.add_argument("--kind", choices=INIT_KINDS, help="init kind (one --weights only); default detected")
+    parser.add_argument("--kind", choices=INIT_KINDS,
+                        help="declare the init kind (one --weights only); default: from evidence in the file (MSRA "
+                             "pickle, a classifier stored with the backbone, our own pretraining, MoCo's layouts), "
+                             "else 'other'")
     parser.add_argument("--format", default="auto", metavar="LAYOUT",
                         help="checkpoint layout of the --weights file (one --weights only), for a file that fits two; "
                              "default: detect it (python -m mocobench.detection.convert --list-formats)")
     parser.add_argument("--msra", action="store_true",
-                        help="the .pkl is MSRA caffe-format supervised (BGR, std 1, stride in 1x1)")
+                        help="assert that the .pkl is MSRA caffe weights (BGR, std 1, stride in 1x1); refused for any "
+                             "other file. Not needed: MSRA/Caffe2 pickles are recognised from their content")
     parser.add_argument("--skip-missing", action="store_true",
                         help="skip (loudly) --weights that do not exist instead of failing (make targets use it "
                              "for optional baselines)")

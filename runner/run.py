@@ -31,7 +31,7 @@ from mocobench.runner.parallel import auto_jobs, run_parallel
 from mocobench.runner.plan import TrialPlan, data_mode, plan_trial
 from mocobench.runner.submit import check_not_submitted, split_job_argv, submit_run
 from mocobench.runner.trial import run_trial
-from mocobench.runner.weights import Init, resolve_init
+from mocobench.runner.weights import Init, check_supervised_claims, resolve_init
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ class RunRequest:
     weights: list[str] = field(default_factory=list)
     label: str | None = None
     kind: str | None = None
+    supervised: list[str] = field(default_factory=list)  # --supervised: specs (also in weights) declared supervised
     format: str = "auto"
     msra: bool = False
     skip_missing: bool = False
@@ -175,8 +176,9 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
     if req.num_gpus == 0 and req.num_machines > 1:
         raise RunnerError("multi-machine runs need GPUs")
     req.num_procs = check_num_procs(req.num_procs, num_gpus=req.num_gpus)
-    if (req.label or req.kind or req.format != "auto") and len(req.weights) > 1:
-        raise RunnerError("--label/--kind/--format apply to a single --weights; run once per initialisation")
+    if (req.label or req.kind or req.format != "auto" or req.msra) and len(req.weights) > 1:
+        raise RunnerError("--label/--kind/--format/--msra apply to a single --weights; run once per initialisation "
+                          "(the supervised baseline among several: --supervised SPEC; MSRA pickles need no --msra)")
     if (req.trials is not None and req.trials < 1) or req.first_trial < 0:
         raise RunnerError("--trials must be >= 1 and --first-trial >= 0")
     bench = resolve_benchmark(req.benchmark)
@@ -210,17 +212,34 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
     register_builtin(data)
     num_devices = req.num_procs * req.num_machines  # one process per device (a GPU, or a CPU process)
     cache = Path(req.output_dir) / "converted"
-    inits = [resolve_init(spec, cache_dir=cache, label=req.label, kind=req.kind, msra=req.msra, fmt=req.format,
-                          vit_heads=req.vit_heads)
-             for spec in (available_weights(req.weights) if req.skip_missing else req.weights)]
-    if req.only_fitting_weights:
-        inits = fitting_inits(bench, inits)
-    labels = [i.label for i in inits]
-    if len(set(labels)) != len(labels):
-        raise RunnerError(f"two initialisations share a label: {labels}; pass them in separate runs with --label")
+    inits = resolve_inits(req, cache, bench.name, banner=banner)
     plans = [plan_trial(bench, init, trial, args=req, synthetic=synthetic, num_devices=num_devices, dataset=dataset)
              for init in inits for trial in range(req.first_trial, req.first_trial + req.trials)]
     return Prepared(req, bench, synthetic, data, inits, plans, dataset, job)
+
+
+def resolve_inits(req: RunRequest, cache: Path, benchmark: str, *, banner: bool = True) -> list[Init]:
+    """The request's initialisations (--weights, --supervised declared supervised), each classified from a
+    declaration or the evidence in its file; at most one supervised baseline (check_supervised_claims)."""
+    unknown = [s for s in req.supervised if s not in req.weights]
+    if unknown:
+        raise RunnerError(f"--supervised {unknown[0]} is not among the --weights (RunRequest.supervised names specs "
+                          f"of RunRequest.weights)")
+    if req.kind and req.supervised:
+        raise RunnerError("--kind with --supervised: --supervised SPEC already declares SPEC supervised; drop --kind")
+    inits = [resolve_init(spec, cache_dir=cache, label=req.label, msra=req.msra, fmt=req.format,
+                          kind="supervised" if spec in req.supervised else req.kind, vit_heads=req.vit_heads)
+             for spec in (available_weights(req.weights) if req.skip_missing else req.weights)]
+    if req.only_fitting_weights:
+        inits = fitting_inits(resolve_benchmark(benchmark), inits)
+    labels = [i.label for i in inits]
+    if len(set(labels)) != len(labels):
+        raise RunnerError(f"two initialisations share a label: {labels}; pass them in separate runs with --label")
+    check_supervised_claims(inits, benchmark)
+    if banner:
+        for init in inits:
+            log.info(f"initialisation {init.describe()}")
+    return inits
 
 
 def fitting_inits(bench: Benchmark, inits: list[Init]) -> list[Init]:

@@ -121,7 +121,9 @@ def plan_suite(request: RunRequest, names: list[str] | None = None, records: Ite
     error and reported; when none can be, the first error is raised."""
     records = list(records)
     if request.skip_missing:  # checked (and warned about) once for the whole suite, not once per benchmark
-        request = dataclasses.replace(request, weights=available_weights(request.weights), skip_missing=False)
+        kept = available_weights(request.weights)
+        request = dataclasses.replace(request, weights=kept, skip_missing=False,
+                                      supervised=[s for s in request.supervised if s in kept])
     entries, errors = [], []
     for name in names or paper_benchmarks():
         try:
@@ -194,6 +196,8 @@ def render_plan(plan: SuitePlan) -> str:
                      "bound; the suite's own records replace them once it has run here.")
     if UNKNOWN in kinds:
         lines.append("unknown: the first run of a benchmark on this device records its speed; the next plan uses it.")
+    if plan.runnable:  # how each row was classified (kind, input settings) and why: the same for every benchmark
+        lines += ["", "Initialisations:"] + [f"  {init.describe()}" for init in plan.runnable[0].prepared.inits]
     return "\n".join(lines)
 
 

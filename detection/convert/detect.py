@@ -36,10 +36,21 @@ def known_drop(lay: Layout, key: str) -> bool:
             or bool(architecture(lay.arch).head.match(key)))
 
 
+def _has_path(ckpt: Mapping[str, Any], path: tuple[str, ...]) -> bool:
+    node: Any = ckpt
+    for key in path:
+        if not isinstance(node, Mapping) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
 def match_layout(lay: Layout, ckpt: Mapping[str, Any], *, forced: bool = False) -> Detected | None:
     """How `lay` reads ckpt (its container, backbone prefix, unaccounted tensors), or None if it cannot.
     forced (--format): the layout's `needs` and `signature` are not required."""
-    if not forced and any(n not in ckpt for n in lay.needs):
+    if not forced and (any(n not in ckpt for n in lay.needs)
+                       or (lay.needs_one_of and not any(_has_path(ckpt, p) for p in lay.needs_one_of))
+                       or any(_has_path(ckpt, p) for p in lay.not_with)):
         return None
     arch = architecture(lay.arch)
     for path in lay.container:

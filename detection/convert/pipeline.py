@@ -56,7 +56,8 @@ def convert(ckpt: Mapping[str, Any], fmt: str = "auto", *, ignored_objects: list
     found_unknown = [k for k in ex.dropped if "/" not in k and not known_drop(lay, k)]
     return Conversion(format=lay.name, depth=ex.depth, torchvision_state=ex.backbone, detectron2_state=d2_state,
                       key_map=[(ex.sources[a], b) for a, b in key_map], dropped=ex.dropped, meta=meta,
-                      ignored_objects=list(ignored_objects or []), unknown_dropped=found_unknown, arch=lay.arch)
+                      ignored_objects=list(ignored_objects or []), unknown_dropped=found_unknown, arch=lay.arch,
+                      classifier=ex.classifier)
 
 
 def _log_conversion(conv: Conversion, input: str | os.PathLike, list_tensors: bool) -> None:

@@ -141,7 +141,22 @@ def extract(found: Detected, ckpt: Mapping[str, Any]) -> Extracted:
     if nonfinite:
         raise ConversionError(f"non-finite values (NaN/inf) in {nonfinite[:6]}: the pretraining diverged.")
     ordered = {k: backbone[k].detach().float().contiguous() for k in expected}  # torchvision order
-    return Extracted(ordered, depth, dropped, {k: sources[k] for k in expected})
+    return Extracted(ordered, depth, dropped, {k: sources[k] for k in expected}, _classifier(found, depth))
+
+
+# where a classifier sits next to the backbone: torchvision's fc; mmpretrain's ImageClassifier head.fc
+_CLASSIFIER_KEYS = ("{prefix}fc.weight", "head.fc.weight")
+
+
+def _classifier(found: Detected, depth: int) -> list[int] | None:
+    """[classes, features] of a linear classifier over the backbone's pooled features stored in the file (a
+    2-D weight whose input width is the backbone's output width), or None. MLP heads (fc.0, fc.2) are not one."""
+    width = 512 * (4 if RESNET_DEPTHS[depth][1] else 1)
+    for pattern in _CLASSIFIER_KEYS:
+        w = found.state.get(pattern.format(prefix=found.prefix))
+        if isinstance(w, torch.Tensor) and w.dim() == 2 and w.shape[1] == width and w.shape[0] >= 2:
+            return [int(w.shape[0]), int(w.shape[1])]
+    return None
 
 
 def _check_duplicate(found: Detected, backbone: Mapping[str, torch.Tensor]) -> None:

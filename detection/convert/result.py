@@ -21,6 +21,7 @@ class Extracted:
     depth: int                          # ResNet depth (or the architecture's own size measure)
     dropped: list[str]                  # source tensors deliberately left out (every one)
     sources: dict[str, str]             # reference name -> source key
+    classifier: list[int] | None = None  # [classes, features] of a classifier stored with the backbone, if any
 
 
 @dataclass
@@ -36,3 +37,5 @@ class Conversion:
     ignored_objects: list[str] = field(default_factory=list)  # globals read as inert placeholders
     unknown_dropped: list[str] = field(default_factory=list)  # dropped tensors the layout does not name
     arch: str = "resnet"                                # the architecture family (detection/convert/archs.py)
+    classifier: list[int] | None = None                 # [classes, features] of a classifier stored with the
+                                                        # backbone (evidence of supervised training), if any

@@ -24,6 +24,8 @@ def save_detectron2(conv: Conversion, output: str | os.PathLike, *, source: str 
     meta = {k: v for k, v in conv.meta.items() if k in ("epoch", "arch")}
     payload = {"model": conv.detectron2_state, "__author__": AUTHOR, "matching_heuristics": True,
                "source": {"path": source, "format": conv.format, "depth": conv.depth, **meta}}
+    if conv.classifier is not None:  # dropped, but what it says about the training is kept (runner/weights.py)
+        payload["source"]["classifier"] = list(conv.classifier)
     with atomic_write(output, overwrite=True) as f:
         pickle.dump(payload, f)
     return output

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import pickle
 from pathlib import Path
 from typing import Callable
 
@@ -253,6 +254,121 @@ def write_mmselfsup(state, path: Path, *, variant: str = "moco") -> Path:
     return path
 
 
+def write_mmpretrain_published(state, path: Path) -> Path:
+    """A model-zoo file of mmpretrain (open-mmlab/mmpretrain tools/model_converters/publish_model.py, 4f5b38f):
+    the mmengine checkpoint with optimizer, param_schedulers, hook_msgs and message_hub popped, meta kept with
+    mmpretrain_version and dataset_meta set: {meta, state_dict}."""
+    write_mmselfsup(state, path)
+    ckpt = torch.load(path, weights_only=False)  # our own fixture file
+    for key in ("optimizer", "param_schedulers", "hook_msgs", "message_hub"):
+        ckpt.pop(key, None)
+    ckpt["meta"] |= {"mmpretrain_version": "1.2.0"}
+    torch.save(ckpt, path)
+    return path
+
+
+def write_mmpretrain_classifier(state, path: Path, classes: int = 10) -> Path:
+    """A published mmpretrain ImageClassifier (ResNet, GlobalAveragePooling neck, LinearClsHead): backbone.*
+    and head.fc.{weight,bias} in {meta, state_dict} (supervised: its classifier is stored with it)."""
+    sd = _pre("backbone.", _backbone(state)) | _linear("head.fc.", _feat(state), classes)
+    meta = {"epoch": 100, "mmengine_version": "0.7.3", "mmpretrain_version": "1.0.0rc8", "dataset_meta": {}}
+    torch.save({"meta": meta, "state_dict": sd}, path)
+    return path
+
+
+def write_densecl_released(state, path: Path) -> Path:
+    """A released DenseCL file (the README's download links): {state_dict (torchvision names, no fc), author}."""
+    torch.save({"state_dict": _backbone(state), "author": "DenseCL"}, path)
+    return path
+
+
+def write_hub_flat(state, path: Path, *, fc: bool = False) -> Path:
+    """A hub file: a flat torchvision state_dict. Without fc: DINO's dino_resnet50_pretrain.pth, Barlow Twins'
+    and VICReg's resnet50.pth (fc = nn.Identity). With fc: torchvision's / timm's supervised classifiers."""
+    torch.save(_backbone(state, fc=fc), path)
+    return path
+
+
+# ------------------------------------------------------------------------- Detectron2 pickles (.pkl)
+def _tv_to_caffe2(key: str) -> str:
+    """torchvision ResNet name -> MSRA Caffe2 blob name (Detectron's R-50.pkl names), written out here."""
+    import re
+
+    if key.startswith("conv1."):
+        return "conv1_w"
+    if key.startswith("bn1."):
+        return "res_conv1_bn"
+    m = re.match(r"layer(\d)\.(\d+)\.(conv|bn)(\d)\.", key)
+    if m:
+        branch = f"res{int(m.group(1)) + 1}_{m.group(2)}_branch2{'abc'[int(m.group(4)) - 1]}"
+        return branch + ("_w" if m.group(3) == "conv" else "_bn")
+    m = re.match(r"layer(\d)\.(\d+)\.downsample\.([01])\.", key)
+    assert m, key
+    return f"res{int(m.group(1)) + 1}_{m.group(2)}_branch1" + ("_w" if m.group(3) == "0" else "_bn")
+
+
+def caffe2_blobs(state: dict[str, torch.Tensor], eps: float = 1e-5) -> dict[str, np.ndarray]:
+    """The MSRA Caffe2 blobs of a torchvision ResNet: convs as _w; each BN folded into an affine scale _bn_s and
+    bias _bn_b (s = gamma / sqrt(var + eps), b = beta - mean * s), no running statistics; fc as fc1000_w/_b."""
+    blobs: dict[str, np.ndarray] = {}
+    for key, value in state.items():
+        if key.startswith("fc."):
+            blobs["fc1000_" + key[3]] = value.numpy().copy()
+        elif key.endswith("conv1.weight") or key.endswith("conv2.weight") or key.endswith("conv3.weight") \
+                or key.endswith("downsample.0.weight"):
+            blobs[_tv_to_caffe2(key)] = value.numpy().copy()
+        elif key.endswith(".weight") and not key.startswith("fc."):  # a BN: fold it
+            p = key[:-len("weight")]
+            s = state[p + "weight"] / torch.sqrt(state[p + "running_var"] + eps)
+            blobs[_tv_to_caffe2(key) + "_s"] = s.numpy().astype(np.float32)
+            blobs[_tv_to_caffe2(key) + "_b"] = (state[p + "bias"] - state[p + "running_mean"] * s).numpy()
+    return blobs
+
+
+def write_msra_pkl(state, path: Path) -> Path:
+    """Detectron2's ImageNetPretrained/MSRA/R-50.pkl layout: {"blobs": {conv1_w, res_conv1_bn_s, ...,
+    fc1000_w, fc1000_b}}, a protocol-2 pickle with no __author__ (read by Detectron2's checkpointer as Caffe2)."""
+    with open(path, "wb") as f:
+        pickle.dump({"blobs": caffe2_blobs(state)}, f, protocol=2)
+    return path
+
+
+def write_msra_names_pkl(depth: int, path: Path, classes: int = 1000) -> Path:
+    """The MSRA blob names of a torchvision resnet{depth} with 1-element arrays (names and the classifier's shape
+    are what detection reads; real-size ResNet-50 weights would be 100 MB): for tests that do not load weights."""
+    import torchvision
+
+    with torch.device("meta"):
+        model = getattr(torchvision.models, f"resnet{depth}")()
+    names = {_tv_to_caffe2(k) + ("_s" if ".bn" in k or "bn1." in k or "downsample.1" in k else "")
+             for k in model.state_dict() if k.endswith(".weight") and not k.startswith("fc.")}
+    blobs = {n: np.zeros(1, np.float32) for n in names} | {n.replace("_s", "_b"): np.zeros(1, np.float32)
+                                                            for n in names if n.endswith("_bn_s")}
+    blobs |= {"fc1000_w": np.zeros((classes, model.fc.in_features), np.float32), "fc1000_b": np.zeros(classes)}
+    with open(path, "wb") as f:
+        pickle.dump({"blobs": blobs}, f, protocol=2)
+    return path
+
+
+def write_d2_torchvision_pkl(state, path: Path) -> Path:
+    """What Detectron2's tools/convert-torchvision-to-d2.py writes (read from its source, not run): every key
+    renamed (non-layer keys under stem., layerN -> res{N+1}, bnK -> convK.norm, downsample.0/1 -> shortcut /
+    shortcut.norm; fc becomes stem.fc), numpy arrays, {"model", "__author__": "torchvision",
+    "matching_heuristics": True}."""
+    import re
+
+    model = {}
+    for key, value in state.items():
+        new = key if "layer" in key else "stem." + key
+        new = re.sub(r"layer(\d)", lambda m: f"res{int(m.group(1)) + 1}", new)
+        new = re.sub(r"bn(\d)", r"conv\1.norm", new)
+        new = new.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
+        model[new] = value.numpy()
+    with open(path, "wb") as f:
+        pickle.dump({"model": model, "__author__": "torchvision", "matching_heuristics": True}, f)
+    return path
+
+
 def write_vissl(state, path: Path) -> Path:
     """VISSL checkpoint (LogCheckpointHook + CheckpointWriter.save_consolidated_checkpoint): {phase_idx,
     iteration, loss, iteration_num, train_phase_idx, classy_state_dict -> base_model -> model -> {trunk:
@@ -325,6 +441,11 @@ WRITERS: dict[str, tuple[str, Writer, str]] = {  # layout -> (expected format, w
     "mmselfsup": ("mmselfsup", write_mmselfsup, "epoch_200.pth"),
     "mmselfsup-byol": ("mmselfsup", functools.partial(write_mmselfsup, variant="byol"), "epoch_300.pth"),
     "mmselfsup-rc": ("mmselfsup", functools.partial(write_mmselfsup, variant="moco-rc"), "epoch_100.pth"),
+    "mmpretrain-published": ("mmselfsup", write_mmpretrain_published,
+                             "mocov2_resnet50_8xb32-coslr-200e_in1k_20220825-b6d23c86.pth"),
+    "mmpretrain-classifier": ("mmselfsup", write_mmpretrain_classifier, "resnet50_8xb32_in1k_20210831-ea4938fc.pth"),
+    "densecl-released": ("torchvision", write_densecl_released, "densecl_r50_imagenet_200ep.pth"),
+    "hub-flat": ("torchvision", write_hub_flat, "dino_resnet50_pretrain.pth"),
     "vissl": ("vissl", write_vissl, "model_final_checkpoint_phase208.torch"),
     "lightly": ("lightly", write_lightly, "epoch=99-step=100.ckpt"),
     "lightly-dino": ("lightly", write_lightly_dino, "dino-epoch=9.ckpt"),

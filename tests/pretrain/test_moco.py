@@ -188,3 +188,28 @@ def test_lr_and_momentum_schedules():
     assert key_momentum(5, total_steps=10, base=0.999, schedule="constant") == 0.999
     assert key_momentum(0, total_steps=10, base=0.99, schedule="cosine") == pytest.approx(0.99)
     assert key_momentum(10, total_steps=10, base=0.99, schedule="cosine") == pytest.approx(1.0)
+
+
+def test_momentum_is_keyword_only_as_the_pretext_contract_declares():
+    """PretextModel.__call__ declares `momentum` keyword-only; the models and the trainer's call agree with it
+    (a positional momentum would silently become an input of a model with other inputs)."""
+    import inspect
+
+    from mocobench.pretrain.pretext import PretextModel
+    from mocobench.pretrain.supervised import Supervised
+
+    declared = inspect.signature(PretextModel.__call__).parameters["momentum"].kind
+    assert declared is inspect.Parameter.KEYWORD_ONLY
+    for model in (MoCo, Supervised):
+        assert inspect.signature(model.forward).parameters["momentum"].kind is declared, model
+    torch.manual_seed(0)
+    moco = MoCo(encoder=build_resnet("resnet18", num_classes=8, stem="small"), dim=8, queue_size=8)
+    with pytest.raises(TypeError):
+        moco(torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8), 0.5)
+    encoder_k = [p.clone() for p in moco.encoder_k.parameters()]
+    with torch.no_grad():
+        for p in moco.encoder_q.parameters():
+            p.add_(1.0)
+    moco(torch.randn(4, 3, 8, 8), torch.randn(4, 3, 8, 8), momentum=0.5)  # theta_k <- (theta_k + theta_q) / 2
+    for before, after in zip(encoder_k, moco.encoder_k.parameters()):
+        torch.testing.assert_close(after, before + 0.5)

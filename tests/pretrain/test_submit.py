@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import shlex
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +62,69 @@ def test_submitted_training_runs_and_a_second_submission_resumes(tmp_path):
     assert after == log  # the resumed job rewrites no line and drops none
     logs = "".join(p.read_text() for p in (tmp_path / "slurm").glob("*_log.out"))
     assert "nothing to do" in logs or "final checkpoint" in logs
+
+
+# ---------------------------------------------------------------- planning before submitting (a login node)
+def _documented_submits(doc: str) -> list[list[str]]:
+    """The `python -m mocobench.pretrain submit` commands of a docs page, as argv after the module name."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / doc).read_text().replace("\\\n", " ")
+    return [shlex.split(line.split("#")[0])[3:] for line in text.splitlines()
+            if line.strip().startswith("python -m mocobench.pretrain submit")]
+
+
+def _plan(argv: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
+    """`submit ... --dry-run` with submitit unusable: planning must not touch it (nor a GPU nor the data)."""
+    import submitit
+
+    def no_executor(*args, **kwargs):
+        raise AssertionError("a plan submitted a job")
+
+    monkeypatch.setattr(submitit, "AutoExecutor", no_executor)
+    rc = pretrain_main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_the_documented_four_by_eight_job_plans_at_world_size_32(capsys, monkeypatch):
+    (job,) = [argv for argv in _documented_submits("scale-out.md") if "--nodes" in argv and
+              argv[argv.index("--nodes") + 1] == "4"]
+    rc, out, err = _plan([*job[:1], "--dry-run", *job[1:]], capsys, monkeypatch)
+    assert rc == 0, err
+    assert "4 node(s) x 8 process(es) = world size 32" in out
+    assert "global batch 1024 = 32 processes x 32 images" in out and "lr 0.12 = optim.lr 0.03 x 1024" in out
+    assert "queue K=65536 = 64 global batches" in out
+    assert "32 BN groups of 32 images (one per process, as the official DDP code; moco.bn_groups=8)" in out
+    assert "not checked here (the nodes read them): the GPUs, data.path=/data/imagenet/train" in out
+    nodes = [line for line in out.splitlines() if line.startswith("node ")]
+    assert len(nodes) == 4 and all(f"--node_rank={n} " in line and "--nnodes=4 --nproc_per_node=8" in line
+                                   for n, line in enumerate(nodes))
+    assert all("train --resume auto --config moco_v2" in line for line in nodes)
+    assert out.rstrip().endswith("dry run: nothing submitted")
+
+
+def test_every_documented_pretraining_submit_plans(capsys, monkeypatch):
+    jobs = [job for doc in ("scale-out.md", "cluster-and-ddp.md") for job in _documented_submits(doc)]
+    assert len(jobs) >= 3
+    for job in jobs:
+        rc, out, err = _plan([*job[:1], "--dry-run", *job[1:]], capsys, monkeypatch)
+        assert rc == 0 and "dry run: nothing submitted" in out, (job, err)
+
+
+def test_two_by_eight_plans_bn_per_process_and_impossible_jobs_are_refused_in_one_line(capsys, monkeypatch):
+    base = ["submit", "--dry-run", "--partition", "P", "--", "--config", "moco_v2", "data.path=/data/in"]
+    two = ["--nodes", "2", "--gpus-per-node", "8"]
+    rc, out, _ = _plan([*base[:2], *two, *base[2:]], capsys, monkeypatch)
+    assert rc == 0 and "world size 16: global batch 256 = 16 processes x 16 images" in out
+    assert "16 BN groups of 16 images (one per process" in out and "lr 0.03 = " in out
+    for cluster, args, message in [
+        (two, ["optim.batch_size=1000"], "optim.batch_size=1000 (global) is not divisible by the 16 processes: "
+                                         "choose a multiple of 16, e.g. optim.batch_size=992 or 1008"),
+        (["--nodes", "4", "--gpus-per-node", "8"], ["optim.batch_size=768"],
+         "the queue size K=65536 is not divisible by the global batch size 768"),
+        (two, ["--bogus"], "the training arguments after --: unrecognized arguments: --bogus"),
+    ]:
+        for dry in (True, False):  # a real submission checks the same, before anything is queued
+            argv = [*base[:1], *(["--dry-run"] if dry else []), *cluster, *base[2:], *args]
+            rc, out, err = _plan(argv, capsys, monkeypatch)
+            assert rc == 2 and len(err.splitlines()) == 1 and err.startswith("error: "), err
+            assert message in err and "node 0" not in out, (argv, err)

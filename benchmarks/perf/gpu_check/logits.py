@@ -28,10 +28,10 @@ def check(ctx) -> Outcome:
     for name in ("bfloat16", "float16") if ctx.cuda else ("bfloat16",):
         m = copy.deepcopy(model)
         with torch.no_grad(), torch.autocast(ctx.device.type, dtype=getattr(torch, name)):
-            logits, _ = m(im_q, im_k, 1.0)  # momentum 1: the key encoder stays as it is
+            logits, _ = m(im_q, im_k, momentum=1.0)  # momentum 1: the key encoder stays as it is
         results[name] = logits
     with torch.no_grad():
-        fp32, _ = reference(im_q, im_k, 1.0)
+        fp32, _ = reference(im_q, im_k, momentum=1.0)
     dtypes = {k: str(v.dtype).replace("torch.", "") for k, v in results.items()}
     diffs = {k: float((v.float() - fp32).abs().max()) for k, v in results.items()}
     details = {"autocast_logits_dtype": dtypes, "max_abs_diff_vs_fp32": diffs, "temperature": 0.07}
