@@ -191,9 +191,13 @@ def render_plan(plan: SuitePlan) -> str:
                   f"{total:.3g} {unit}" + (f" + unknown for {len(unknown)} (benchmark, initialisation) pair(s) "
                                            f"without records on this device or a model-zoo figure"
                                            if unknown else "") + "."]
-    if MODEL_ZOO in kinds:
+    zoo_sources = {e.source for entry in plan.runnable for e in entry.estimates if e.kind == MODEL_ZOO}
+    if any("ViTDet" not in src for src in zoo_sources):
         lines.append("model-zoo figures: Detectron2's 8 V100 training speed of the same model (FrozenBN): a lower "
                      "bound; the suite's own records replace them once it has run here.")
+    if any("ViTDet" in src for src in zoo_sources):
+        lines.append("ViTDet figures: ViTDet's published training speed (its README: 64 A100, batch 64, AMP); the "
+                     "suite's own records replace them once it has run here.")
     if UNKNOWN in kinds:
         lines.append("unknown: the first run of a benchmark on this device records its speed; the next plan uses it.")
     if plan.runnable:  # how each row was classified (kind, input settings) and why: the same for every benchmark
