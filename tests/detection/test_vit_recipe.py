@@ -194,5 +194,7 @@ def test_vitdet_trainer_writes_one_record(synthetic_layout, tmp_path, capsys):
     assert rec["benchmark"] == "coco-mask-vitdet-100ep-synthetic" and rec["init"]["format"] == "dino"
     assert rec["protocol"]["backbone"]["num_heads"] == 4 and rec["protocol"]["backbone"]["heads_source"]
     assert {"bbox", "segm"} <= set(rec["metrics"])
-    log = open(f"{rec['provenance']['output_dir']}/log.txt").read()
-    assert "AdamW" in log or "lr:" in log
+    assert rec["init"]["kind"] == "other" and rec["protocol"]["backbone"]["layer_scale"] is False
+    assert cli(["tables", "--results", str(tmp_path / "results")]) == 0  # the record reaches the tables
+    text = (tmp_path / "results" / "tables" / "tables.md").read_text()
+    assert BENCH.title in text and "coco-mask-vitdet-100ep-synthetic" in text
