@@ -19,6 +19,9 @@ Each layout was checked against its project's own saving code (docs/vit.md gives
 - timm: flat .safetensors / .pth of timm's VisionTransformer (DeiT, AugReg, DeiT-III); kind "supervised" when
   a classifier `head.weight` is present; `fc_norm` and `head` dropped.
 - hub: a flat ViT state dict without classifier (DINO and iBOT hub files, timm headless): kind "other".
+- mmpretrain-vit: mmpretrain / mmselfsup 1.x {meta, state_dict} with `backbone.layers.N.*` (ln1, attn.qkv,
+  attn.proj, ln2, ffn.layers.0.0, ffn.layers.1, attn.gamma1 / ffn.gamma2 layer-scale, final ln1), renamed to
+  timm's names; neck, head and the rest dropped; pre_norm (CLIP-style) refused.
 Heads cannot be read from tensors; without metadata the standard count for the width is used (192: 3,
 384: 6, 768: 12, 1024: 16, 1280: 16, 1536: 24), and the plan says so.
 """
@@ -52,6 +55,8 @@ VIT_LAYOUTS = {
     "dinov2": ("DINOv2 hub file (patch 14, layer-scale, mask_token), chunked training files", "other"),
     "timm": ("timm VisionTransformer .safetensors / .pth with a classifier head (DeiT, AugReg)", "supervised"),
     "hub": ("flat ViT state dict without classifier (DINO / iBOT hub files, headless timm)", "other"),
+    "mmpretrain-vit": ("mmpretrain / mmselfsup 1.x ViT {meta, state_dict}, backbone.layers.N.* (ln1, attn.qkv, "
+                       "ffn.layers.0.0, ...)", "other"),
 }
 
 _BODY = re.compile(r"^(patch_embed\.proj\.(weight|bias)|pos_embed|cls_token|"
@@ -177,8 +182,7 @@ def find_backbone(ckpt: Mapping[str, Any]) -> VitBackbone:
                 "arch": arch, "epoch": ckpt.get("epoch"), "heads": heads,
                 "heads_source": f"checkpoint metadata: arch = {arch!r} (MoCo v3: {heads} heads)" if heads else ""})
         if any(k.startswith("backbone.layers.") for k in state):
-            raise VitLayoutError("an mmpretrain ViT (backbone.layers.N.*): its names cannot yet be mapped "
-                                 "exactly; convert it with mmpretrain's own tools to timm names first")
+            return _mmpretrain(state, ckpt)
         return _flat(state, ckpt)
     model = ckpt.get("model")
     if isinstance(model, Mapping) and model:
@@ -192,6 +196,42 @@ def find_backbone(ckpt: Mapping[str, Any]) -> VitBackbone:
             "arch": arch, "epoch": ckpt.get("epoch"), "heads": heads,
             "heads_source": f"checkpoint metadata: args.model = {arch!r} (MAE: {heads} heads)" if heads else ""})
     return _flat(_strip_module(_tensors(ckpt)), ckpt)
+
+
+# mmpretrain's VisionTransformer (models/backbones/vision_transformer.py: TransformerEncoderLayer ln1 / attn / ln2 /
+# ffn, MultiheadAttention qkv / proj / gamma1, mmcv FFN layers.0.0 / layers.1 / gamma2; final norm ln1)
+_MMPRETRAIN = [(re.compile(p), r) for p, r in (
+    (r"^patch_embed\.projection\.", "patch_embed.proj."),
+    (r"^layers\.(\d+)\.ln1\.", r"blocks.\1.norm1."), (r"^layers\.(\d+)\.ln2\.", r"blocks.\1.norm2."),
+    (r"^layers\.(\d+)\.attn\.qkv\.", r"blocks.\1.attn.qkv."),
+    (r"^layers\.(\d+)\.attn\.proj\.", r"blocks.\1.attn.proj."),
+    (r"^layers\.(\d+)\.attn\.gamma1\.weight$", r"blocks.\1.ls1.gamma"),
+    (r"^layers\.(\d+)\.ffn\.layers\.0\.0\.", r"blocks.\1.mlp.fc1."),
+    (r"^layers\.(\d+)\.ffn\.layers\.1\.", r"blocks.\1.mlp.fc2."),
+    (r"^layers\.(\d+)\.ffn\.gamma2\.weight$", r"blocks.\1.ls2.gamma"),
+    (r"^ln1\.", "norm."), (r"^ln2\.", "fc_norm."))]
+
+
+def _mmpretrain(state: dict[str, torch.Tensor], ckpt: Mapping[str, Any]) -> VitBackbone:
+    """mmpretrain / mmselfsup 1.x {meta, state_dict}: backbone.* renamed to timm names; neck, head, target
+    generator and data preprocessor dropped. A CLIP-style pre_norm is refused (timm's ViT there has norm_pre)."""
+    if any(k.startswith("backbone.pre_norm.") for k in state):
+        raise VitLayoutError("an mmpretrain ViT with pre_norm (CLIP-style): ViTDet's ViT has no norm before the "
+                             "blocks")
+    body, dropped = {}, []
+    for k, v in state.items():
+        if not k.startswith("backbone."):
+            dropped.append(k)
+            continue
+        name = k[len("backbone."):]
+        for pat, rep in _MMPRETRAIN:
+            if pat.search(name):
+                name = pat.sub(rep, name)
+                break
+        body[name] = v
+    meta = ckpt.get("meta") if isinstance(ckpt.get("meta"), Mapping) else {}
+    return VitBackbone("mmpretrain-vit", body, dropped, "other", {
+        "arch": "", "epoch": meta.get("epoch"), "heads": None, "heads_source": ""})
 
 
 def _flat(state: dict[str, torch.Tensor], ckpt: Mapping[str, Any]) -> VitBackbone:

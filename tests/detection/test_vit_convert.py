@@ -163,3 +163,13 @@ def test_the_converter_command_sends_vits_to_the_vit_family(tmp_path, capsys):
     assert main(["--list-formats"]) == 0
     out = capsys.readouterr().out
     assert all(name in out for name in ("dinov2", "moco-v3-vit", "mae", "ibot"))
+
+
+@pytest.mark.parametrize("layer_scale", [False, True])
+def test_mmpretrain_vit_converts_and_proves(tmp_path, layer_scale):
+    m = W.tiny_vit(DIM, DEPTH, HEADS, layer_scale=layer_scale)
+    conv, report = convert_vit_file(W.write_mmpretrain(tmp_path / "mm.pth", m), tmp_path / "o.pkl", heads=HEADS,
+                                    list_tensors=False)
+    assert conv.format == "mmpretrain-vit" and conv.spec.layer_scale is layer_scale and report.ok
+    assert "head.layers.head.weight" in conv.dropped
+    _check_tensors(tmp_path / "o.pkl", m, 4)

@@ -112,3 +112,28 @@ def write_timm_safetensors(path: Path, m) -> Path:
 
     save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(path))
     return path
+
+
+def write_mmpretrain(path: Path, m) -> Path:
+    """mmpretrain's publish_model output {meta, state_dict}: backbone.* under mmpretrain's VisionTransformer names
+    (patch_embed.projection, layers.N.ln1 / attn.qkv / attn.proj / ln2 / ffn.layers.0.0 / ffn.layers.1, layer-scale
+    attn.gamma1.weight / ffn.gamma2.weight, final ln1), and its classifier head.*."""
+    import re
+
+    rules = [(r"^patch_embed\.proj\.", "patch_embed.projection."), (r"^blocks\.(\d+)\.norm1\.", r"layers.\1.ln1."),
+             (r"^blocks\.(\d+)\.norm2\.", r"layers.\1.ln2."), (r"^blocks\.(\d+)\.attn\.", r"layers.\1.attn."),
+             (r"^blocks\.(\d+)\.mlp\.fc1\.", r"layers.\1.ffn.layers.0.0."),
+             (r"^blocks\.(\d+)\.mlp\.fc2\.", r"layers.\1.ffn.layers.1."),
+             (r"^blocks\.(\d+)\.ls1\.gamma$", r"layers.\1.attn.gamma1.weight"),
+             (r"^blocks\.(\d+)\.ls2\.gamma$", r"layers.\1.ffn.gamma2.weight"), (r"^norm\.", "ln1.")]
+    sd = {}
+    for k, v in body_state(m).items():
+        for pat, rep in rules:
+            if re.search(pat, k):
+                k = re.sub(pat, rep, k)
+                break
+        sd[k if k.startswith("head.") else f"backbone.{k}"] = v
+    dim = body_state(m)["pos_embed"].shape[-1]
+    sd.update({"head.layers.head.weight": torch.randn(10, dim), "head.layers.head.bias": torch.randn(10)})
+    torch.save({"meta": {"epoch": 300, "mmpretrain_version": "1.2.0"}, "state_dict": sd}, path)
+    return path
