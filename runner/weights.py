@@ -41,7 +41,10 @@ class Init:
 
     def describe(self) -> str:
         """One line for the plan: how this row was classified and which input settings it gets, and why."""
-        return f"{self.label}: kind {self.kind} ({self.kind_reason}); input {self.input_reason}"
+        vit = self.vit or {}
+        arch = (f"; ViT width {vit['EMBED_DIM']}, depth {vit['DEPTH']}, patch {vit['PATCH_SIZE']}, {vit['NUM_HEADS']} "
+                f"heads ({vit.get('heads_source', '?')})" if vit else "")
+        return f"{self.label}: kind {self.kind} ({self.kind_reason}); input {self.input_reason}{arch}"
 
 
 MSRA_INPUT = "MSRA caffe settings (BGR, caffe mean, std 1, STRIDE_IN_1X1 True)"
@@ -219,7 +222,7 @@ def _vit_init(path: Path, ckpt: dict[str, Any], sha: str, *, cache_dir: Path, la
     return Init(_label(label), kind or guessed, str(path), sha, str(pkl),
                 {"run": str(run_dir) if run_dir else None, "epoch": epoch}, format=fmt, vit=vit,
                 kind_reason="declared" if kind else why, declared=kind is not None,
-                input_reason=f"{RGB_INPUT}: a Vision Transformer converted here")
+                input_reason="RGB, ImageNet mean/std (as every ViT layout here): a Vision Transformer converted here")
 
 
 def _epoch(ckpt: dict[str, Any]) -> int | None:

@@ -47,6 +47,7 @@ def test_dry_run_converts_and_plans_vit_weights(synthetic_layout, tmp_path, caps
     assert cli(_argv(synthetic_layout, tmp_path, "--weights", str(src), "--vit-heads", "4", "--dry-run")) == 0
     out = capsys.readouterr().out
     assert "proof OK" in out and "coco-mask-vitdet-100ep-synthetic / mae trial 0" in out
+    assert "ViT width 64, depth 2, patch 16, 4 heads (--vit-heads 4)" in out  # the plan says where heads came from
     assert list((tmp_path / "out" / "converted").glob("mae-*-vit-h4.pkl"))
 
 
