@@ -8,6 +8,9 @@ tests, and any script that does `import mocobench.detection`).
 """
 from pathlib import Path
 
-from . import roi_heads  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
+from mocobench.common.warnings_policy import quiet_imports
+
+with quiet_imports():  # Detectron2's import-time torch.jit message; no filter stays behind
+    from . import roi_heads  # noqa: F401  (registers Res5ROIHeadsExtraNorm)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

@@ -27,10 +27,13 @@ INIT_DELTAS = {"msra": "init/msra-caffe.yaml", "random": "init/random.yaml"}
 # seems to cause larger variance"), our default; SyncBN (the paper's wording) is the named variant.
 # FrozenBN is the other named variant: the MoCo appendix's supervised LVIS baseline fine-tuned with frozen BN
 # (better for it on LVIS); the backbone's BN is then frozen and the newly initialised FPN has no norm, as in
-# Detectron2's own LVIS baselines. Pretrained weights only (from random init it diverges).
+# Detectron2's own LVIS baselines; the stem and res2 are frozen too (FREEZE_AT 2, Detectron2's default, used by
+# its LVIS baselines and by the LVIS paper's supervised setting). Pretrained weights only (from random init it
+# diverges).
 # The norm is part of every record's protocol, so tables never average or mix them.
 DEFAULT_NORM = "naiveSyncBN"
 NORMS = ("naiveSyncBN", "SyncBN", "FrozenBN")
+FROZEN_BN_FREEZE_AT = 2
 # A user data set's schedule, as fractions of MAX_ITER: lr steps of COCO's 1x (60k and 80k of 90k);
 # warmup at most a tenth of the schedule.
 STEP_FRACTIONS = (2 / 3, 8 / 9)
@@ -117,6 +120,8 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
             raise ConfigError(f"--norm {norm!r}: choose one of {NORMS} (default {DEFAULT_NORM}, as the official "
                               f"MoCo detection configs)")
         cfg.MODEL.RESNETS.NORM = norm
+        if norm == "FrozenBN":  # the stem and res2 frozen, as Detectron2's (LVIS) baselines with frozen BN
+            cfg.MODEL.BACKBONE.FREEZE_AT = FROZEN_BN_FREEZE_AT
         if "fpn" in cfg.MODEL.BACKBONE.NAME:
             cfg.MODEL.FPN.NORM = "" if norm == "FrozenBN" else norm
     if msra:

@@ -17,7 +17,7 @@ from typing import Any
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
 from detectron2.data import DatasetMapper, MetadataCatalog, build_detection_train_loader
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model, hooks
+from detectron2.engine import DefaultTrainer, create_ddp_model, hooks
 from detectron2.engine.train_loop import TrainerBase
 from detectron2.evaluation import (
     CityscapesInstanceEvaluator,
@@ -33,8 +33,10 @@ from fvcore.nn.precise_bn import get_bn_modules
 
 from mocobench.common.atomic import atomic_write
 from mocobench.common.errors import UsageError
+from mocobench.common.shared_folder import check_shared_folder
 from mocobench.data.augmentation import sem_seg_train_augmentations
 from mocobench.data.datasets import read_label_png, register_builtin
+from mocobench.detection.finite_loss import AgreedAMPTrainer, AgreedSimpleTrainer
 from mocobench.detection.lvis_eval import NumpyTwoLVISEvaluator
 from mocobench.detection.precise_bn import PreciseBNAllRanks
 from mocobench.detection.progress import TrialProgress
@@ -98,15 +100,18 @@ class Trainer(DefaultTrainer):
     ranks (detection.precise_bn); `train()` returns the final evaluation's results (on ranks > 0: {})."""
 
     def __init__(self, cfg):
-        # DefaultTrainer.__init__'s construction, in its order, with one change: the DDP wrapper comes from
-        # build_ddp_model (DefaultTrainer passes device_ids=[local rank], which DDP refuses for a CPU model).
+        # DefaultTrainer.__init__'s construction, in its order, with two changes: the DDP wrapper comes from
+        # build_ddp_model (DefaultTrainer passes device_ids=[local rank], which DDP refuses for a CPU model),
+        # and a non-finite loss stops every rank at the same iteration (not rank 0 alone).
         TrainerBase.__init__(self)
         cfg = self.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
         model = self.build_ddp_model(cfg, model)
-        self._trainer = (AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer)(model, data_loader, optimizer)
+        # Detectron2's SimpleTrainer/AMPTrainer, with a non-finite loss agreed across ranks (detection/finite_loss.py)
+        self._trainer = (AgreedAMPTrainer if cfg.SOLVER.AMP.ENABLED else AgreedSimpleTrainer)(model, data_loader,
+                                                                                            optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter, self.max_iter, self.cfg = 0, cfg.SOLVER.MAX_ITER, cfg
@@ -220,6 +225,7 @@ def train_and_evaluate(cfg_yaml: str, data: dict[str, Any], *, verbose: bool = F
         setup_logger(cfg.OUTPUT_DIR, distributed_rank=rank, name=name,
                      configure_stdout=verbose and not _has_console(name))
     seed_all_rng(cfg.SEED + rank)
+    check_shared_folder(cfg.OUTPUT_DIR, what="trial folder")  # every rank (every machine) sees rank 0's files
     register_builtin(data)
     trainer = Trainer(cfg)
     if not verbose and comm.is_main_process():

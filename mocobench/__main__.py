@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from mocobench.common.errors import exit_status_on_usage_error
+from mocobench.common.warnings_policy import apply_command_policy
 
 COMMANDS = {
     "run": ("mocobench.runner.cli", "fine-tune and evaluate one benchmark for N trials, writing result records "
@@ -50,6 +51,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_command_policy()  # before any command imports Detectron2, and for every child it spawns
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in FORWARDED:
         forwarded = importlib.import_module(FORWARDED[argv[0]][0])

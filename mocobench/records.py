@@ -32,15 +32,23 @@ Schema (version 1); writers fill every key, readers rely on them:
       "config": "resolved config (YAML text)",
       "provenance": {"git_sha", "versions", "device", "num_gpus", "num_procs" (per machine), "num_machines",
                      "wall_time_s" (attempts that ended), "attempts", "killed_attempts" (ended by a kill,
-                     their time unknown), "started", "finished"}
+                     their time unknown), "started", "finished"},
+      "metric_notes": {"bbox": "no predictions", ...}   # optional: why a task's numbers are what they are
     }
+
+A trial that detects nothing: Detectron2's COCO-style evaluators (bbox, segm, keypoints) return NaN for every
+metric when the model made no prediction. With ground truth present and no detection, COCO AP is 0 (recall is 0
+at every threshold), so the record holds 0 for that task's numbers and "no predictions" in `metric_notes`
+(settle_metrics); the run's result line and the tables say so. A NaN in a task that has other numbers (e.g.
+APl without large objects) stays null: there is nothing to measure.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,12 +80,46 @@ class Record:
     metrics: dict[str, dict[str, float | None]]
     config: str
     provenance: dict[str, Any]
+    metric_notes: dict[str, str] = field(default_factory=dict)  # task -> reason (NO_PREDICTIONS); optional
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        if not out["metric_notes"]:  # written only when there is something to say (older readers: unchanged)
+            del out["metric_notes"]
+        return out
 
 
-REQUIRED_KEYS = tuple(f.name for f in dataclasses.fields(Record))
+REQUIRED_KEYS = tuple(f.name for f in dataclasses.fields(Record)
+                      if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+NO_PREDICTIONS = "no predictions"
+COCO_AP_TASKS = ("bbox", "segm", "keypoints")  # Detectron2's COCO-style evaluators: NaN everywhere = no predictions
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if v is not None and math.isfinite(float(v)) else None
+
+
+def settle_metrics(results: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, float | None]], dict[str, str]]:
+    """An evaluation's results (Detectron2's, or eval_results.json: NaN written as null) -> the record's metrics
+    and metric_notes. A COCO-AP task without a single number is a model that predicted nothing: 0 for each of
+    its metrics, with the reason. Any other missing number stays None."""
+    metrics = {task: {k: _number(v) for k, v in values.items()} for task, values in results.items()}
+    notes = {}
+    for task, values in metrics.items():
+        if task in COCO_AP_TASKS and values and all(v is None for v in values.values()):
+            metrics[task] = {k: 0.0 for k in values}
+            notes[task] = NO_PREDICTIONS
+    return metrics, notes
+
+
+def result_line(metrics: dict[str, dict[str, float | None]], notes: dict[str, str] | None = None) -> str:
+    """The console's one line per trial, e.g. "bbox AP 0.0 AP50 0.0 AP75 0.0 (no predictions); segm ..."."""
+    parts = []
+    for task, values in metrics.items():
+        shown = " ".join(f"{k} {v:.1f}" for k in ("AP", "AP50", "AP75", "mIoU") if (v := values.get(k)) is not None)
+        why = (notes or {}).get(task)
+        parts.append(f"{task} {shown or 'no number'}" + (f" ({why})" if why else ""))
+    return "; ".join(parts)
 
 
 def record_path(results_dir: str | os.PathLike, benchmark: str, init_label: str, protocol_hash: str,

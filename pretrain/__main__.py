@@ -18,6 +18,7 @@ import sys
 
 from mocobench.common.errors import UsageError
 from mocobench.common.logs import cli_logging
+from mocobench.common.warnings_policy import apply_command_policy
 
 TRAIN_HELP = """Batch and lr: optim.batch_size is the GLOBAL batch (all processes together); each of N processes
 gets batch_size/N. The lr follows the linear scaling rule: lr_used = optim.lr * optim.batch_size / optim.base_batch
@@ -225,5 +226,6 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # (`python -m mocobench pretrain` comes through mocobench/__main__, which applies it too)
+    apply_command_policy()  # the command's warnings policy, and its spawned children's (PYTHONWARNINGS)
     sys.exit(main())

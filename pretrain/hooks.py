@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from mocobench.common import provenance
+from mocobench.common.agreement import ranks_with
 from mocobench.pretrain.data import DataError, knn_paths
 from mocobench.pretrain.distributed import all_gather_objects, barrier
 from mocobench.pretrain.knn import knn_top1
@@ -148,13 +149,16 @@ class KnnMonitor(Hook):
                         limit=k["limit"], distributed=trainer.env.world_size > 1)
 
 
-def finite(reading: Reading) -> float:
-    """The value of a loss reading; a NaN/inf loss stops the run with what to change."""
+def finite(reading: Reading, device=None) -> float:
+    """The value of a loss reading; a NaN/inf loss on any rank stops every rank at the same step (agreed by one
+    all-reduce, common/agreement.py), with what to change."""
     value = reading.value()
-    if not np.isfinite(value):
+    ranks = ranks_with(not np.isfinite(value), device=device)
+    if ranks:
         m = reading.meta
-        raise FloatingPointError(f"non-finite loss {value} in steps {m['first']}..{m['step']} (lr {m['lr']:.4g}); "
-                                 f"lower optim.lr or switch train.amp to bf16/none")
+        raise FloatingPointError(f"non-finite loss in steps {m['first']}..{m['step']} on rank(s) {ranks} (this "
+                                 f"rank's {value}, lr {m['lr']:.4g}); every rank stops here. Lower optim.lr or "
+                                 f"switch train.amp to bf16/none")
     return value
 
 
@@ -210,7 +214,7 @@ class Logging(Hook):
 
     def _write_steps(self, trainer: Trainer, reading: Reading) -> None:
         m = reading.meta
-        loss = finite(reading)
+        loss = finite(reading, trainer.env.device)
         trainer.write_log({"kind": "step", "epoch": m["epoch"], "step": m["step"], "loss": loss, "lr": m["lr"],
                            "pairs_per_s": m["rate"]}, self.writer)
         self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{m['lr']:.3g}", pairs_s=f"{m['rate']:.1f}")
@@ -220,7 +224,8 @@ class Logging(Hook):
             self._write_steps(trainer, self.pending)
         self.bar.close()
         epochs, step = trainer.cfg["optim"]["epochs"], trainer.step
-        loss = finite(self.epoch_losses.read_async(first=step - self.epoch_losses.count + 1, step=step, lr=self.lr))
+        loss = finite(self.epoch_losses.read_async(first=step - self.epoch_losses.count + 1, step=step, lr=self.lr),
+                      trainer.env.device)
         entry = {"kind": "epoch", "epoch": state.epoch, "step": step, "loss": loss, "lr": self.lr} | state.entry
         trainer.write_log(entry, self.writer)
         knn = entry.get("knn_top1")

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from mocobench.common import provenance
 from mocobench.common.atomic import write_text
+from mocobench.common.shared_folder import check_shared_folder
 from mocobench.pretrain import checkpoint as ckpt_lib
 from mocobench.pretrain import rng
 from mocobench.pretrain.batches import DeviceAugmentedBatch, DeviceBatch
@@ -84,6 +85,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = False
         else:
             torch.backends.cudnn.benchmark = True
+        check_shared_folder(self.out, device=self.env.device)  # every node sees rank 0's checkpoints and log
         self.resume_from = self._check_output_dir(resume)
 
         self.prepare = self.build_batch_preparation(cfg)

@@ -18,94 +18,32 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
-import yaml
 
-from mocobench.common.benchmark import TASK_COLUMNS, Benchmark
-from mocobench.common.errors import UsageError
+from mocobench.common.benchmark import Benchmark
 from mocobench.common.hashing import canonical_hash
-from mocobench.detection.benchmarks import BENCHMARKS as DETECTION
-from mocobench.records import SYNTHETIC_SUFFIX
+from mocobench.records import NO_PREDICTIONS, SYNTHETIC_SUFFIX
 from mocobench.reporting import deviations
-from mocobench.segmentation.benchmarks import BENCHMARKS as SEGMENTATION
+from mocobench.reporting.inputs import (
+    BENCHMARKS,
+    REFERENCE_FILE,
+    TableError,
+    load_layout,
+    load_reference,
+    metric_level,
+    metric_source,
+)
+from mocobench.reporting.model import KIND_ORDER, OURS, PAPER_SOURCE, Cell, Column, Row, Table
+from mocobench.reporting.significance import welch
 
-PAPER_SOURCE = "reported (paper)"
-OURS = "ours"
-MARK_THRESHOLD = 0.5  # the paper marks gaps of at least 0.5 point
-KIND_ORDER = {"random": 0, "supervised": 1, "moco": 2, "other": 3}
+# The model and the inputs are reachable from here too (aggregate.Cell, aggregate.load_reference, ...).
+__all__ = ["BENCHMARKS", "INIT_FIELDS", "KIND_ORDER", "OURS", "PAPER_SOURCE", "REFERENCE_FILE", "Cell", "Column", "Row",
+           "Table", "TableError", "base_benchmark", "build_tables", "flatten_metrics", "is_synthetic", "load_layout",
+           "load_reference", "records_frame"]
 # Protocol fields that differ between initialisations by nature; rows differing only here share a table.
 INIT_FIELDS = ("weights_sha256", "config_hash")
-REFERENCE_FILE = Path(__file__).resolve().parent / "reference.yaml"
-BENCHMARKS: dict[str, Benchmark] = {**DETECTION, **SEGMENTATION}  # in the tables' order
-
-
-class TableError(UsageError):
-    """The layout or reference data file is malformed."""
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str     # flattened metric key, e.g. "bbox/AP50"
-    header: str  # printed header, e.g. "AP50"
-
-
-@dataclass
-class Cell:
-    mean: float | None = None
-    std: float | None = None  # sample std (ddof=1); None when fewer than 2 values
-    n: int = 0                # trials that have this metric
-    delta: float | None = None  # mean - mean of the supervised row of the same table
-    level: str | None = None    # reported numbers: evidence level A | B | U (reference.yaml)
-    source: str | None = None   # reported numbers: where the number comes from
-
-    @property
-    def unverified(self) -> bool:
-        """A reported number that two independent sources do not confirm (shown with a dagger)."""
-        return self.level is not None and self.level != "A"
-
-    @property
-    def mark(self) -> int:
-        """+1 / -1 where |delta| >= MARK_THRESHOLD (green / red in the paper), else 0."""
-        if self.delta is None or abs(self.delta) < MARK_THRESHOLD:
-            return 0
-        return 1 if self.delta > 0 else -1
-
-
-@dataclass
-class Row:
-    label: str
-    kind: str
-    source: str = OURS  # OURS or PAPER_SOURCE
-    cells: dict[str, Cell] = field(default_factory=dict)
-    trials: list[int] = field(default_factory=list)
-    missing_trials: list[int] = field(default_factory=list)
-    pretrain_run: str | None = None
-    pretrain_epoch: int | None = None
-    protocol_hash: str | None = None  # the records' full protocol hash (ours)
-    unverified: bool = False  # reported numbers not yet checked against the paper
-
-    @property
-    def n(self) -> int:
-        return len(self.trials)
-
-
-@dataclass
-class Table:
-    table_id: str
-    benchmark: str
-    title: str
-    protocol_hash: str        # hash of the shared protocol (the records' protocol without INIT_FIELDS)
-    protocol: dict[str, Any]  # that shared protocol
-    synthetic: bool
-    columns: list[Column]
-    rows: list[Row]
-    reference: list[Row] = field(default_factory=list)
-    baseline: str | None = None  # label of the supervised row the deltas are taken against
-    notes: list[str] = field(default_factory=list)
 
 
 def base_benchmark(name: str) -> str:
@@ -114,67 +52,6 @@ def base_benchmark(name: str) -> str:
 
 def is_synthetic(benchmark: str, protocol: dict[str, Any]) -> bool:
     return bool(protocol.get("builtin_synthetic")) or benchmark.endswith(SYNTHETIC_SUFFIX)
-
-
-def _load_yaml(path: str | Path, what: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise TableError(f"cannot read the {what} file {path}: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), dict):
-        raise TableError(f"{path}: the {what} file needs a top-level 'benchmarks:' mapping")
-    return data
-
-
-def default_layout() -> dict[str, Any]:
-    """Titles, columns and reference keys of every registered benchmark, in the tables' order."""
-    return {"task_columns": TASK_COLUMNS,
-            "benchmarks": {b.name: {"title": b.title, "columns": b.table_columns, "reference": b.reference_key}
-                           for b in BENCHMARKS.values()}}
-
-
-def load_layout(path: str | Path | None = None) -> dict[str, Any]:
-    """The registry's layout (default), or one from a YAML file of the same shape (titles and columns)."""
-    if path is None:
-        return default_layout()
-    data = _load_yaml(path, "table layout")
-    for name, spec in data["benchmarks"].items():
-        if not isinstance(spec, dict) or not isinstance(spec.get("columns"), dict) or not spec["columns"]:
-            raise TableError(f"{path}: benchmark {name!r} needs a non-empty 'columns:' mapping")
-    return data
-
-
-LEVELS = ("A", "B", "U")  # evidence of a reported number (reference.yaml): A confirmed, B one source, U none
-
-
-def metric_level(entry: dict[str, Any], key: str) -> str:
-    """A reported number's evidence level: its own (`levels`), else its row's (`level`), else from the older
-    row flag `unverified` (B when set, A when not)."""
-    return (entry.get("levels") or {}).get(key) or entry.get("level") or ("B" if entry.get("unverified") else "A")
-
-
-def metric_source(entry: dict[str, Any], key: str) -> str | None:
-    return (entry.get("sources") or {}).get(key) or entry.get("source")
-
-
-def load_reference(path: str | Path = REFERENCE_FILE) -> dict[str, Any]:
-    """The paper's reported numbers, checked: every row has a label, a known kind, numeric metrics and
-    known evidence levels."""
-    data = _load_yaml(path, "reference")
-    for name, spec in data["benchmarks"].items():
-        for i, row in enumerate((spec or {}).get("rows") or []):
-            where = f"{path}: {name} row {i}"
-            if not isinstance(row, dict) or not row.get("label"):
-                raise TableError(f"{where}: needs a 'label'")
-            if row.get("kind") not in KIND_ORDER:
-                raise TableError(f"{where}: kind must be one of {list(KIND_ORDER)}, got {row.get('kind')!r}")
-            metrics = row.get("metrics")
-            if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) for v in metrics.values()):
-                raise TableError(f"{where}: 'metrics' must map metric keys (e.g. bbox/AP) to numbers")
-            levels = [row.get("level")] + list((row.get("levels") or {}).values())
-            if any(lv is not None and lv not in LEVELS for lv in levels):
-                raise TableError(f"{where}: evidence levels must be one of {LEVELS}, got {levels}")
-    return data
 
 
 def _columns_for(benchmark: str, task: str, present: list[str], layout: dict[str, Any]) -> list[Column]:
@@ -254,6 +131,7 @@ def _apply_deltas(rows: list[Row], what: str) -> tuple[str | None, list[str]]:
             ref = base.cells.get(key)
             if cell.mean is not None and ref is not None and ref.mean is not None:
                 cell.delta = cell.mean - ref.mean
+                cell.test = welch(cell.mean, cell.std, cell.n, ref.mean, ref.std, ref.n)  # None: n < 2 a side
     return base.label, notes
 
 
@@ -303,10 +181,11 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label
                   pretrain_epoch=None if epoch is None else int(epoch), protocol_hash=phash)
         for col in columns:
             values = [float(v) for v in sub[col.key] if _finite(v)] if col.key in sub else []
-            row.cells[col.key] = _stats(values)
+            row.cells[col.id] = _stats(values)
             if 0 < len(values) < row.n:
                 notes.append(f"{shown}: {col.header} is missing or not finite in {row.n - len(values)} "
                              f"of {row.n} trials; its mean uses the other {len(values)}")
+        notes += no_prediction_notes(shown, [records[i] for i in idx])
         rows.append(row)
     if len(set(labels)) < len(labels):
         dup = sorted({lab for lab in labels if labels.count(lab) > 1})
@@ -320,22 +199,32 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label
     return rows, notes
 
 
-def _reference_rows(spec: dict[str, Any], columns: list[Column]) -> tuple[list[Row], list[str]]:
+def _reference_rows(spec: dict[str, Any], columns: list[Column], norm: str | None = None
+                    ) -> tuple[list[Row], list[str]]:
+    """The paper's rows for a table of records run with `norm`: a row that names a norm (reference.yaml `norm`,
+    e.g. LVIS's supervised baseline fine-tuned with frozen BN) goes with tables of that norm only, and a table
+    of such a norm shows only those rows (the paper's other rows tuned BN)."""
     rows = []
-    for entry in spec.get("rows") or []:
+    entries = spec.get("rows") or []
+    frozen_variant = norm in deviations.PAPER_NORM_VARIANTS
+    kept = [e for e in entries if (e.get("norm") == norm if frozen_variant else e.get("norm") is None)]
+    notes = ([f"the paper's rows run with another norm than this table's {norm} are not shown"]
+             if len(kept) < len(entries) and frozen_variant else [])
+    for entry in kept:
         row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE)
         for col in columns:
             v = entry["metrics"].get(col.key)
-            row.cells[col.key] = Cell(mean=float(v), n=1, level=metric_level(entry, col.key),
+            row.cells[col.id] = Cell(mean=float(v), n=1, level=metric_level(entry, col.key),
                                       source=metric_source(entry, col.key)) if v is not None else Cell()
         row.unverified = any(c.unverified for c in row.cells.values())
         rows.append(row)
     rows.sort(key=lambda r: KIND_ORDER[r.kind])  # stable: the paper's order within a kind
-    _, notes = _apply_deltas(rows, "the reported rows")
+    _, delta_notes = _apply_deltas(rows, "the reported rows")
+    notes += delta_notes
     if any(r.unverified for r in rows):
         notes.append("† reported number not verified against the paper: not confirmed by two independent "
                      "sources (evidence level B or U in reference.yaml; the paper's own text could not be checked)")
-    missing = [c.header for c in columns if all(r.cells[c.key].mean is None for r in rows)]
+    missing = [c.header for c in columns if all(r.cells[c.id].mean is None for r in rows)]
     if missing:
         notes.append(f"the paper's {', '.join(missing)} are not in reference.yaml: shown as missing")
     return rows, notes
@@ -368,6 +257,135 @@ def _user_title(title: str, protocol: dict[str, Any]) -> str:
             + (f" [ran R{depth}]" if (depth := protocol.get("depth")) not in (None, 50) else ""))
 
 
+def no_prediction_notes(shown: str, recs: list[dict[str, Any]]) -> list[str]:
+    """Trials whose model predicted nothing (records' metric_notes, mocobench/records.py): their AP is 0."""
+    by_task: dict[str, list[int]] = {}
+    for r in recs:
+        for task, why in (r.get("metric_notes") or {}).items():
+            if why == NO_PREDICTIONS:
+                by_task.setdefault(task, []).append(int(r["trial"]))
+    return [f"{shown}: {task}: no predictions in trial(s) {sorted(trials)} ({len(trials)} of {len(recs)}); "
+            f"its AP is recorded as 0 (COCO AP with ground truth and no detection)"
+            for task, trials in sorted(by_task.items())]
+
+
+# ----------------------------------------------------------------------------------------------- build_tables
+def _group_by_protocol(records: list[dict[str, Any]], layout: dict[str, Any]
+                       ) -> list[tuple[str, dict[str, dict[str, Any]], dict[str, list[int]]]]:
+    """[(benchmark, {protocol hash: shared protocol}, {protocol hash: record indices})] in the layout's
+    benchmark order, real data first. The shared protocol: the records' protocol without INIT_FIELDS."""
+    shared = [{k: v for k, v in r["protocol"].items() if k not in INIT_FIELDS} for r in records]
+    by_bench: dict[str, dict[str, list[int]]] = {}
+    for i, r in enumerate(records):
+        by_bench.setdefault(r["benchmark"], {}).setdefault(canonical_hash(shared[i]), []).append(i)
+    order = list(layout["benchmarks"])
+    benches = sorted(by_bench, key=lambda b: (is_synthetic(b, {}), order.index(base_benchmark(b))
+                                              if base_benchmark(b) in order else len(order), b))
+    return [(b, {h: shared[idx[0]] for h, idx in by_bench[b].items()}, by_bench[b]) for b in benches]
+
+
+def _table_layout(bench: str, protocol: dict[str, Any], task: str, present: list[str], layout: dict[str, Any]
+                  ) -> tuple[list[Column], dict[str, Any], str]:
+    """The table's columns, its layout entry and its title (a user's data set: named with its version)."""
+    generic = protocol.get("generic_benchmark")  # a user's data set: its generic benchmark's layout
+    columns = _columns_for(generic if generic in layout["benchmarks"] else bench, task, present, layout)
+    spec = layout["benchmarks"].get(base_benchmark(bench)) or layout["benchmarks"].get(generic) or {}
+    title = str(spec.get("title") or bench)
+    if isinstance(protocol.get("dataset"), dict):
+        title = _user_title(title, protocol)
+    return columns, spec, title
+
+
+def _protocol_split(bench: str, h: str, protocols: dict[str, dict[str, Any]]) -> tuple[str, str, list[str]]:
+    """(table id, title suffix, notes) of one protocol's table when the benchmark's trials ran under several."""
+    if len(protocols) == 1:
+        return bench, "", []
+    protocol, differing = protocols[h], _protocol_differences(protocols)
+    mine = ", ".join(f"{k}={_fmt_value(protocol.get(k, _ABSENT))}" for k in differing)
+    short = ", ".join(f"{k}={_fmt_value(protocol.get(k, _ABSENT))[:40]}" for k in differing)
+    return (f"{bench}-{h[:8]}", f" [protocol {h[:8]}: {short}]",
+            [f"{bench} has trials under {len(protocols)} different protocols; they are not averaged together. "
+             f"This table: {mine}. Differing fields: {', '.join(differing)}"])
+
+
+def _synthetic_suffix(protocol: dict[str, Any]) -> str:
+    # the demo shrinks the protocol (backbone, schedule): say what actually ran
+    ran = ", ".join(f"{k} {protocol[k]}" for k in ("depth", "max_iter") if k in protocol)
+    return f" - synthetic built-in data{f' ({ran})' if ran else ''}, not comparable to the paper"
+
+
+def _config_hash_notes(recs: list[dict[str, Any]]) -> list[str]:
+    config_hashes: dict[str, set[str]] = {}
+    for r in recs:
+        config_hashes.setdefault(str(r["protocol"].get("config_hash"))[:12], set()).add(r["init"]["label"])
+    if len(config_hashes) < 2:
+        return []
+    return ["the rows' resolved configs differ (config_hash " + "; ".join(
+        f"{ch}: {', '.join(sorted(labels))}" for ch, labels in sorted(config_hashes.items()))
+        + "), as the init's own config delta does (MSRA BGR input, random-init norm); every other "
+          "protocol field is the same"]
+
+
+def _deviation_notes(recs: list[dict[str, Any]], bench: str, synthetic: bool) -> tuple[list[str], str, bool]:
+    """(notes, title suffix, whether the protocol is off the paper's) from the records' resolved configs."""
+    devs, unknown = _table_deviations(recs, BENCHMARKS.get(base_benchmark(bench)))
+    notes, suffix = [], ""
+    if devs:
+        notes.append(f"differs from the paper's config in {len(devs)} key(s): {deviations.summary(devs)}")
+        ran = deviations.what_ran(devs)
+        if ran and not synthetic:
+            suffix = f" [{ran}]"
+    if unknown:
+        notes.append(f"{unknown} record(s) hold no readable resolved config: their deviations from the "
+                     f"paper's config are unknown")
+    return notes, suffix, bool(devs or unknown)
+
+
+def _paper_block(ref_spec: dict[str, Any] | None, columns: list[Column], protocol: dict[str, Any], synthetic: bool,
+                 off_paper: bool) -> tuple[list[Row], list[str]]:
+    """The paper's reported rows, only where comparable: never on the built-in data, never where the config
+    differs from the paper's beyond the fewer-GPU scaling rule."""
+    if not ref_spec:
+        return [], []
+    if synthetic:
+        return [], ["synthetic built-in data: the paper's reported numbers are not shown, they are not comparable"]
+    if off_paper:
+        return [], ["the paper's reported numbers are not shown: this protocol differs from the paper's in more "
+                    "than the documented fewer-GPU scaling, so they are not comparable"]
+    rows, notes = _reference_rows(ref_spec, columns, protocol.get("norm"))
+    scaling = protocol.get("scaling")
+    if isinstance(scaling, dict) and scaling.get("applied"):
+        notes.append(f"fewer-GPU scaling rule applied (the only difference from the paper's config): "
+                     f"{scaling.get('reference')} -> {scaling.get('result')}; BN batches differ, "
+                     f"compare with the reported rows accordingly")
+    return rows, notes
+
+
+def _build_table(bench: str, h: str, protocols: dict[str, dict[str, Any]], recs: list[dict[str, Any]], sub,
+                 layout: dict[str, Any], reference: dict[str, Any], label_format: bool) -> Table:
+    """One table: the records of one benchmark under one shared protocol."""
+    protocol = protocols[h]
+    synthetic = is_synthetic(bench, protocol)
+    present = sorted(c for c in sub.columns if "/" in c and sub[c].notna().any())
+    columns, spec, title = _table_layout(bench, protocol, recs[0]["task"], present, layout)
+    table_id, split_title, notes = _protocol_split(bench, h, protocols)
+    title += split_title + (_synthetic_suffix(protocol) if synthetic else "")
+    notes += _config_hash_notes(recs)
+    rows, row_notes = _our_rows(sub, recs, columns, label_format)
+    rows = _order(rows)
+    baseline, delta_notes = _apply_deltas(rows, "these records")
+    notes += row_notes + delta_notes
+    notes += _unshown_metrics_notes([k for k in present if k not in {c.key for c in columns}])
+    dev_notes, dev_title, off_paper = _deviation_notes(recs, bench, synthetic)
+    notes += dev_notes
+    title += dev_title
+    ref_spec = reference["benchmarks"].get(spec.get("reference") or base_benchmark(bench))
+    ref_rows, ref_notes = _paper_block(ref_spec, columns, protocol, synthetic, off_paper)
+    return Table(table_id=table_id, benchmark=bench, title=title, protocol_hash=h, protocol=protocol,
+                 synthetic=synthetic, columns=columns, rows=rows, reference=ref_rows, baseline=baseline,
+                 notes=notes + ref_notes)
+
+
 def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | None = None,
                  reference: dict[str, Any] | None = None, label_format: bool = False) -> list[Table]:
     """All tables for these records (as from records.load_records), in the layout's benchmark order.
@@ -378,82 +396,10 @@ def build_tables(records: Iterable[dict[str, Any]], layout: dict[str, Any] | Non
     layout = load_layout() if layout is None else layout
     reference = {"benchmarks": {}} if reference is None else reference
     frame = records_frame(records)
-    tables: list[Table] = []
-    shared = [{k: v for k, v in r["protocol"].items() if k not in INIT_FIELDS} for r in records]
-    by_bench: dict[str, dict[str, list[int]]] = {}
-    for i, r in enumerate(records):
-        by_bench.setdefault(r["benchmark"], {}).setdefault(canonical_hash(shared[i]), []).append(i)
-
-    order = list(layout["benchmarks"])
-    for bench in sorted(by_bench, key=lambda b: (is_synthetic(b, {}), order.index(base_benchmark(b))
-                                                 if base_benchmark(b) in order else len(order), b)):
-        protocols = {h: shared[idx[0]] for h, idx in by_bench[bench].items()}
-        differing = _protocol_differences(protocols)
-        for h, idx in sorted(by_bench[bench].items()):
-            recs = [records[i] for i in idx]
-            protocol = protocols[h]
-            synthetic = is_synthetic(bench, protocol)
+    tables = []
+    for bench, protocols, groups in _group_by_protocol(records, layout):
+        for h, idx in sorted(groups.items()):
             sub = frame.iloc[idx].reset_index(drop=True)
-            present = sorted(c for c in sub.columns if "/" in c and sub[c].notna().any())
-            generic = protocol.get("generic_benchmark")  # a user's data set: its generic benchmark's layout
-            columns = _columns_for(generic if generic in layout["benchmarks"] else bench, recs[0]["task"], present,
-                                   layout)
-            spec = layout["benchmarks"].get(base_benchmark(bench)) or layout["benchmarks"].get(generic) or {}
-            title = str(spec.get("title") or bench)
-            if isinstance(protocol.get("dataset"), dict):  # a user's data set: name it and its version
-                title = _user_title(title, protocol)
-            notes: list[str] = []
-            table_id = bench
-            if len(protocols) > 1:
-                table_id = f"{bench}-{h[:8]}"
-                mine = ", ".join(f"{k}={_fmt_value(protocol.get(k, _ABSENT))}" for k in differing)
-                short = ", ".join(f"{k}={_fmt_value(protocol.get(k, _ABSENT))[:40]}" for k in differing)
-                title += f" [protocol {h[:8]}: {short}]"
-                notes.append(f"{bench} has trials under {len(protocols)} different protocols; they are not "
-                             f"averaged together. This table: {mine}. Differing fields: {', '.join(differing)}")
-            if synthetic:
-                # the demo shrinks the protocol (backbone, schedule): say what actually ran
-                ran = ", ".join(f"{k} {protocol[k]}" for k in ("depth", "max_iter") if k in protocol)
-                title += f" - synthetic built-in data{f' ({ran})' if ran else ''}, not comparable to the paper"
-            config_hashes = {}
-            for r in recs:
-                config_hashes.setdefault(str(r["protocol"].get("config_hash"))[:12], set()).add(r["init"]["label"])
-            if len(config_hashes) > 1:
-                notes.append("the rows' resolved configs differ (config_hash " + "; ".join(
-                    f"{ch}: {', '.join(sorted(labels))}" for ch, labels in sorted(config_hashes.items()))
-                    + "), as the init's own config delta does (MSRA BGR input, random-init norm); every other "
-                      "protocol field is the same")
-            rows, row_notes = _our_rows(sub, recs, columns, label_format)
-            rows = _order(rows)
-            baseline, delta_notes = _apply_deltas(rows, "these records")
-            notes += row_notes + delta_notes
-            notes += _unshown_metrics_notes([k for k in present if k not in {c.key for c in columns}])
-            devs, unknown = _table_deviations(recs, BENCHMARKS.get(base_benchmark(bench)))
-            if devs:
-                notes.append(f"differs from the paper's config in {len(devs)} key(s): {deviations.summary(devs)}")
-                ran = deviations.what_ran(devs)
-                if ran and not synthetic:
-                    title += f" [{ran}]"
-            if unknown:
-                notes.append(f"{unknown} record(s) hold no readable resolved config: their deviations from the "
-                             f"paper's config are unknown")
-            ref_rows: list[Row] = []
-            ref_spec = reference["benchmarks"].get(spec.get("reference") or base_benchmark(bench))
-            if ref_spec and synthetic:
-                notes.append("synthetic built-in data: the paper's reported numbers are not shown, they are "
-                             "not comparable")
-            elif ref_spec and (devs or unknown):
-                notes.append("the paper's reported numbers are not shown: this protocol differs from the paper's "
-                             "in more than the documented fewer-GPU scaling, so they are not comparable")
-            elif ref_spec:
-                ref_rows, ref_notes = _reference_rows(ref_spec, columns)
-                notes += ref_notes
-                scaling = protocol.get("scaling")
-                if isinstance(scaling, dict) and scaling.get("applied"):
-                    notes.append(f"fewer-GPU scaling rule applied (the only difference from the paper's config): "
-                                 f"{scaling.get('reference')} -> {scaling.get('result')}; BN batches differ, "
-                                 f"compare with the reported rows accordingly")
-            tables.append(Table(table_id=table_id, benchmark=bench, title=title, protocol_hash=h,
-                                protocol=protocol, synthetic=synthetic, columns=columns, rows=rows,
-                                reference=ref_rows, baseline=baseline, notes=notes))
+            tables.append(_build_table(bench, h, protocols, [records[i] for i in idx], sub, layout, reference,
+                                       label_format))
     return tables

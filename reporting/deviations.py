@@ -45,16 +45,23 @@ def _short(value: Any, limit: int = 40) -> str:
 _ABSENT = object()
 
 
-def paper_config(bench: Benchmark, msra: bool = False) -> dict[str, Any]:
-    """The benchmark's protocol config, flattened as its YAML dump reads back (what records hold)."""
-    return dict(_paper_config(bench.name, bench.config, msra))
+# A named norm variant the paper itself reports (the LVIS supervised baseline with frozen BN): its config, not the
+# default's, is the paper's config for a record of that variant (detection/config.py: FrozenBN, FREEZE_AT 2).
+PAPER_NORM_VARIANTS = ("FrozenBN",)
+
+
+def paper_config(bench: Benchmark, msra: bool = False, norm: str | None = None) -> dict[str, Any]:
+    """The benchmark's protocol config (with a PAPER_NORM_VARIANTS norm: that variant's), flattened as its YAML
+    dump reads back (what records hold)."""
+    return dict(_paper_config(bench.name, bench.config, msra, norm if norm in PAPER_NORM_VARIANTS else None))
 
 
 @functools.lru_cache(maxsize=None)
-def _paper_config(name: str, config: str, msra: bool) -> tuple[tuple[str, Any], ...]:
+def _paper_config(name: str, config: str, msra: bool, norm: str | None = None) -> tuple[tuple[str, Any], ...]:
     from mocobench.detection.config import build_config
 
-    cfg = build_config(Benchmark(name=name, task="detection", title=name, config=config), weights=None, msra=msra)
+    cfg = build_config(Benchmark(name=name, task="detection", title=name, config=config), weights=None, msra=msra,
+                       norm=norm)
     return tuple(flatten(yaml.safe_load(cfg.dump())).items())
 
 
@@ -93,7 +100,8 @@ def deviations(record: dict[str, Any], bench: Benchmark) -> list[Deviation] | No
     cfg = _parse(record.get("config"))
     if cfg is None:
         return None
-    ours, paper = flatten(cfg), paper_config(bench, record_msra(record))
+    norm = (record.get("protocol") or {}).get("norm")
+    ours, paper = flatten(cfg), paper_config(bench, record_msra(record), norm)
     scaling = (record.get("protocol") or {}).get("scaling")
     k = float(scaling.get("factor", 1.0)) if isinstance(scaling, dict) and scaling.get("applied") else None
     found = []

@@ -5,9 +5,12 @@
 - transfer vs pretraining epoch: when >= 2 epochs of one pretraining run were fine-tuned under one
   protocol; supervised and random rows of the same table as horizontal reference lines.
 - pretraining curves: loss per step and kNN top-1 per epoch from a run's log.jsonl.
+- the report card's figure: Δ vs supervised per task column, the 95% confidence interval of Δ (Welch) as
+  error bars (an interval that excludes 0 = a counted difference).
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from mocobench.common.atomic import atomic_write
-from mocobench.reporting.aggregate import PAPER_SOURCE, Table
+from mocobench.reporting.model import PAPER_SOURCE, Card, Table
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
@@ -27,6 +30,13 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 120) -> Path:
     return path
 
 
+def figure_png(fig: Figure, dpi: int = 110) -> bytes:
+    """The figure as PNG bytes (the card inlines them in its HTML page)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    return buf.getvalue()
+
+
 def bar_figure(table: Table) -> Figure:
     """Grouped bars; each bar container is labelled with its row (reported rows: '<label> (reported)')."""
     rows = table.rows + table.reference
@@ -35,7 +45,7 @@ def bar_figure(table: Table) -> Figure:
     fig = Figure(figsize=(max(5.0, 1.2 + len(table.columns) * (0.5 + 0.25 * len(rows))), 4.0))
     ax = fig.add_subplot()
     for i, row in enumerate(rows):
-        cells = [row.cells[c.key] for c in table.columns]
+        cells = [row.cells[c.id] for c in table.columns]
         heights = [np.nan if c.mean is None else c.mean for c in cells]
         errors = [np.nan if c.std is None else c.std for c in cells]
         paper = row.source == PAPER_SOURCE
@@ -71,14 +81,14 @@ def epoch_figure(table: Table) -> Figure | None:
     for j, col in enumerate(cols):
         ax = fig.add_subplot(1, len(cols), j + 1)
         for run, rows in series.items():
-            pts = [(r.pretrain_epoch, r.cells[col.key]) for r in rows if r.cells[col.key].mean is not None]
+            pts = [(r.pretrain_epoch, r.cells[col.id]) for r in rows if r.cells[col.id].mean is not None]
             if pts:
                 ax.errorbar([p[0] for p in pts], [p[1].mean for p in pts], capsize=3, marker="o",
                             yerr=[0.0 if p[1].std is None else p[1].std for p in pts], label=Path(run).name)
         for row, style in ((r, "--" if r.kind == "supervised" else ":") for r in table.rows
                            if r.kind in ("supervised", "random")):
-            if row.cells[col.key].mean is not None:
-                ax.axhline(row.cells[col.key].mean, linestyle=style, color="gray", label=row.label)
+            if row.cells[col.id].mean is not None:
+                ax.axhline(row.cells[col.id].mean, linestyle=style, color="gray", label=row.label)
         ax.set_xlabel("pretraining epoch")
         ax.set_title(col.header)
         ax.grid(alpha=0.3)
@@ -112,4 +122,28 @@ def pretrain_figure(log: pd.DataFrame, name: str) -> Figure:
         ax2.set_ylabel("kNN top-1 (%)")
         ax2.set_title(f"{name}: kNN top-1")
         ax2.grid(alpha=0.3)
+    return fig
+
+
+def delta_figure(card: Card) -> Figure:
+    """The card's figure: Δ vs supervised per task column, one marker series per non-supervised row of ours,
+    error bars: the 95% confidence interval of Δ (Welch); columns without a test get the point alone."""
+    rows = [r for r in card.rows if any(r.cell(c).delta is not None for c in card.columns)]
+    x = np.arange(len(card.columns))
+    fig = Figure(figsize=(max(6.0, 1.0 + 0.9 * len(card.columns)), 4.2))
+    ax = fig.add_subplot()
+    ax.axhline(0.0, color="gray", linewidth=0.8)
+    width = 0.6 / max(len(rows), 1)
+    for i, r in enumerate(rows):
+        cells = [r.cell(c) for c in card.columns]
+        ys = [np.nan if c.delta is None else c.delta for c in cells]
+        errs = [np.nan if c.test is None else c.test.ci for c in cells]
+        ax.errorbar(x - 0.3 + width * (i + 0.5), ys, yerr=errs, fmt="o", capsize=3, label=r.label)
+    ax.set_xticks(x, [c.header + (" ‡" if c.flag else "") for c in card.columns], rotation=30, ha="right",
+                  fontsize=8)
+    ax.set_ylabel("Δ vs supervised (points), 95% CI")
+    ax.set_title("Difference to the supervised initialisation per task", fontsize=9)
+    if rows:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.3)
     return fig

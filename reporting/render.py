@@ -1,20 +1,26 @@
-"""Tables -> Markdown, CSV, LaTeX and HTML, and writing them (derived files, replaced atomically).
+"""Every text the reporting writes, from the one model (reporting/model.py), and writing it (derived files,
+replaced atomically).
 
-Every format shows the same thing: mean +- sample std (ddof=1) per metric, the trial count, the delta
-against the supervised row in parentheses, marked where |delta| >= 0.5 (a sign in Markdown, green/red
-in LaTeX and HTML), the paper's reported rows apart under their own heading, and the table's notes.
-CSV is the long form (one line per row and metric) for further analysis with pandas.
+- The tables -> Markdown, CSV, LaTeX and HTML. Every format shows the same thing: mean +- sample std (ddof=1)
+  per metric, the trial count, the delta against the supervised row in parentheses, marked where
+  |delta| >= 0.5 (a sign in Markdown, green/red in LaTeX and HTML), the paper's reported rows apart under
+  their own heading, and the table's notes. CSV is the long form (one line per row and metric) for pandas.
+- The report card -> Markdown, CSV (long form) and one self-contained HTML page (the figure inlined as a
+  base64 PNG, the style inline: it opens from disk with nothing else); its Δ is marked by Welch's test.
 """
 from __future__ import annotations
 
+import base64
 import html
 import os
 from pathlib import Path
 
 import pandas as pd
 
-from mocobench.common.atomic import write_text
-from mocobench.reporting.aggregate import MARK_THRESHOLD, PAPER_SOURCE, Cell, Row, Table
+from mocobench.common.atomic import atomic_write, write_text
+from mocobench.reporting.model import MARK_THRESHOLD, OURS, PAPER_SOURCE, Card, Cell, Column, Row, Table
+from mocobench.reporting.plots import delta_figure, figure_png
+from mocobench.reporting.significance import TEST_NAME
 
 MISSING = "—"
 MD_MARK = {1: " ▲", -1: " ▼", 0: ""}
@@ -75,7 +81,7 @@ def render_markdown(tables: list[Table]) -> str:
             for r in rows:
                 cells = []
                 for c in t.columns:
-                    cell = r.cells[c.key]
+                    cell = r.cells[c.id]
                     d = delta_text(cell)
                     cells.append(value_text(cell) + _partial(cell, r) + (f" {d}{MD_MARK[cell.mark]}" if d else ""))
                 out.append("| " + " | ".join([_md_escape(_row_label(r, "†")), trials_text(r)] + cells) + " |")
@@ -98,7 +104,7 @@ def tables_frame(tables: list[Table]) -> pd.DataFrame:
     for t in tables:
         for r in t.rows + t.reference:
             for c in t.columns:
-                cell = r.cells[c.key]
+                cell = r.cells[c.id]
                 lines.append({
                     "table": t.table_id, "benchmark": t.benchmark, "protocol_hash": t.protocol_hash,
                     "synthetic": t.synthetic, "source": r.source, "init": r.label, "init_kind": r.kind,
@@ -150,7 +156,7 @@ def render_latex_table(t: Table) -> str:
         if i:
             lines += [r"\hline", rf"\multicolumn{{{ncol}}}{{l}}{{\textit{{{PAPER_SOURCE}}}}} \\"]
         for r in rows:
-            cells = [tex_escape(_row_label(r, "†")), trials_text(r)] + [_tex_cell(r.cells[c.key], r) for c in t.columns]
+            cells = [tex_escape(_row_label(r, "†")), trials_text(r)] + [_tex_cell(r.cells[c.id], r) for c in t.columns]
             lines.append(" & ".join(cells) + r" \\")
     lines += [r"\hline", r"\end{tabular}}"]
     if t.notes:
@@ -205,7 +211,7 @@ def render_html(tables: list[Table]) -> str:
             for r in rows:
                 cls = "paper" if r.source == PAPER_SOURCE else "ours"
                 out.append(f'<tr class="{cls}"><td>{html.escape(_row_label(r, "†"))}</td><td>{trials_text(r)}</td>'
-                           + "".join(_html_cell(r.cells[c.key], r) for c in t.columns) + "</tr>")
+                           + "".join(_html_cell(r.cells[c.id], r) for c in t.columns) + "</tr>")
         out.append("</tbody></table>")
         if t.notes:
             out.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in t.notes) + "</ul>")
@@ -223,4 +229,126 @@ def write_tables(tables: list[Table], out_dir: str | os.PathLike) -> dict[str, P
     for fmt, render in RENDERERS.items():
         paths[fmt] = Path(out_dir) / FILE_NAMES[fmt]
         write_text(paths[fmt], render(tables))
+    return paths
+
+
+# ================================================================================================ the card
+CARD_FILE_NAMES = {"md": "card.md", "csv": "card.csv", "html": "card.html", "png": "card.png"}
+CARD_STAT_NOTE = (f"Each cell: mean ± sample std over n trials; Δ: difference to the supervised row of the same "
+                  f"benchmark and protocol, ▲ / ▼ where {TEST_NAME} finds it beyond the trials' noise (needs n ≥ 2 "
+                  f"on both rows); unmarked Δ: inside the noise or not testable.")
+
+
+def card_header(column: Column) -> str:
+    """A card column's header; ‡: not counted in the tally (the card's notes say why)."""
+    return column.header + (" ‡" if column.flag else "")
+
+
+def card_cell_text(cell: Cell) -> str:
+    if cell.mean is None:
+        return MISSING
+    text = value_text(cell)
+    if cell.n and cell.level is None:
+        text += f" (n={cell.n})"
+    if cell.delta is not None:
+        text += f", Δ {cell.delta:+.1f}{MD_MARK[cell.verdict]}"
+    return text
+
+
+def card_markdown(card: Card, title: str = "Report card") -> str:
+    heads = ["initialisation"] + [card_header(c) for c in card.columns]
+    out = [f"# {title}", "", CARD_STAT_NOTE, "", "| " + " | ".join(map(_md_escape, heads)) + " |",
+           "|" + "---|" * len(heads)]
+    for i, rows in enumerate([card.rows, card.paper]):
+        if i and rows:
+            out.append("| " + " | ".join([f"**{PAPER_SOURCE}**"] + [""] * len(card.columns)) + " |")
+        for r in rows:
+            label = r.label if r.source == OURS else f"{r.label} — {PAPER_SOURCE}"
+            out.append("| " + " | ".join([_md_escape(label)] + [_md_escape(card_cell_text(r.cell(c)))
+                                                                for c in card.columns]) + " |")
+    out += ["", "**Summary**", ""] + [f"- {_md_escape(s)}" for s in card.summary() or ["no rows yet"]]
+    if card.notes:
+        out += ["", "Notes:"] + [f"- {_md_escape(n)}" for n in card.notes]
+    return "\n".join(out) + "\n"
+
+
+CARD_CSV_COLUMNS = ["source", "init", "init_kind", "benchmark", "metric", "header", "mean", "std", "n", "delta",
+                    "se", "df", "p", "ci95", "verdict", "level", "reference_source"]
+
+
+def card_frame(card: Card) -> pd.DataFrame:
+    lines = []
+    for r in card.rows + card.paper:
+        for c in card.columns:
+            cell = r.cell(c)
+            t = cell.test
+            lines.append({"source": r.source, "init": r.label, "init_kind": r.kind, "benchmark": c.benchmark,
+                          "metric": c.key, "header": card_header(c), "mean": cell.mean, "std": cell.std,
+                          "n": cell.n if cell.mean is not None else None, "delta": cell.delta,
+                          "se": t.se if t else None, "df": t.df if t else None, "p": t.p if t else None,
+                          "ci95": t.ci if t else None, "verdict": cell.verdict, "level": cell.level,
+                          "reference_source": cell.source})
+    return pd.DataFrame(lines, columns=CARD_CSV_COLUMNS).astype({"n": "Int64"})
+
+
+def card_csv(card: Card) -> str:
+    return card_frame(card).to_csv(index=False)
+
+
+def _card_html_cell(cell: Cell) -> str:
+    attrs = ""
+    if cell.mean is not None:
+        attrs += f' data-mean="{cell.mean!r}" data-n="{cell.n}"'
+    if cell.std is not None:
+        attrs += f' data-std="{cell.std!r}"'
+    if cell.delta is not None:
+        attrs += f' data-delta="{cell.delta!r}" data-verdict="{cell.verdict}"'
+    if cell.test is not None:
+        attrs += f' data-p="{cell.test.p!r}"'
+    if cell.level is not None:
+        attrs += f' data-level="{cell.level}"' + (f' title="{html.escape(cell.source)}"' if cell.source else "")
+    cls = {1: "better", -1: "worse", 0: ""}[cell.verdict]
+    return f'<td class="{cls}"{attrs}>{html.escape(card_cell_text(cell))}</td>'
+
+
+CARD_STYLE = ("<style>body{font-family:sans-serif;margin:1.5em} table{border-collapse:collapse;margin:1em 0}"
+              " td,th{border:1px solid #bbb;padding:3px 8px;text-align:right} td:first-child{text-align:left}"
+              " td.better{background:#e3f5e3} td.worse{background:#f8e1e1} tr.paper td{font-style:italic;"
+              "background:#f4f4f4} tr.section th{text-align:left} img{max-width:100%}</style>")
+
+
+def card_html(card: Card, png: bytes, title: str = "Report card") -> str:
+    """One page, nothing outside it: inline style, the figure as a data: URI."""
+    heads = ["initialisation"] + [card_header(c) for c in card.columns]
+    out = ["<!DOCTYPE html>", f'<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>',
+           CARD_STYLE, "</head><body>", f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(CARD_STAT_NOTE)}</p>",
+           '<table id="card"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr></thead>"
+           "<tbody>"]
+    for i, rows in enumerate([card.rows, card.paper]):
+        if i and rows:
+            out.append(f'<tr class="section"><th colspan="{len(heads)}">{PAPER_SOURCE}</th></tr>')
+        for r in rows:
+            cls = "paper" if r.source == PAPER_SOURCE else "ours"
+            out.append(f'<tr class="{cls}" data-kind="{r.kind}"><td>{html.escape(r.label)}</td>'
+                       + "".join(_card_html_cell(r.cell(c)) for c in card.columns) + "</tr>")
+    out.append("</tbody></table>")
+    out.append('<ul id="summary">' + "".join(f"<li>{html.escape(s)}</li>" for s in card.summary()) + "</ul>")
+    data = base64.b64encode(png).decode("ascii")
+    out.append(f'<img id="delta-figure" alt="difference to supervised per task, 95% confidence intervals" '
+               f'src="data:image/png;base64,{data}">')
+    if card.notes:
+        out.append('<ul class="notes">' + "".join(f"<li>{html.escape(n)}</li>" for n in card.notes) + "</ul>")
+    out += ["</body></html>", ""]
+    return "\n".join(out)
+
+
+def write_card(card: Card, out_dir: str | os.PathLike, title: str = "Report card") -> dict[str, Path]:
+    """card.md, card.csv, card.html (self-contained) and card.png into out_dir (derived files: replaced)."""
+    png = figure_png(delta_figure(card))
+    paths = {k: Path(out_dir) / v for k, v in CARD_FILE_NAMES.items()}
+    write_text(paths["md"], card_markdown(card, title))
+    write_text(paths["csv"], card_csv(card))
+    write_text(paths["html"], card_html(card, png, title))
+    with atomic_write(paths["png"], overwrite=True) as f:
+        f.write(png)
     return paths

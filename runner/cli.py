@@ -25,7 +25,8 @@ from mocobench.detection.config import DEFAULT_NORM, NORMS
 from mocobench.records import INIT_KINDS
 from mocobench.runner.benchmarks import ALIASES, BENCHMARKS, resolve_benchmark
 from mocobench.runner.plan import data_mode
-from mocobench.runner.run import DEMO_TRIALS, RunRequest, check_num_procs, run_benchmark
+from mocobench.runner.request import RunRequest, request_defaults
+from mocobench.runner.run import DEMO_TRIALS, check_num_procs, run_benchmark
 
 __all__ = ["DEMO_TRIALS", "add_arguments", "add_run_options", "check_num_procs", "data_mode", "main",
            "request_from_args", "resolve_benchmark"]  # the Makefile uses the last one and data_mode
@@ -50,8 +51,9 @@ class _Supervised(argparse.Action):
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Every option of `run` but the benchmark: the suite takes the same ones."""
-    parser.add_argument("--weights", action="append", default=[], metavar="SPEC",
+    """Every option of `run` but the benchmark: the suite takes the same ones. Each option's default is
+    RunRequest's field of the same name (runner/request.py), declared there once."""
+    parser.add_argument("--weights", action="append", metavar="SPEC",
                         help="repeatable, one initialisation each: a pretraining output folder (latest checkpoint), "
                              "a checkpoint (.pth/.pth.tar; converted and proven, cached in OUTPUT_DIR/converted), "
                              "a Detectron2 .pkl, or 'random'")
@@ -63,7 +65,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="declare the init kind (one --weights only); default: from evidence in the file (MSRA "
                              "pickle, a classifier stored with the backbone, our own pretraining, MoCo's layouts), "
                              "else 'other'")
-    parser.add_argument("--format", default="auto", metavar="LAYOUT",
+    parser.add_argument("--format", metavar="LAYOUT",
                         help="checkpoint layout of the --weights file (one --weights only), for a file that fits two; "
                              "default: detect it (python -m mocobench.detection.convert --list-formats)")
     parser.add_argument("--msra", action="store_true",
@@ -72,11 +74,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-missing", action="store_true",
                         help="skip (loudly) --weights that do not exist instead of failing (make targets use it "
                              "for optional baselines)")
-    parser.add_argument("--trials", type=int, default=None,
+    parser.add_argument("--trials", type=int,
                         help=f"number of trials (paper: 5), seeds SEED+trial; default 1 on real data, "
                              f"{DEMO_TRIALS} on the built-in data (the demo shows a std)")
-    parser.add_argument("--first-trial", type=int, default=0, help="index of the first trial (to add trials)")
-    parser.add_argument("--seed", type=int, default=1000, help="seed of trial 0")
+    parser.add_argument("--first-trial", type=int, help="index of the first trial (to add trials)")
+    parser.add_argument("--seed", type=int, help="seed of trial 0")
     user = parser.add_argument_group("your own data set (generic benchmarks det-fpn, det-c4, mask-fpn, mask-c4, "
                                      "kp-fpn)")
     user.add_argument("--dataset", metavar="NAME|FILE.yaml",
@@ -87,26 +89,28 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     user.add_argument("--test", metavar="SPEC", help="the evaluation split, in the same format as --train, or "
                                                      "holdout:FRACTION[:SEED] to hold it out of --train (e.g. "
                                                      "holdout:0.2; split files under RESULTS/datasets/NAME/)")
-    user.add_argument("--epochs", type=float, default=None,
+    user.add_argument("--epochs", type=float,
                       help="schedule in epochs over the annotated train images (default 12, about COCO's 1x); "
                            "MAX_ITER = ceil(epochs x images / 16) before the scaling rule")
-    parser.add_argument("--data", choices=["auto", "real", "synthetic"], default="auto",
+    parser.add_argument("--data", choices=["auto", "real", "synthetic"],
                         help="auto: the real datasets when present under DETECTRON2_DATASETS, else built-in data")
-    parser.add_argument("--synthetic-root", default="output/synthetic")
-    parser.add_argument("--synthetic-preset", default="demo", help="built-in data preset (demo | small | tiny)")
-    parser.add_argument("--num-gpus", type=int, default=None, help="GPUs per machine (default: all visible; 0 = CPU)")
-    parser.add_argument("--num-procs", type=int, default=None,
+    parser.add_argument("--synthetic-root")
+    parser.add_argument("--synthetic-preset", help="built-in data preset (demo | small | tiny)")
+    parser.add_argument("--num-gpus", type=int, help="GPUs per machine (default: all visible; 0 = CPU)")
+    parser.add_argument("--num-procs", type=int,
                         help="processes per machine: one per GPU (the default, and the only choice with GPUs); with "
                              "--num-gpus 0, N gloo processes on this machine's CPU, each with cores/N threads (the "
                              "multi-GPU code path, tested without GPUs; docs/multi-gpu-trials.md)")
-    parser.add_argument("--num-machines", type=int, default=1)
-    parser.add_argument("--machine-rank", type=int, default=0)
-    parser.add_argument("--dist-url", default="auto", help="tcp://HOST:PORT of machine 0 for multi-machine runs")
-    parser.add_argument("--ims-per-gpu", type=int, default=2,
-                        help="most images one GPU takes (protocol: 8 GPUs x 2). With fewer GPUs the batch, lr and "
-                             "schedule are scaled (recorded); e.g. 1 GPU with --ims-per-gpu 8 gives the official "
-                             "advice (batch 8, lr 0.01, 2x iterations)")
-    parser.add_argument("--norm", choices=NORMS, default=None,
+    parser.add_argument("--num-machines", type=int)
+    parser.add_argument("--machine-rank", type=int)
+    parser.add_argument("--dist-url", help="tcp://HOST:PORT of machine 0 for multi-machine runs")
+    parser.add_argument("--ims-per-gpu", type=int,
+                        help="most images one GPU takes. Default: the protocol's batch spread over the GPUs (16 on 8 "
+                             "GPUs is 2 each, on 4 GPUs 4 each: with synchronised BN the same computation). Give "
+                             "fewer (e.g. when a GPU runs out of memory) and the linear scaling rule divides batch "
+                             "and lr and multiplies the iterations (recorded; moco issue 11): 4 GPUs with "
+                             "--ims-per-gpu 2 gives batch 8, lr 0.01, 2x iterations")
+    parser.add_argument("--norm", choices=NORMS,
                         help=f"backbone (and FPN) norm; default {DEFAULT_NORM}, as the official MoCo detection "
                              f"configs. SyncBN is the named variant (the paper's wording); recorded in the protocol, "
                              f"so the two are never averaged or tabulated together")
@@ -114,14 +118,14 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vit-heads", type=int, default=None, metavar="N",
                         help="Vision Transformer weights: attention heads (default: the checkpoint's metadata, else "
                              "the standard count for the width; the plan says which; docs/vit.md)")
-    parser.add_argument("--results", default="results", help="folder of the result records")
-    parser.add_argument("--output-dir", default="output/benchmarks",
+    parser.add_argument("--results", help="folder of the result records")
+    parser.add_argument("--output-dir",
                         help="trial folders (checkpoints, logs) and converted weights")
     parser.add_argument("--keep-checkpoints", action="store_true", help="keep intermediate model_NNNN.pth files")
     parser.add_argument("--verbose", action="store_true",
                         help="print Detectron2's full log (model structure, every logged iteration, evaluator tables) "
                              "instead of a progress bar per trial; it is in each trial's log.txt either way")
-    parser.add_argument("--jobs", type=int, default=None,
+    parser.add_argument("--jobs", type=int,
                         help="CPU runs: trials at once, each in its own process with cores/N threads (default: 2 on "
                              "the built-in data with >= 2 cores, else 1)")
     parser.add_argument("--dry-run", action="store_true", help="resolve and print the plan, train nothing")
@@ -132,9 +136,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "then set per node")
     parser.add_argument("--wait", action="store_true", help="with --submit: wait for the job and fail if it fails")
     add_cluster_arguments(parser)
-    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
+    parser.add_argument("--opts", nargs=argparse.REMAINDER,
                         help="config overrides KEY VALUE or KEY=VALUE ... (last on the command line), e.g. "
                              "--opts SOLVER.MAX_ITER 50")
+    parser.set_defaults(**request_defaults())
 
 
 def main(args: argparse.Namespace) -> int:

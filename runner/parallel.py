@@ -19,6 +19,7 @@ from pathlib import Path
 
 from mocobench.runner import RunnerError
 from mocobench.runner.plan import TrialPlan
+from mocobench.runner.request import RunRequest
 from mocobench.runner.trial import run_trial
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def _init_worker(threads: int) -> None:
     cli_logging()
 
 
-def run_parallel(plans: list[TrialPlan], *, args, data: dict, jobs: int) -> list[Path]:
+def run_parallel(plans: list[TrialPlan], *, request: RunRequest, data: dict, jobs: int) -> list[Path]:
     """Run the plans, `jobs` at a time; the records written (trials finished already write none). Each trial gets
     a fresh process where Python has `max_tasks_per_child` (3.11+); on 3.10 a worker runs its trials in turn."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -59,7 +60,7 @@ def run_parallel(plans: list[TrialPlan], *, args, data: dict, jobs: int) -> list
     written, errors = [], []
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
                              initargs=(threads,), **fresh) as pool:
-        pending = [(plan, pool.submit(run_trial, plan, args=args, data=data)) for plan in plans]
+        pending = [(plan, pool.submit(run_trial, plan, request=request, data=data)) for plan in plans]
         for plan, result in pending:
             try:
                 path = result.result()

@@ -12,6 +12,7 @@ from mocobench.data.custom import UserDataset
 from mocobench.detection.config import build_config, config_hash, load_protocol, num_classes_of, num_stuff_classes_of
 from mocobench.records import record_path
 from mocobench.runner import RunnerError
+from mocobench.runner.request import RunRequest
 from mocobench.runner.scaling import apply_scaling_rule
 from mocobench.runner.weights import Init
 
@@ -40,34 +41,35 @@ def init_config(bench: Benchmark, init: Init, *, synthetic: bool, opts: list[str
                         vit=init.vit)
 
 
-def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: bool, num_devices: int,
+def plan_trial(bench: Benchmark, init: Init, trial: int, *, request: RunRequest, synthetic: bool, num_devices: int,
                dataset: UserDataset | None = None) -> TrialPlan:
-    """dataset: a user's data set (generic benchmarks): the record's benchmark is <bench>-<dataset name> and
-    its protocol carries the data set (name, format, hash of the annotation files, classes, sizes) and the
+    """request: the resolved request (num_gpus set, opts as KEY VALUE ...).
+    dataset: a user's data set (generic benchmarks): the record's benchmark is <bench>-<dataset name> and its
+    protocol carries the data set (name, format, hash of the annotation files, classes, sizes) and the
     epochs, so that two versions of one data set never share a table."""
-    epochs = getattr(args, "epochs", None)
-    cfg = init_config(bench, init, synthetic=synthetic, opts=args.opts, norm=getattr(args, "norm", None),
-                      dataset=dataset, epochs=epochs)
+    req = request
+    epochs = req.epochs
+    cfg = init_config(bench, init, synthetic=synthetic, opts=req.opts, norm=req.norm, dataset=dataset, epochs=epochs)
     datasets = (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST)
     if bench.task == "sem_seg":
         cfg.MODEL.SEM_SEG_HEAD.NUM_CLASSES = num_classes = num_stuff_classes_of(datasets)
     else:
         cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes = num_classes_of(datasets)
-    cfg.MODEL.DEVICE = "cuda" if args.num_gpus > 0 else "cpu"
+    cfg.MODEL.DEVICE = "cuda" if req.num_gpus > 0 else "cpu"
     if cfg.MODEL.DEVICE == "cpu" and num_devices > 1 and (keys := sync_bn_keys(cfg)):
         raise RunnerError(f"{', '.join(keys)} = SyncBN: torch's SyncBatchNorm trains on GPUs only, so it cannot run "
                           f"in CPU processes (--num-gpus 0 --num-procs {num_devices}); use the default naiveSyncBN "
                           f"(drop --norm SyncBN), which all-reduces over gloo, or give GPUs")
     # --amp, or a recipe that trains in AMP (ViTDet) on GPUs
-    cfg.SOLVER.AMP.ENABLED = bool(args.amp) or (cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cuda")
+    cfg.SOLVER.AMP.ENABLED = bool(req.amp) or (cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cuda")
     reference = 1 if synthetic else bench.reference_gpus  # the demo schedule is written for one device
-    scaling = apply_scaling_rule(cfg, num_devices=num_devices, ims_per_device=args.ims_per_gpu,
+    scaling = apply_scaling_rule(cfg, num_devices=num_devices, ims_per_device=req.ims_per_gpu,
                                  reference_gpus=reference)
     name = bench.name + (SYNTHETIC_SUFFIX if synthetic else "")
     data_fields: dict[str, Any] = {}  # what identifies the data beyond the dataset names
     if dataset is not None:
         name = f"{bench.name}-{dataset.name}"
-        from_epochs = "SOLVER.MAX_ITER" not in args.opts[::2]
+        from_epochs = "SOLVER.MAX_ITER" not in req.opts[::2]
         data_fields = {"generic_benchmark": bench.name, "dataset": dataset.record_field(),
                        "epochs": (bench.epochs if epochs is None else epochs) if from_epochs else None}
     if synthetic:  # the built-in data's identity (preset, parameters, seed, generator version): records of
@@ -80,11 +82,11 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, args, synthetic: boo
                 "num_classes": num_classes, "builtin_synthetic": synthetic,
                 "weights_sha256": init.weights_sha256, **data_fields}
     phash = canonical_hash(protocol)
-    seed = args.seed + trial
-    out = Path(args.output_dir) / name / init.label / phash[:12] / f"trial{trial:02d}"
+    seed = req.seed + trial
+    out = Path(req.output_dir) / name / init.label / phash[:12] / f"trial{trial:02d}"
     cfg.SEED, cfg.OUTPUT_DIR = seed, str(out)
     return TrialPlan(name, bench, init, trial, seed, cfg, protocol, out,
-                     record_path(args.results, name, init.label, phash, trial))
+                     record_path(req.results, name, init.label, phash, trial))
 
 
 def vit_protocol(cfg, init: Init) -> dict[str, Any]:

@@ -29,7 +29,8 @@ from mocobench.runner import RunnerError
 from mocobench.runner.benchmarks import resolve_benchmark
 from mocobench.runner.parallel import auto_jobs, run_parallel
 from mocobench.runner.plan import TrialPlan, data_mode, plan_trial
-from mocobench.runner.submit import check_not_submitted, split_job_argv, submit_run
+from mocobench.runner.request import RunRequest
+from mocobench.runner.submit import Job, check_not_submitted, submit_run
 from mocobench.runner.trial import run_trial
 from mocobench.runner.weights import Init, check_supervised_claims, resolve_init
 
@@ -49,60 +50,6 @@ BANNER = """
 
 
 @dataclass
-class RunRequest:
-    """What `python -m mocobench run` takes, as data (runner/cli.py documents each option). None means
-    "the default for this run": num_gpus all visible, trials 1 on real data and DEMO_TRIALS on the built-in
-    data, jobs 2 on the built-in data on >= 2 cores. argv: the command line after `run`, needed by --submit
-    (the job runs the same command on each node)."""
-    benchmark: str
-    weights: list[str] = field(default_factory=list)
-    label: str | None = None
-    kind: str | None = None
-    supervised: list[str] = field(default_factory=list)  # --supervised: specs (also in weights) declared supervised
-    format: str = "auto"
-    msra: bool = False
-    skip_missing: bool = False
-    trials: int | None = None
-    first_trial: int = 0
-    seed: int = 1000
-    dataset: str | None = None
-    train: str | None = None
-    test: str | None = None
-    epochs: float | None = None
-    data: str = "auto"
-    synthetic_root: str = "output/synthetic"
-    synthetic_preset: str = "demo"
-    num_gpus: int | None = None
-    num_procs: int | None = None
-    num_machines: int = 1
-    machine_rank: int = 0
-    dist_url: str = "auto"
-    ims_per_gpu: int = 2
-    norm: str | None = None
-    amp: bool = False
-    vit_heads: int | None = None
-    only_fitting_weights: bool = False  # the suite: each benchmark takes the weights of its backbone family only
-    results: str = "results"
-    output_dir: str = "output/benchmarks"
-    keep_checkpoints: bool = False
-    verbose: bool = False
-    jobs: int | None = None
-    dry_run: bool = False
-    submit: bool = False
-    opts: list[str] = field(default_factory=list)
-    argv: list[str] | None = None
-
-    @classmethod
-    def from_namespace(cls, ns: Any, **changes: Any) -> RunRequest:
-        """The request an argparse namespace describes (attributes that are not fields are ignored)."""
-        values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(cls) if hasattr(ns, f.name)}
-        values.update(changes)
-        if values.get("opts") is None:
-            values["opts"] = []
-        return cls(**values)
-
-
-@dataclass
 class Prepared:
     """A checked, planned run: the resolved request (num_gpus, trials and opts filled in), the benchmark
     actually run (a demo on the built-in data), and every trial's plan."""
@@ -113,7 +60,8 @@ class Prepared:
     inits: list[Init]
     plans: list[TrialPlan]
     dataset: UserDataset | None = None
-    job: tuple | None = None     # --submit: (cluster spec, per-node command, wait)
+    job: Job | None = None       # --submit: the cluster spec, each node's command, --wait
+    unchecked: list[str] = field(default_factory=list)  # --dry-run: what this machine could not check (GPUs, data)
 
     @property
     def num_devices(self) -> int:
@@ -154,9 +102,9 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
     if req.submit:
         if req.argv is None:
             raise RunnerError("--submit needs the command line: run it as `python -m mocobench run ... --submit`")
-        job = split_job_argv(req.argv)
+        job = Job.from_argv(req.argv)
         # plan every trial here, as a dry run on the job's devices: bad input fails now, not in the queue
-        cluster = job[0]
+        cluster = job.cluster
         req.num_gpus, req.num_machines = cluster.gpus_per_node, cluster.nodes
         log.info(f"--submit: planning the job's trials here ({cluster.nodes} node(s) x {cluster.gpus_per_node} GPU(s)) "
                  f"before submitting it")
@@ -166,11 +114,15 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
         raise RunnerError("no --weights given: name at least one initialisation (a pretraining folder, a "
                           "checkpoint, a Detectron2 .pkl, or 'random')")
     req.opts = [text for pair in split_overrides(req.opts or []) for text in pair]  # KEY VALUE ...
+    unchecked: list[str] = []  # a dry run plans on a login node or a laptop: no GPU, no data sets needed
+    visible = torch.cuda.device_count()
     if req.num_gpus is None:
-        req.num_gpus = torch.cuda.device_count()
-    if job is None and req.num_gpus > torch.cuda.device_count():  # a job's GPUs are on its nodes
-        raise RunnerError(f"--num-gpus {req.num_gpus} but {torch.cuda.device_count()} CUDA devices are visible "
-                          f"(use --num-gpus 0 for CPU)")
+        req.num_gpus = visible
+    if job is None and req.num_gpus > visible:  # a job's GPUs are on its nodes
+        if not req.dry_run:
+            raise RunnerError(f"--num-gpus {req.num_gpus} but {visible} CUDA devices are visible "
+                              f"(use --num-gpus 0 for CPU, or --dry-run to plan for GPUs elsewhere)")
+        unchecked.append(f"GPUs (--num-gpus {req.num_gpus}; {visible} visible here)")
     if req.amp and req.num_gpus == 0:
         raise RunnerError("--amp needs CUDA (Detectron2's AMPTrainer); drop --amp on CPU")
     if req.num_gpus == 0 and req.num_machines > 1:
@@ -197,7 +149,13 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
         raise RunnerError(f"--dataset/--train/--test/--epochs are for the generic benchmarks (det-fpn, det-c4, "
                           f"mask-fpn, mask-c4, kp-fpn); {bench.name} has its own data sets")
     else:
-        synthetic = data_mode(bench, req.data)
+        try:
+            synthetic = data_mode(bench, req.data)
+        except RunnerError as e:
+            if not (req.dry_run and req.data == "real"):
+                raise
+            synthetic = False
+            unchecked.append(f"datasets ({str(e).split('; missing:')[0].removeprefix('--data real: ')})")
         demo = resolve_benchmark(req.benchmark, builtin_data=synthetic)
         if demo is not bench:
             bench = demo
@@ -213,9 +171,9 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
     num_devices = req.num_procs * req.num_machines  # one process per device (a GPU, or a CPU process)
     cache = Path(req.output_dir) / "converted"
     inits = resolve_inits(req, cache, bench.name, banner=banner)
-    plans = [plan_trial(bench, init, trial, args=req, synthetic=synthetic, num_devices=num_devices, dataset=dataset)
+    plans = [plan_trial(bench, init, trial, request=req, synthetic=synthetic, num_devices=num_devices, dataset=dataset)
              for init in inits for trial in range(req.first_trial, req.first_trial + req.trials)]
-    return Prepared(req, bench, synthetic, data, inits, plans, dataset, job)
+    return Prepared(req, bench, synthetic, data, inits, plans, dataset, job, unchecked)
 
 
 def resolve_inits(req: RunRequest, cache: Path, benchmark: str, *, banner: bool = True) -> list[Init]:
@@ -292,17 +250,19 @@ def execute(prep: Prepared, *, banner: bool = True) -> RunResult:
             log.info(f"dry run: {plan.benchmark} / {plan.init.label} trial {plan.trial} seed {plan.seed} -> "
                      f"{plan.record_path} (max_iter {plan.cfg.SOLVER.MAX_ITER}, "
                      f"batch {plan.cfg.SOLVER.IMS_PER_BATCH})")
+    if req.dry_run and prep.unchecked:
+        log.info(f"dry run: planned only; not checked here: {'; '.join(prep.unchecked)}. A real run requires them")
     if dry_run:
         written = []
     elif jobs > 1:
-        written = run_parallel(plans, args=req, data=prep.data, jobs=jobs)
+        written = run_parallel(plans, request=req, data=prep.data, jobs=jobs)
     else:
-        written = [path for plan in plans if (path := run_trial(plan, args=req, data=prep.data))]
+        written = [path for plan in plans if (path := run_trial(plan, request=req, data=prep.data))]
     if prep.job is not None:
         if req.dry_run:  # --submit --dry-run: what each node would run; nothing submitted
             print_node_commands(prep.job)
             return RunResult(prep, [])
-        submit_run(*prep.job)
+        submit_run(prep.job.cluster, prep.job.build, prep.job.wait)
         return RunResult(prep, [], submitted=True)
     if prep.synthetic and banner:
         print(BANNER.format(what="the numbers above come from it"), flush=True)
@@ -310,8 +270,8 @@ def execute(prep: Prepared, *, banner: bool = True) -> RunResult:
     return RunResult(prep, written)
 
 
-def print_node_commands(job: tuple) -> None:
-    cluster, build = job[0], job[1]
+def print_node_commands(job: Job) -> None:
+    cluster, build = job.cluster, job.build
     for node in range(cluster.nodes):
         rendezvous = Rendezvous(node, cluster.nodes, "FIRST_NODE", job_port("JOB_ID"), "JOB_ID")
         print(shlex.join(build(rendezvous)), flush=True)

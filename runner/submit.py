@@ -40,6 +40,19 @@ class RunOnNode:
         return [python(), "-m", "mocobench", "run", *self.run_args, *node, *self.opts]
 
 
+@dataclass(frozen=True)
+class Job:
+    """A run sent through submitit: the cluster spec, each node's runner command, and --wait."""
+    cluster: ClusterSpec
+    build: RunOnNode
+    wait: bool
+
+    @classmethod
+    def from_argv(cls, argv: list[str]) -> Job:
+        """The job the runner's command line (after `run`, with --submit) describes."""
+        return cls(*split_job_argv(argv))
+
+
 def _cluster_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     add_cluster_arguments(p)

@@ -4,6 +4,12 @@ join by being registered), each for every initialisation, planned and estimated 
     plan = plan_suite(RunRequest("suite", weights=[moco, supervised, "random"]), records=load_records("results"))
     print(render_plan(plan))
     result = run_suite(plan)        # result.failed: the benchmarks that failed, the others ran
+    outcome = execute_suite(plan)   # or the whole flow of the command: plan printed, then --dry-run / --submit
+                                    # (one job for the whole suite, --wait) / run here, as `execute` for one benchmark
+
+This is the suite's one flow. The report card at its end is a view of the records, written by reporting
+(reporting/suite_cli.py calls execute_suite, then builds the card from what `card_benchmarks` and
+`planned_protocols` name): the runner never imports reporting (tests/test_architecture.py).
 
 Order: cheap first, by the estimated seconds per trial; benchmarks without an estimate come after, by the
 images a trial trains on (max_iter x IMS_PER_BATCH). Resumable as every run is: a trial with a record is
@@ -20,11 +26,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from mocobench.common.errors import UsageError
+from mocobench.common.hashing import canonical_hash
 from mocobench.runner import RunnerError
 from mocobench.runner.benchmarks import ALIASES, BENCHMARKS
 from mocobench.runner.estimate import MODEL_ZOO, UNKNOWN, Estimate, estimate_trial, local_device_key
 from mocobench.runner.parallel import auto_jobs
-from mocobench.runner.run import Prepared, RunRequest, available_weights, execute, prepare
+from mocobench.runner.run import BANNER, Prepared, RunRequest, available_weights, execute, prepare, print_node_commands
+from mocobench.runner.submit import Job, submit_run
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +110,7 @@ class SuitePlan:
         return [e for e in self.entries if e.prepared is not None]
 
     @property
-    def job(self) -> tuple | None:
+    def job(self) -> Job | None:
         """--submit: the one job the whole suite runs as (the same command on every node)."""
         return next((e.prepared.job for e in self.runnable if e.prepared.job is not None), None)
 
@@ -191,6 +199,10 @@ def render_plan(plan: SuitePlan) -> str:
                   f"{total:.3g} {unit}" + (f" + unknown for {len(unknown)} (benchmark, initialisation) pair(s) "
                                            f"without records on this device or a model-zoo figure"
                                            if unknown else "") + "."]
+    unchecked = sorted({u.split(" (")[0] for e in plan.runnable for u in e.prepared.unchecked})
+    if unchecked:
+        lines.append(f"planned only: the {' and '.join(unchecked)} were not checked on this machine (a dry run plans "
+                     f"without them); a real run requires them.")
     zoo_sources = {e.source for entry in plan.runnable for e in entry.estimates if e.kind == MODEL_ZOO}
     if any("ViTDet" not in src for src in zoo_sources):
         lines.append("model-zoo figures: Detectron2's 8 V100 training speed of the same model (FrozenBN): a lower "
@@ -242,3 +254,54 @@ def summary(result: SuiteResult, plan: SuitePlan) -> str:
 def total_seconds(plan: SuitePlan) -> float:
     """Estimated wall-clock seconds of what is left (unknown parts count as 0; see render_plan)."""
     return math.fsum(e.todo_seconds or 0.0 for e in plan.runnable)
+
+
+@dataclass
+class SuiteOutcome:
+    plan: SuitePlan
+    result: SuiteResult | None  # None: nothing ran here (a dry run, or the suite went to the cluster as one job)
+    card_due: bool              # the records are final for the card: the suite ran here, or its job was waited for
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """benchmark -> what went wrong (a job that was waited for: the benchmarks that could not be planned)."""
+        if self.result is not None:
+            return dict(self.result.failed)
+        return {e.name: f"not planned: {e.error}" for e in self.plan.entries if e.prepared is None}
+
+
+def execute_suite(plan: SuitePlan, *, run: Callable[[Prepared], Any] | None = None) -> SuiteOutcome:
+    """The suite's flow after planning, as `execute` is one benchmark's: print the plan; then --dry-run: nothing
+    more; --submit: the whole suite as one job whose every node runs this same `run suite` command (with --wait,
+    the card is due when it has finished); else run every benchmark here (run_suite)."""
+    request = plan.request
+    if any(e.prepared.synthetic for e in plan.runnable):
+        print(BANNER.format(what=f"preset {request.synthetic_preset!r} in {request.synthetic_root}"), flush=True)
+    print(render_plan(plan), flush=True)
+    if plan.job is not None:
+        if request.dry_run:
+            print_node_commands(plan.job)
+            return SuiteOutcome(plan, None, card_due=False)
+        submit_run(plan.job.cluster, plan.job.build, plan.job.wait)
+        if not plan.job.wait:  # not --wait: the card comes from a later run (finished trials are skipped)
+            print("submitted; when the job has finished, run the same command without --submit for the card")
+            return SuiteOutcome(plan, None, card_due=False)
+        return SuiteOutcome(plan, None, card_due=True)
+    if request.dry_run:
+        return SuiteOutcome(plan, None, card_due=False)
+    return SuiteOutcome(plan, run_suite(plan, run=run), card_due=True)
+
+
+def card_benchmarks(plan: SuitePlan, names: list[str]) -> list[str]:
+    """The records' benchmark names of the planned benchmarks (e.g. voc-seg-fcn-synthetic), in `names`' order."""
+    planned = {e.name: e.prepared.plans for e in plan.runnable if e.prepared.plans}
+    return [planned[n][0].benchmark for n in names if n in planned]
+
+
+def planned_protocols(plan: SuitePlan) -> set[str]:
+    """The full protocol hashes of every planned trial: the card shows rows of these protocols only."""
+    return {canonical_hash(p.protocol) for e in plan.runnable for p in e.prepared.plans}
+
+
+def on_builtin_data(plan: SuitePlan) -> bool:
+    return any(e.prepared.synthetic for e in plan.runnable)

@@ -16,9 +16,10 @@ from mocobench.common import provenance
 from mocobench.common.atomic import append_line, write_text
 from mocobench.common.hashing import canonical_hash
 from mocobench.detection.engine import METRICS_FILE, train_and_evaluate
-from mocobench.records import SCHEMA_VERSION, Record, write_record
+from mocobench.records import SCHEMA_VERSION, Record, result_line, settle_metrics, write_record
 from mocobench.runner import RunnerError
 from mocobench.runner.plan import TrialPlan
+from mocobench.runner.request import RunRequest
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,27 @@ def cpu_only_children(enabled: bool):
             os.environ["CUDA_VISIBLE_DEVICES"] = before
 
 
-def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
+@contextmanager
+def out_of_memory_hint(plan: TrialPlan, num_devices: int):
+    """A CUDA out-of-memory error of a trial (in this process, or in a process of launch, which re-raises it as
+    ProcessRaisedException with the child's traceback) ends as one line naming --ims-per-gpu. Small cards run
+    out of memory at the protocol's images per GPU (facebookresearch/moco issue 40)."""
+    try:
+        yield
+    except Exception as e:
+        text = str(e) if not isinstance(e, torch.OutOfMemoryError) else "torch.OutOfMemoryError"
+        if not (isinstance(e, torch.OutOfMemoryError) or "OutOfMemoryError" in text or "CUDA out of memory" in text):
+            raise
+        batch = plan.cfg.SOLVER.IMS_PER_BATCH
+        per = batch // max(num_devices, 1)
+        fewer = f"--ims-per-gpu {per // 2}" if per > 1 else "--ims-per-gpu 1 with more GPUs"
+        raise RunnerError(f"CUDA out of memory in {plan.benchmark} / {plan.init.label} trial {plan.trial} at {per} "
+                          f"image(s) per GPU (IMS_PER_BATCH {batch} over {num_devices} GPU(s)): ask for fewer images "
+                          f"per GPU, e.g. {fewer} (the linear scaling rule then divides batch and lr and multiplies "
+                          f"the iterations, recorded; docs/benchmarks.md), or use GPUs with more memory") from e
+
+
+def run_trial(plan: TrialPlan, *, request: RunRequest, data: dict) -> Path | None:
     """Run (or resume) one trial and write its record; None when it was finished already."""
     from detectron2.engine import launch
 
@@ -77,23 +98,24 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
     started = provenance.now_iso()
     t0 = time.perf_counter()
     ok = False
-    procs = getattr(args, "num_procs", None) or max(args.num_gpus, 1)  # per machine
-    cpu_procs = args.num_gpus == 0 and procs > 1  # gloo processes on this CPU, cores / procs threads each
+    req = request
+    procs = req.num_procs or max(req.num_gpus, 1)  # per machine
+    cpu_procs = req.num_gpus == 0 and procs > 1  # gloo processes on this CPU, cores / procs threads each
     threads = max(1, torch.get_num_threads() // procs) if cpu_procs else None
-    first = args.machine_rank == 0  # the machine that writes the record counts the attempts (once per attempt)
+    first = req.machine_rank == 0  # the machine that writes the record counts the attempts (once per attempt)
     # a "start" line first: an attempt killed outright (SIGKILL, power loss) still counts as one
     if first:
         append_line(attempts_file, json.dumps({"event": "start", "started": started, "resumed": resuming}))
     try:
-        with cpu_only_children(cpu_procs):  # one machine: --dist-url auto is a free local port
-            launch(run_in_process, procs, num_machines=args.num_machines, machine_rank=args.machine_rank,
-                   dist_url=args.dist_url, args=(cfg_yaml, data, threads, bool(getattr(args, "verbose", False))))
+        with cpu_only_children(cpu_procs), out_of_memory_hint(plan, procs * req.num_machines):
+            launch(run_in_process, procs, num_machines=req.num_machines, machine_rank=req.machine_rank,
+                   dist_url=req.dist_url, args=(cfg_yaml, data, threads, req.verbose))
         ok = True
     finally:  # interrupted attempts count too: wall time is the sum over the attempts that ended
         if first:
             append_line(attempts_file, json.dumps({"event": "end", "started": started, "resumed": resuming,
                                                    "seconds": time.perf_counter() - t0, "completed": ok}))
-    if args.machine_rank != 0:
+    if req.machine_rank != 0:
         return None  # the record is written on the first machine
     if not metrics_file.exists():
         raise RunnerError(f"training ended without metrics ({metrics_file}); see {plan.output_dir}/log.txt")
@@ -101,26 +123,21 @@ def run_trial(plan: TrialPlan, *, args, data: dict) -> Path | None:
     attempts = [a for a in lines if a.get("event") != "start"]  # ended ones (older files: every line)
     started_count = sum(a.get("event") == "start" for a in lines) + sum("event" not in a for a in lines)
     prov = provenance.collect()
+    metrics, metric_notes = settle_metrics(json.loads(metrics_file.read_text()))
     record = Record(
         schema=SCHEMA_VERSION, benchmark=plan.benchmark, task=plan.bench.task, init=plan.init.record_field(),
         protocol=plan.protocol, protocol_hash=canonical_hash(plan.protocol), trial=plan.trial, seed=plan.seed,
-        metrics=json.loads(metrics_file.read_text()), config=cfg_yaml,
+        metrics=metrics, config=cfg_yaml, metric_notes=metric_notes,
         provenance={"git_sha": prov["git_sha"], "versions": prov["versions"], "device": prov["device"],
-                    "num_gpus": args.num_gpus, "num_procs": procs, "num_machines": args.num_machines,
+                    "num_gpus": req.num_gpus, "num_procs": procs, "num_machines": req.num_machines,
                     "wall_time_s": round(sum(a["seconds"] for a in attempts), 1),
                     "attempts": started_count, "killed_attempts": started_count - len(attempts),
                     "started": lines[0]["started"],
                     "finished": provenance.now_iso(), "output_dir": str(plan.output_dir)},
     )
-    path = write_record(record, args.results)
-    if not args.keep_checkpoints:  # the intermediate resume checkpoints; model_final.pth stays
+    path = write_record(record, req.results)
+    if not req.keep_checkpoints:  # the intermediate resume checkpoints; model_final.pth stays
         for ckpt in plan.output_dir.glob("model_[0-9]*.pth"):
             ckpt.unlink()
-    log.info(f"wrote {path}: {_summary(record.metrics)} ({record.provenance['wall_time_s']} s)")
+    log.info(f"wrote {path}: {result_line(metrics, metric_notes)} ({record.provenance['wall_time_s']} s)")
     return path
-
-
-def _summary(metrics: dict[str, dict[str, float | None]]) -> str:
-    return "; ".join(f"{task} " + " ".join(f"{k} {v:.1f}" for k in ("AP", "AP50", "AP75", "mIoU")
-                                             if (v := values.get(k)) is not None)
-                     for task, values in metrics.items())

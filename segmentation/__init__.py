@@ -10,6 +10,9 @@ project (the runner and its trial processes, tests, and any script that does
 """
 from pathlib import Path
 
-from . import backbone, fcn_head  # noqa: F401  (register the dilated ResNet and FCNHead)
+from mocobench.common.warnings_policy import quiet_imports
+
+with quiet_imports():  # Detectron2's import-time torch.jit message; no filter stays behind
+    from . import backbone, fcn_head  # noqa: F401  (register the dilated ResNet and FCNHead)
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"

@@ -21,6 +21,7 @@ import time
 import torch
 
 from mocobench.common.provenance import collect as collect_provenance
+from mocobench.common.warnings_policy import apply_command_policy
 from mocobench.data.datasets import register_synthetic
 from mocobench.data.synthetic import ensure_synthetic
 from mocobench.detection.benchmarks import BENCHMARKS
@@ -77,6 +78,7 @@ def measure(name: str, iters: int, out: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_command_policy()  # the command's warnings policy (and its children's), before Detectron2 loads
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--root", default="output/synthetic")

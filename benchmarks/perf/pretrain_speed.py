@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mocobench.common.warnings_policy import apply_command_policy
 from mocobench.pretrain.batches import DeviceBatch
 
 PRESETS = {
@@ -155,6 +156,7 @@ def ladder(arch: str, stem: str, size: int, batch: int, queue: int, steps: int, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_command_policy()  # the command's warnings policy (and its children's), before Detectron2 loads
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=sorted(PRESETS), default=None,
                    help="default: cpu-tiny (with --ladder: cpu-ladder)")

@@ -32,6 +32,7 @@ import torch
 
 from mocobench.common.atomic import write_text
 from mocobench.common.hashing import canonical_hash, sha256_file
+from mocobench.common.warnings_policy import apply_command_policy
 from mocobench.pretrain.checkpoint import latest_checkpoint, load, save_atomic
 from mocobench.records import SYNTHETIC_SUFFIX, load_records
 from mocobench.runner.benchmarks import resolve_benchmark
@@ -137,6 +138,7 @@ def markdown(summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_command_policy()  # the command's warnings policy (and its children's), before Detectron2 loads
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default="output/pretrain/moco_v2_demo",
                    help="a MoCo or supervised checkpoint of ours, or a pretraining folder (its latest checkpoint)")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from mocobench.common.atomic import write_text
 from mocobench.common.provenance import collect as collect_provenance
+from mocobench.common.warnings_policy import apply_command_policy
 from mocobench.data.synthetic import PRESETS
 from mocobench.data.synthetic.layout import WRITERS
 
@@ -43,6 +44,7 @@ def measure(size: int, images: int, seed: int = 0) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_command_policy()  # the command's warnings policy (and its children's), before Detectron2 loads
     parser = argparse.ArgumentParser(prog="python -m mocobench.benchmarks.perf.synthetic_speed", description=__doc__)
     parser.add_argument("--size", type=int, default=256, help="image side in px (Cityscapes: 2*size x size)")
     parser.add_argument("--images", type=int, default=200, help="images per layout (more = steadier figure)")

@@ -16,7 +16,6 @@ import statistics
 import sys
 import tempfile
 import time
-from argparse import Namespace
 
 import torch
 
@@ -61,14 +60,15 @@ def real_recipe_estimate(out: str) -> dict[str, float | str]:
     """The plan's estimate of one real trial (MAE ViT-B weights, COCO) on 8 and on 64 GPUs, no own records."""
     from mocobench.runner.estimate import estimate_trial
     from mocobench.runner.plan import plan_trial
+    from mocobench.runner.request import RunRequest
     from mocobench.runner.weights import Init
 
     init = Init("mae-vit-b", "other", None, None, None, vit=VIT_B)
     res: dict[str, float | str] = {}
     for gpus in (8, 64):
-        args = Namespace(opts=[], num_gpus=gpus, amp=False, ims_per_gpu=2 if gpus == 8 else 1, seed=0,
-                         output_dir=out, results=out, norm=None)
-        plan = plan_trial(BENCHMARKS[NAME], init, 0, args=args, synthetic=False, num_devices=gpus)
+        req = RunRequest(NAME, num_gpus=gpus, ims_per_gpu=2 if gpus == 8 else None, seed=0, output_dir=out,
+                         results=out)
+        plan = plan_trial(BENCHMARKS[NAME], init, 0, request=req, synthetic=False, num_devices=gpus)
         est = estimate_trial(plan, [], num_gpus=gpus, key=("gpu", "A100", gpus, 1))
         res[f"gpu_hours_{gpus}gpus"], res[f"wall_hours_{gpus}gpus"] = est.device_hours, est.seconds / 3600
         res["source"] = est.source

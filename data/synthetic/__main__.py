@@ -7,12 +7,14 @@ import logging
 import sys
 
 from mocobench.common.config import overrides_delta
+from mocobench.common.warnings_policy import apply_command_policy
 
 from .layout import ensure_synthetic
 from .presets import PRESETS
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_command_policy()  # the command's warnings policy (and its children's), before Detectron2 loads
     parser = argparse.ArgumentParser(prog="python -m mocobench.data.synthetic", description=__doc__)
     parser.add_argument("--root", default="output/synthetic", help="folder holding the generated data sets")
     parser.add_argument("--preset", default="demo", choices=sorted(PRESETS),

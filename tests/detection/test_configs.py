@@ -65,12 +65,15 @@ def test_protocol_settings(name):
 
 
 def test_frozen_bn_variant():
-    """--norm FrozenBN (the appendix's supervised LVIS baseline): frozen backbone BN, no norm in the new FPN;
-    refused from random init."""
+    """--norm FrozenBN (the appendix's supervised LVIS baseline): frozen backbone BN, no norm in the new FPN,
+    the stem and res2 frozen (FREEZE_AT 2, Detectron2's LVIS baselines and the LVIS paper's supervised setting;
+    the default keeps every stage trainable); refused from random init."""
     from mocobench.common.config import ConfigError
 
     cfg = build_config(BENCHMARKS["lvis-mask-fpn-2x"], weights=None, norm="FrozenBN")
     assert cfg.MODEL.RESNETS.NORM == "FrozenBN" and cfg.MODEL.FPN.NORM == ""
+    assert cfg.MODEL.BACKBONE.FREEZE_AT == 2
+    assert build_config(BENCHMARKS["lvis-mask-fpn-2x"], weights=None).MODEL.BACKBONE.FREEZE_AT == 0
     with pytest.raises(ConfigError, match="FrozenBN diverges"):
         build_config(BENCHMARKS["lvis-mask-fpn-2x"], weights=None, norm="FrozenBN", random_init=True)
 

@@ -226,3 +226,20 @@ def test_per_category_metrics_are_summarised_not_listed(tmp_path):
     assert "per-category AP of 4 categories (bbox) is in the result records" in notes
     assert not any(f"AP-{c}" in notes for c in classes)           # a count, not 4 names
     assert "metrics not shown in this table: bbox/odd" in notes    # other metrics are still named
+
+
+def test_trials_that_predicted_nothing_are_named_in_the_table(tmp_path):
+    """A trial recorded with metric_notes {"bbox": "no predictions"} (AP 0, mocobench/records.py) counts as 0 in
+    the mean, and the table's notes say which trials of which row predicted nothing."""
+    for t, ap in enumerate([0.0, 6.0]):
+        rec = make_record("voc0712-det-c4", "moco-demo", "moco", t, det(ap, ap / 2, ap / 3))
+        if ap == 0.0:
+            rec["metric_notes"] = {"bbox": "no predictions"}
+        write_record(rec, tmp_path)
+    write_record(make_record("voc0712-det-c4", "sup", "supervised", 0, det(10.0, 5.0, 3.0)), tmp_path)
+    [t] = _tables(tmp_path, reference=False)
+    moco = next(r for r in t.rows if r.label == "moco-demo")
+    assert moco.cells["bbox/AP50"].mean == pytest.approx(3.0) and moco.cells["bbox/AP50"].n == 2
+    (note,) = [n for n in t.notes if "no predictions" in n]
+    assert note.startswith("moco-demo: bbox: no predictions in trial(s) [0] (1 of 2)")
+    assert not [n for n in t.notes if n.startswith("sup:") and "predictions" in n]

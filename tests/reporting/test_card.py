@@ -211,3 +211,73 @@ def test_a_headless_browser_renders_the_table_and_the_figure(card, tmp_path):
 
     assert count((31, 119, 180)) > 20   # the figure's first series (tab:blue): the image was decoded and drawn
     assert count((227, 245, 227), tol=3) > 100  # a "better" cell's background
+
+
+# The built-in data's pattern (docs: the 1x and 2x benchmarks run the same demo recipe with the same seeds, and an
+# 80-iteration FCN predicts one class everywhere) against real data's, where no two benchmarks give identical trials.
+def _builtin_like(copy_2x=True, constant=True):
+    fpn = {("sup", "supervised"): [20.0, 21.0], ("moco", "moco"): [16.0, 16.4], ("random", "random"): [5.0, 5.6]}
+    fpn_2x = fpn if copy_2x else {k: [v[0] + 0.05, v[1]] for k, v in fpn.items()}
+    seg = {("sup", "supervised"): [11.8, 11.8], ("moco", "moco"): [11.8, 11.8], ("random", "random"): [11.8, 11.8]}
+    if not constant:
+        seg = {k: [v[0] + 0.3 * i, v[1] + 0.3 * i + 0.1] for i, (k, v) in enumerate(seg.items())}
+    inst = {("sup", "supervised"): [0.0, 0.0], ("moco", "moco"): [0.0, 0.014], ("random", "random"): [0.0, 0.0]}
+    if not constant:
+        inst = {k: [v[0] + 2.0 + i, v[1] + 2.5 + i] for i, (k, v) in enumerate(inst.items())}
+    return {"coco-mask-fpn-1x-synthetic": ("instance_seg", "segm/AP", fpn),
+            "coco-mask-fpn-2x-synthetic": ("instance_seg", "segm/AP", fpn_2x),
+            "voc-seg-fcn-synthetic": ("sem_seg", "sem_seg/mIoU", seg),
+            "cityscapes-mask-fpn-synthetic": ("instance_seg", "segm/AP", inst)}
+
+
+def test_copied_and_degenerate_columns_are_flagged_and_not_counted(tmp_path):
+    data = _builtin_like()
+    _write(tmp_path, data=data)
+    card = build_card(load_records(tmp_path), list(data), reference=aggregate.load_reference())
+    flags = {c.header: c.flag for c in card.columns}
+    assert flags == {"COCO FPN 1x APbb": None, "COCO FPN 1x APmk": None,
+                     "COCO FPN 2x APbb": "same as COCO FPN 1x APbb", "COCO FPN 2x APmk": "same as COCO FPN 1x APmk",
+                     "VOC sem seg mIoU": "one value", "Cityscapes inst AP (mask)": "one value"}
+    summary = {line.split(":")[0]: line for line in card.summary()}
+    # counted: the two 1x columns, where supervised (20.5) is ahead of MoCo and random beyond the noise
+    assert "better than supervised on 0 of 2 tasks, worse on 2" in summary["moco"]
+    assert "better than supervised on 0 of 2 tasks, worse on 2" in summary["random"]
+    (note,) = [n for n in card.notes if n.startswith("‡")]
+    assert "COCO FPN 2x APbb repeats COCO FPN 1x APbb" in note and "VOC sem seg mIoU is 11.8 in every row" in note
+    md = render_markdown(card)
+    assert "| COCO FPN 2x APbb ‡ |" in md and "| VOC sem seg mIoU ‡ |" in md
+    assert "| COCO FPN 1x APbb |" in md  # the original stays a counted column
+    frame = pd.read_csv(io.StringIO(render_csv(card)))
+    assert set(frame[frame["header"].str.endswith("‡")]["benchmark"]) == {
+        "coco-mask-fpn-2x-synthetic", "voc-seg-fcn-synthetic", "cityscapes-mask-fpn-synthetic"}
+
+
+def test_on_real_data_patterns_nothing_is_flagged(tmp_path):
+    """Nearly equal is not equal: a 0.05 difference in one trial of the 2x run, a segmentation column whose rows
+    differ, and one value at the card's precision that Welch's test still tells apart are all counted."""
+    data = _builtin_like(copy_2x=False, constant=False)
+    data["voc07-det-c4-synthetic"] = ("detection", "bbox/AP50", {("sup", "supervised"): [11.80, 11.80],
+                                                                 ("moco", "moco"): [11.84, 11.84]})
+    _write(tmp_path, data=data)
+    card = build_card(load_records(tmp_path), list(data), reference=aggregate.load_reference())
+    assert [c.flag for c in card.columns] == [None] * len(card.columns)
+    assert not [n for n in card.notes if n.startswith("‡")]
+    moco = next(r for r in card.rows if r.label == "moco")
+    (ap50,) = [c for c in card.columns if c.header == "VOC07 det AP50"]
+    assert moco.cell(ap50).verdict == 1  # 11.8 shown for both, yet beyond the (zero) noise: counted as a win
+    summary = {line.split(":")[0]: line for line in card.summary()}
+    assert f"of {sum(moco.cell(c).delta is not None for c in card.columns)} tasks" in summary["moco"]
+
+
+def test_trials_that_predicted_nothing_are_named_on_the_card(tmp_path):
+    data = {"voc07-det-c4-synthetic": DATA["voc07-det-c4-synthetic"]}
+    _write(tmp_path, data=data)
+    rec = make_record("voc07-det-c4-synthetic", "moco", "moco", 0, _metrics("detection", "bbox/AP50", 0.0),
+                      protocol=dict(SYN, benchmark="voc07-det-c4-synthetic"), config="# resolved config\n")
+    rec["metrics"] = {"bbox": {"AP50": 0.0, "AP": 0.0, "AP75": 0.0}}
+    rec["metric_notes"] = {"bbox": "no predictions"}
+    write_record(rec, tmp_path)
+    card = build_card(load_records(tmp_path), list(data), reference=aggregate.load_reference())
+    moco = next(r for r in card.rows if r.label == "moco")
+    assert [moco.cell(c).mean for c in card.columns] == [0.0, 0.0]
+    assert "voc07-det-c4-synthetic: moco: bbox: no predictions in trial(s) [0] (1 of 1)" in render_markdown(card)

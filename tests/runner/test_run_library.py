@@ -79,3 +79,27 @@ def test_one_help_page_lists_every_command(capsys):
     with pytest.raises(SystemExit) as e:  # a forwarded command answers with its own help page
         cli(["convert", "--help"])
     assert e.value.code == 0 and "usage: python -m mocobench.detection.convert" in capsys.readouterr().out
+
+
+def test_every_run_option_is_a_request_field_with_its_default():
+    """One option, declared once: each `run` option (but the cluster's) is a RunRequest field, and the command
+    line's defaults are RunRequest's."""
+    import argparse
+    import dataclasses
+
+    from mocobench.common.cluster import add_cluster_arguments
+    from mocobench.runner.cli import add_arguments
+    from mocobench.runner.request import RunRequest, request_defaults
+
+    parser, cluster = argparse.ArgumentParser(), argparse.ArgumentParser()
+    add_arguments(parser)
+    add_cluster_arguments(cluster)
+    cluster_dests = {a.dest for a in cluster._actions} | {"wait", "help"}
+    dests = {a.dest for a in parser._actions} - cluster_dests
+    fields = {f.name for f in dataclasses.fields(RunRequest)}
+    assert dests <= fields, dests - fields
+    assert fields - dests == {"argv"}  # set by `python -m mocobench` (the command line after `run`)
+    ns = parser.parse_args(["voc-det", "--weights", "random"])
+    assert {k: v for k, v in vars(ns).items() if k in fields and k not in ("benchmark", "weights")} == \
+        {k: v for k, v in request_defaults().items() if k != "weights"}
+    assert RunRequest.from_namespace(ns) == RunRequest("voc-det", weights=["random"])

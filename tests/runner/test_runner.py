@@ -217,44 +217,42 @@ def test_skip_missing_baselines_in_dry_run(synthetic_layout, tmp_path, capsys):
 def test_norm_default_is_official_and_variant_is_recorded(synthetic_layout, tmp_path):
     """naiveSyncBN (the official configs' norm) by default; SyncBN only as the named variant, which
     changes the protocol (hash, record folder), so tables never average or mix the two."""
-    from argparse import Namespace
-
     from mocobench.runner.plan import plan_trial
+    from mocobench.runner.request import RunRequest
 
-    args = Namespace(opts=[], num_gpus=0, amp=False, ims_per_gpu=2, seed=0, output_dir=str(tmp_path / "o"),
-                     results=str(tmp_path / "r"), norm=None)
+    args = RunRequest("coco-mask-fpn-1x", opts=[], num_gpus=0, amp=False, ims_per_gpu=2, seed=0,
+                      output_dir=str(tmp_path / "o"), results=str(tmp_path / "r"), norm=None)
     init = resolve_init("random", cache_dir=tmp_path)
     plans = {}
     for norm in (None, "SyncBN"):
         args.norm = norm
-        plans[norm] = plan_trial(BENCHMARKS["coco-mask-fpn-1x"], init, 0, args=args, synthetic=True, num_devices=1)
+        plans[norm] = plan_trial(BENCHMARKS["coco-mask-fpn-1x"], init, 0, request=args, synthetic=True, num_devices=1)
     default, variant = plans[None], plans["SyncBN"]
     assert default.protocol["norm"] == "naiveSyncBN" == default.cfg.MODEL.FPN.NORM
     assert variant.protocol["norm"] == "SyncBN" == variant.cfg.MODEL.FPN.NORM == variant.cfg.MODEL.RESNETS.NORM
     assert default.record_path.parent != variant.record_path.parent
     args.norm = "GN"
     with pytest.raises(ConfigError, match="choose one of"):
-        plan_trial(BENCHMARKS["voc0712-det-c4"], init, 0, args=args, synthetic=True, num_devices=1)
+        plan_trial(BENCHMARKS["voc0712-det-c4"], init, 0, request=args, synthetic=True, num_devices=1)
 
 
 def test_protocol_names_the_builtin_data_version(synthetic_layout, tmp_path):
     """Records of two versions of the built-in data (another generator version, preset parameter or seed) never
     share a protocol: a changed demo data set must not reuse, or be averaged with, the old one's trials."""
-    from argparse import Namespace
-
     from mocobench.data.datasets import register_synthetic
     from mocobench.data.synthetic import ensure_synthetic
     from mocobench.runner.plan import plan_trial
+    from mocobench.runner.request import RunRequest
 
-    args = Namespace(opts=[], num_gpus=0, amp=False, ims_per_gpu=2, seed=0, output_dir=str(tmp_path / "o"),
-                     results=str(tmp_path / "r"), norm=None)
+    args = RunRequest("voc0712-det-c4", opts=[], num_gpus=0, amp=False, ims_per_gpu=2, seed=0,
+                      output_dir=str(tmp_path / "o"), results=str(tmp_path / "r"), norm=None)
     init = resolve_init("random", cache_dir=tmp_path)
-    first = plan_trial(BENCHMARKS["voc0712-det-c4"], init, 0, args=args, synthetic=True, num_devices=1)
+    first = plan_trial(BENCHMARKS["voc0712-det-c4"], init, 0, request=args, synthetic=True, num_devices=1)
     assert first.protocol["synthetic_data"] == synthetic_layout.root.name
     other = ensure_synthetic(root=tmp_path / "syn", preset="tiny", seed=1, progress=False)
     try:
         register_synthetic(other, replace=True)
-        second = plan_trial(BENCHMARKS["voc0712-det-c4"], init, 0, args=args, synthetic=True, num_devices=1)
+        second = plan_trial(BENCHMARKS["voc0712-det-c4"], init, 0, request=args, synthetic=True, num_devices=1)
     finally:
         register_synthetic(synthetic_layout, replace=True)
     assert second.protocol["synthetic_data"] == other.root.name != first.protocol["synthetic_data"]

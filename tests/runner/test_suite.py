@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import statistics
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -88,9 +87,9 @@ def test_model_zoo_estimate_on_the_real_protocol(tmp_path):
     bench = BENCHMARKS["voc0712-det-c4"]
     out = {}
     for gpus, ims in ((8, 2), (1, 8)):
-        args = Namespace(opts=[], num_gpus=gpus, amp=False, ims_per_gpu=ims, seed=0, output_dir=str(tmp_path / "o"),
-                         results=str(tmp_path / "r"), norm=None)
-        plan = plan_trial(bench, init, 0, args=args, synthetic=False, num_devices=gpus)
+        args = RunRequest(bench.name, opts=[], num_gpus=gpus, amp=False, ims_per_gpu=ims, seed=0,
+                          output_dir=str(tmp_path / "o"), results=str(tmp_path / "r"), norm=None)
+        plan = plan_trial(bench, init, 0, request=args, synthetic=False, num_devices=gpus)
         out[gpus] = estimate_trial(plan, [], num_gpus=gpus, key=("gpu", "V100", gpus, 1))
     zoo = ZOO["voc_faster_c4"]
     assert out[8].kind == MODEL_ZOO and "faster_rcnn_R_50_C4" in out[8].source

@@ -2,14 +2,13 @@
 weights, joins the suite, and estimates the real recipe from ViTDet's published training speed."""
 from __future__ import annotations
 
-from argparse import Namespace
-
 import pytest
 
 from mocobench.__main__ import main as cli
 from mocobench.detection.benchmarks import BENCHMARKS
 from mocobench.runner.estimate import MODEL_ZOO, VITDET_ZOO, estimate_trial
 from mocobench.runner.plan import plan_trial
+from mocobench.runner.request import RunRequest
 from mocobench.runner.weights import Init
 from tests.helpers import vit_layouts as W
 
@@ -31,9 +30,10 @@ def test_estimate_from_vitdets_published_speed(tmp_path, width, hours):
     init = Init("mae", "other", None, None, None, vit=vit)
     out = {}
     for gpus in (64, 8):
-        args = Namespace(opts=[], num_gpus=gpus, amp=False, ims_per_gpu=2 if gpus == 8 else 1, seed=0,
-                         output_dir=str(tmp_path / "o"), results=str(tmp_path / "r"), norm=None)
-        plan = plan_trial(BENCHMARKS["coco-mask-vitdet-100ep"], init, 0, args=args, synthetic=False, num_devices=gpus)
+        req = RunRequest("coco-vitdet", num_gpus=gpus, ims_per_gpu=2 if gpus == 8 else None, seed=0,
+                         output_dir=str(tmp_path / "o"), results=str(tmp_path / "r"))
+        plan = plan_trial(BENCHMARKS["coco-mask-vitdet-100ep"], init, 0, request=req, synthetic=False,
+                          num_devices=gpus)
         assert plan.cfg.SOLVER.AMP.ENABLED and plan.protocol["amp"]  # the recipe trains in AMP on GPUs
         assert plan.protocol["backbone"]["embed_dim"] == width and plan.protocol["depth"] is None
         out[gpus] = estimate_trial(plan, [], num_gpus=gpus, key=("gpu", "A100", gpus, 1))

@@ -27,6 +27,7 @@ from mocobench.benchmarks.perf.gpu_check import (
 )
 from mocobench.benchmarks.perf.gpu_check.harness import report, run_checks, table, write_report
 from mocobench.benchmarks.perf.gpu_check.shapes import SHAPES
+from mocobench.common.warnings_policy import apply_command_policy
 
 # order: the cheap correctness checks first, the figures last (the compile stage last of all: the budget)
 CHECKS = [("environment", environment.check), ("augmentation", augmentation.check),
@@ -57,6 +58,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_command_policy()  # the command's warnings policy (and its children's), before Detectron2 loads
     args = parse(argv)
     import torch
 
