@@ -12,6 +12,8 @@ import torch.nn.functional as F
 
 from mocobench.detection.benchmarks import BENCHMARKS, resolve_benchmark
 from mocobench.detection.config import build_config
+from mocobench.detection.vit import CONFIG_DIR as VIT_CONFIG_DIR
+from mocobench.detection.vit import add_vit_config
 from mocobench.detection.vit.config import global_blocks, window_blocks
 from mocobench.detection.vit.lsj import lsj_augmentations
 from mocobench.detection.vit.optimizer import build_vit_optimizer, vit_lr_factor
@@ -198,3 +200,16 @@ def test_vitdet_trainer_writes_one_record(synthetic_layout, tmp_path, capsys):
     assert cli(["tables", "--results", str(tmp_path / "results")]) == 0  # the record reaches the tables
     text = (tmp_path / "results" / "tables" / "tables.md").read_text()
     assert BENCH.title in text and "coco-mask-vitdet-100ep-synthetic" in text
+
+
+@pytest.mark.parametrize("path", sorted(p.name if p.parent.name == "configs" else f"demo/{p.name}"
+                                        for p in VIT_CONFIG_DIR.rglob("*.yaml")))
+def test_every_vit_config_loads_on_its_own(path):
+    """As a Detectron2 tool loads them, after add_vit_config (overlays carry their _BASE_)."""
+    from detectron2.config import get_cfg
+
+    cfg = get_cfg()
+    add_vit_config(cfg)
+    cfg.merge_from_file(str(VIT_CONFIG_DIR / path))
+    assert cfg.MODEL.BACKBONE.NAME == "build_vitdet_backbone" and cfg.SOLVER.OPTIMIZER == "AdamW"
+    assert path.startswith("Base-") or (cfg.DATASETS.TRAIN and cfg.DATASETS.TEST)
