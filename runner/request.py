@@ -41,7 +41,6 @@ class RunRequest:
     norm: str | None = None
     amp: bool = False
     vit_heads: int | None = None         # --vit-heads: a Vision Transformer's head count (docs/vit.md)
-    only_fitting_weights: bool = False  # the suite: each benchmark takes the weights of its backbone family only
     results: str = "results"
     output_dir: str = "output/benchmarks"
     keep_checkpoints: bool = False

@@ -135,7 +135,7 @@ def plan_suite(request: RunRequest, names: list[str] | None = None, records: Ite
     entries, errors = [], []
     for name in names or paper_benchmarks():
         try:
-            prep = prepare(dataclasses.replace(request, benchmark=name, only_fitting_weights=True), banner=False)
+            prep = prepare(dataclasses.replace(request, benchmark=name), banner=False, fitting_weights_only=True)
         except UsageError as e:
             entries.append(SuiteEntry(name, error=str(e)))
             errors.append(e)
