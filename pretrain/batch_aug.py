@@ -1,7 +1,8 @@
 """MoCo's augmentations on a whole batch at once, on the training device (`data.aug_device=gpu`).
 
-The CPU path (`pretrain/data.py`) augments one PIL image at a time in DataLoader workers. Here the
-workers only decode (uint8 tensors, padded into one batch) and everything else runs as a few batched
+The CPU path (`pretrain/cpu_aug.py`) augments one PIL image at a time in DataLoader workers. Here the
+workers only decode (uint8 tensors, padded into one batch; with `data.decode=gpu` they only read the files
+and the step decodes them on the device, `pretrain/decode.py`) and everything else runs as a few batched
 tensor operations where the model runs, with every random parameter drawn per sample:
 
     RandomResizedCrop   scale (min_scale, 1), ratio (3/4, 4/3), 10 tries then a centre crop, as torchvision;
@@ -9,7 +10,7 @@ tensor operations where the model runs, with every random parameter drawn per sa
                         pixel: an area filter where the crop shrinks, plain bilinear where it grows), on the
                         uint8 images a few at a time: crop first, scale to [0, 1] after (see `resized_crop`)
     v1: grayscale p=0.2 -> ColorJitter(0.4, 0.4, 0.4, 0.4) -> flip p=0.5
-    v2: ColorJitter(0.4, 0.4, 0.4, 0.1) with p=0.8 -> grayscale p=0.2 -> blur p=0.5 (sigma as data.py) -> flip
+    v2: ColorJitter(0.4, 0.4, 0.4, 0.1) with p=0.8 -> grayscale p=0.2 -> blur p=0.5 (cpu_aug.blur_settings) -> flip
     supervised: crop -> flip
     ColorJitter applies brightness, contrast, saturation and hue in a random order per sample.
 
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 import torchvision  # noqa: F401  (registers the compiled torch.ops.torchvision.roi_align)
 
+from mocobench.pretrain.cpu_aug import blur_settings
 from mocobench.pretrain.device import DeviceConstant, to_device
 
 # ITU-R 601-2 luma with torchvision's rounding of its first weight (rgb_to_grayscale on tensors)
@@ -50,12 +52,6 @@ class AugParams:
     gray: torch.Tensor         # N bool
     blur: torch.Tensor         # N bool
     sigma: torch.Tensor        # N float: blur sigma (pixels)
-
-
-def blur_settings(size: int) -> tuple[int, tuple[float, float]]:
-    """Kernel size and sigma range of the v2 blur at this image size (the same rule as data.moco_augmentation)."""
-    kernel = max(3, int(0.1 * size) // 2 * 2 + 1)
-    return kernel, (0.1 * min(1.0, size / 224), 2.0 * min(1.0, size / 224))
 
 
 def sample_crops(heights: torch.Tensor, widths: torch.Tensor, *, scale: tuple[float, float],

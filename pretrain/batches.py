@@ -3,10 +3,13 @@
 `data.aug_device=cpu`: the loader's workers already made the views; they only move to the device.
 `data.aug_device=gpu`: the workers decode only; the whole batch is cropped and coloured on the device
 (batch_aug.py), seeded per step and rank so that a resumed run draws the same views as an uninterrupted one.
+`data.decode=gpu` as well: the workers only read the files; the batch is decoded on the device first (decode.py).
 """
 from __future__ import annotations
 
 import torch
+
+from mocobench.pretrain.decode import decode_padded
 
 
 class DeviceBatch:
@@ -40,4 +43,13 @@ class DeviceAugmentedBatch:
     def __call__(self, batch: tuple[torch.Tensor, ...], step: int) -> tuple[torch.Tensor, torch.Tensor]:
         images, sizes, targets = batch
         views = self.augment_views(images.to(self.device, non_blocking=True), sizes, step)
+        return views, targets.to(self.device, non_blocking=True)
+
+
+class DeviceDecodedBatch(DeviceAugmentedBatch):
+    """(files as read, targets) -> decoded on the device (nvJPEG on CUDA), padded, then as DeviceAugmentedBatch."""
+
+    def __call__(self, batch: tuple, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        encoded, targets = batch
+        views = self.augment_views(decode_padded(encoded, self.device), encoded.sizes, step)
         return views, targets.to(self.device, non_blocking=True)

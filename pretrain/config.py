@@ -22,7 +22,9 @@ RESUME_FREE_KEYS = ("data.workers", "train.output_dir", "train.progress", "train
                     "train.compile")
 # keys added after runs were already saved, with the value that reproduces what those runs did
 # (a config saved before a key existed compares as if it had this value)
-ADDED_KEYS = {"data.aug_device": "cpu"}
+# (data.decode: torchvision's JPEG decoder gives PIL's pixels, tests/pretrain/test_decode.py, so runs saved
+# before the key, which decoded with PIL, resume under the default)
+ADDED_KEYS = {"data.aug_device": "cpu", "data.decode": "torchvision"}
 
 __all__ = ["BASE_CONFIG", "CONFIG_DIR", "ConfigError", "RESUME_FREE_KEYS", "config_diff", "dump", "flatten",
            "load_config", "resolve_config_path", "validate"]
@@ -50,6 +52,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def validate(cfg: dict) -> None:
+    from mocobench.pretrain.decode import DECODES
     from mocobench.pretrain.encoders import ARCHS, STEMS
     from mocobench.pretrain.optimizer import IMPLS, OPTIMIZERS
 
@@ -64,6 +67,10 @@ def validate(cfg: dict) -> None:
     choice("data.source", cfg["data"]["source"], ("synthetic", "imagefolder", "flat"))
     choice("data.aug", cfg["data"]["aug"], ("v1", "v2"))
     choice("data.aug_device", cfg["data"]["aug_device"], ("cpu", "gpu"))
+    choice("data.decode", cfg["data"]["decode"], DECODES)
+    if cfg["data"]["decode"] == "gpu" and cfg["data"]["aug_device"] != "gpu":
+        raise ConfigError("data.decode=gpu decodes the batch on the training device, where it is augmented too: "
+                          "set data.aug_device=gpu as well (or data.decode=torchvision)")
     choice("optim.impl", cfg["optim"]["impl"], IMPLS)
     choice("optim.schedule", cfg["optim"]["schedule"], ("cosine", "step"))
     choice("optim.optimizer", cfg["optim"]["optimizer"], OPTIMIZERS)

@@ -5,6 +5,9 @@ loader process), then a clear error stops the run. Reporting them: by default th
 path once per dataset object; with `report_skips=True` (pretraining) it stays silent and each sample
 carries the paths it skipped, so that the training process reports each once per run, whatever the
 number of epochs and loader workers (Trainer: a warning and a "skipped" line in log.jsonl).
+
+Decoding (data.decode, pretrain/decode.py) is the dataset's `read`; augmenting it is the transform
+(pretrain/cpu_aug.py per image, or nothing here and pretrain/batch_aug.py on the device).
 """
 from __future__ import annotations
 
@@ -18,8 +21,10 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from mocobench.pretrain.cpu_aug import MEAN, STD, TwoCrops, moco_augmentation, supervised_augmentation
+from mocobench.pretrain.decode import ReadTensor, encoded_collate, read_encoded, read_pil
+
 log = logging.getLogger(__name__)
-MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class DataError(ValueError):
@@ -67,11 +72,12 @@ class ImageList(Dataset):
     """(path, label) samples -> (transform(image), label); unreadable images reported and skipped."""
 
     def __init__(self, samples: list[tuple[Path, int]], transform: Callable, *, classes: list[str] | None = None,
-                 max_bad: int = 20, report_skips: bool = False) -> None:
+                 max_bad: int = 20, report_skips: bool = False, read: Callable = read_pil) -> None:
         if not samples:
             raise DataError("the dataset is empty")
         self.samples = samples
         self.transform = transform
+        self.read = read  # path -> image (PIL RGB by default); raises OSError/ValueError for an unreadable file
         self.classes = classes or []
         self.max_bad = max_bad
         self.bad: set[str] = set()
@@ -88,8 +94,7 @@ class ImageList(Dataset):
         for attempt in range(len(self.samples)):
             path, label = self.samples[(index + attempt) % len(self.samples)]
             try:
-                with Image.open(path) as im:
-                    image = im.convert("RGB")
+                image = self.read(path)
             except (OSError, ValueError) as e:
                 skipped.append(f"{path} ({type(e).__name__}: {e})")
                 if str(path) not in self.bad:
@@ -108,45 +113,6 @@ class ImageList(Dataset):
                     x = self.transform(image)
             return (x, label, "\n".join(skipped)) if self.report_skips else (x, label)
         raise DataError("no readable image in the dataset")
-
-
-class TwoCrops:
-    """Two independent augmentations of one image: (query, key)."""
-
-    def __init__(self, transform: Callable) -> None:
-        self.transform = transform
-
-    def __call__(self, image):
-        return torch.stack([self.transform(image), self.transform(image)])
-
-
-def moco_augmentation(version: str, size: int, min_scale: float = 0.2) -> T.Compose:
-    """v1: the paper's; v2: aug+ (jitter p=0.8 with hue 0.1, blur sigma 0.1-2 with p=0.5, scaled by size/224
-    below 224 px)."""
-    crop = T.RandomResizedCrop(size, scale=(min_scale, 1.0))
-    if version == "v1":
-        ops = [crop, T.RandomGrayscale(p=0.2), T.ColorJitter(0.4, 0.4, 0.4, 0.4), T.RandomHorizontalFlip()]
-    elif version == "v2":
-        kernel = max(3, int(0.1 * size) // 2 * 2 + 1)  # ~10% of the image, odd
-        # sigma 0.1-2 px is the recipe's at 224 px; smaller images get proportionally less blur (at 64 px,
-        # sigma 2 would wipe out the shapes), so that blur removes the same share of detail at any size
-        sigma = (0.1 * min(1.0, size / 224), 2.0 * min(1.0, size / 224))
-        ops = [crop, T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8), T.RandomGrayscale(p=0.2),
-               T.RandomApply([T.GaussianBlur(kernel, sigma=sigma)], p=0.5), T.RandomHorizontalFlip()]
-    else:
-        raise ValueError(f"augmentation must be v1 or v2, got {version!r}")
-    return T.Compose(ops + [T.ToTensor(), T.Normalize(MEAN, STD)])
-
-
-def supervised_augmentation(size: int, min_scale: float = 0.08) -> T.Compose:
-    return T.Compose([T.RandomResizedCrop(size, scale=(min_scale, 1.0)), T.RandomHorizontalFlip(), T.ToTensor(),
-                      T.Normalize(MEAN, STD)])
-
-
-def eval_transform(size: int) -> T.Compose:
-    """Resize + center crop (256/224 of the size for large images; images <= 64 px: resize only)."""
-    resize = size if size <= 64 else int(round(size * 256 / 224))
-    return T.Compose([T.Resize(resize), T.CenterCrop(size), T.ToTensor(), T.Normalize(MEAN, STD)])
 
 
 def synthetic_splits(path: str | Path, preset: str) -> tuple[Path, Path]:
@@ -170,6 +136,11 @@ def training_samples(cfg: dict) -> tuple[list[tuple[Path, int]], list[str]]:
         samples, classes = scan_flat(d["path"]), []
     samples = evenly_spaced(samples, d["limit"])  # an evenly spread subset keeps every class represented
     return samples, classes
+
+
+def unchanged(x):
+    """The transform where the workers only decode (data.aug_device=gpu): the image as read."""
+    return x
 
 
 def decoded_image(image: Image.Image) -> torch.Tensor:
@@ -201,13 +172,21 @@ def batch_augmentation(cfg: dict):
 def build_training_dataset(cfg: dict) -> ImageList:
     samples, classes = training_samples(cfg)
     d = cfg["data"]
-    if d["aug_device"] == "gpu":  # workers decode only; pretrain/batch_aug.py augments on the device
-        transform: Callable = decoded_image
+    read: Callable = read_pil
+    if d["decode"] == "gpu":  # workers read the files; the step decodes and augments on the device
+        read, transform = read_encoded, unchanged
+    elif d["aug_device"] == "gpu":  # workers decode only; pretrain/batch_aug.py augments on the device
+        read, transform = ReadTensor(jpeg_decoder=d["decode"]), unchanged
     elif cfg["mode"] == "moco":
         transform = TwoCrops(moco_augmentation(d["aug"], d["image_size"], d["min_scale"]))
     else:
         transform = supervised_augmentation(d["image_size"], d["min_scale"])
-    return ImageList(samples, transform, classes=classes, max_bad=d["max_bad_images"], report_skips=True)
+    return ImageList(samples, transform, classes=classes, max_bad=d["max_bad_images"], report_skips=True, read=read)
+
+
+def training_collate(cfg: dict) -> Callable:
+    """How the loader batches the dataset's items when the workers do not augment (data.aug_device=gpu)."""
+    return encoded_collate if cfg["data"]["decode"] == "gpu" else pad_collate
 
 
 def knn_paths(cfg: dict) -> tuple[Path, Path]:

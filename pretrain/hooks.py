@@ -22,6 +22,7 @@ from tqdm import tqdm
 from mocobench.common import provenance
 from mocobench.common.agreement import ranks_with
 from mocobench.pretrain.data import DataError, knn_paths
+from mocobench.pretrain.decode import CPU_DECODED
 from mocobench.pretrain.distributed import all_gather_objects, barrier
 from mocobench.pretrain.knn import knn_top1
 from mocobench.pretrain.log import append_entry, skipped_images
@@ -88,18 +89,23 @@ class Schedules(Hook):
 class SkippedImages(Hook):
     """Unreadable images the loaders replaced: each reported once per run (a warning and a "skipped" line in
     log.jsonl), however many epochs, ranks and loader workers meet it, and counted over all ranks, so that every
-    rank stops at the same step when there are more than data.max_bad_images.
+    rank stops at the same step when there are more than data.max_bad_images. Under data.decode=gpu, the files
+    the workers decoded on the CPU instead (notes prefixed CPU_DECODED) are reported the same way, once per run
+    (an info line and a "cpu_decoded" line), and counted in `cpu_decoded`, not against data.max_bad_images.
 
     The notes are gathered from all ranks (a collective) every train.log_every steps and at the end of each
     epoch, the same steps on every rank, rather than every step: no extra host synchronisation per step."""
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
+        self.cpu_decoded: set[str] = set()
         self.unreported: list[str] = []
 
     def before_train(self, trainer: Trainer) -> None:
         # reported before an interruption: not again (a fresh run's log was emptied when it was built)
-        self.seen = set(skipped_images(trainer.out)) if trainer.resume_from is not None else set()
+        resumed = trainer.resume_from is not None
+        self.seen = set(skipped_images(trainer.out)) if resumed else set()
+        self.cpu_decoded = set(skipped_images(trainer.out, kind="cpu_decoded")) if resumed else set()
 
     def before_step(self, trainer: Trainer, state: StepState) -> None:
         self.unreported += [item for item in state.skipped if item]
@@ -115,6 +121,9 @@ class SkippedImages(Hook):
         gathered = [item for part in all_gather_objects(self.unreported) for item in part]
         self.unreported = []
         for text in (t for item in gathered for t in item.split("\n")):
+            if text.startswith(CPU_DECODED):
+                self.report_cpu_decoded(trainer, text[len(CPU_DECODED):], epoch, step)
+                continue
             path, _, reason = text.partition(" (")
             if path in self.seen:
                 continue
@@ -128,6 +137,16 @@ class SkippedImages(Hook):
         if len(self.seen) > limit:
             raise DataError(f"more than {limit} unreadable images (listed in {trainer.out / 'log.jsonl'}); fix or "
                             f"remove them, or raise data.max_bad_images")
+
+    def report_cpu_decoded(self, trainer: Trainer, text: str, epoch: int, step: int) -> None:
+        path, _, reason = text.partition(" (")
+        if path in self.cpu_decoded:
+            return
+        self.cpu_decoded.add(path)
+        if trainer.env.is_main:
+            log.info("decoded on the CPU, not on the device: %s (%s)", path, reason.rstrip(")"))
+            append_entry(trainer.out, {"kind": "cpu_decoded", "path": path, "reason": reason.rstrip(")"),
+                                       "epoch": epoch, "step": step})
 
 
 class KnnMonitor(Hook):

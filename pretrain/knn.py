@@ -21,7 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from mocobench.pretrain.data import ImageList, eval_transform, evenly_spaced, scan_imagefolder
+from mocobench.pretrain.cpu_aug import eval_transform
+from mocobench.pretrain.data import ImageList, evenly_spaced, scan_imagefolder
 from mocobench.pretrain.distributed import all_gather_rows, broadcast_module
 
 

@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from mocobench.common.atomic import write_text
 from mocobench.pretrain import checkpoint as ckpt_lib
-from mocobench.pretrain.data import ImageList, eval_transform, scan_imagefolder, supervised_augmentation
+from mocobench.pretrain.cpu_aug import eval_transform, supervised_augmentation
+from mocobench.pretrain.data import ImageList, scan_imagefolder
 from mocobench.pretrain.encoders import build_resnet
 
 

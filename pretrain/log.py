@@ -3,7 +3,8 @@
 
 Each line has "epoch", "step", "loss", "lr" and sometimes "knn_top1". pretrain/ also writes "kind":
 "step" lines (loss over the last logging window), "skipped" lines (an unreadable training image, once
-per run: "path", "reason", "epoch", "step"; `skipped_images` reads them) and "epoch" lines (the epoch's
+per run: "path", "reason", "epoch", "step"; `skipped_images` reads them), "cpu_decoded" lines (the same
+fields: a file decoded on the CPU under data.decode=gpu) and "epoch" lines (the epoch's
 mean loss, kNN), whose
 "epoch" is the 0-based index of the epoch just finished; `finished_epochs` puts those on the axis of
 checkpoint epochs (checkpoint N = N finished epochs), the axis of the transfer-vs-epoch plots.
@@ -47,13 +48,14 @@ def trim_after(run_dir: str | os.PathLike, step: int) -> None:
     write_text(path, "".join(ln + "\n" for ln in keep))
 
 
-def skipped_images(run_dir: str | os.PathLike) -> list[str]:
-    """Paths of the unreadable images the run reported (its "skipped" lines), in order."""
+def skipped_images(run_dir: str | os.PathLike, kind: str = "skipped") -> list[str]:
+    """Paths of the unreadable images the run reported (its "skipped" lines), in order; kind="cpu_decoded": the
+    files it decoded on the CPU under data.decode=gpu."""
     path = log_path(run_dir)
     if not path.is_file():
         return []
     entries = (json.loads(ln) for ln in path.read_text().splitlines() if ln.strip())
-    return [e["path"] for e in entries if e.get("kind") == "skipped"]
+    return [e["path"] for e in entries if e.get("kind") == kind]
 
 
 def read_log(run_dir: str | os.PathLike) -> pd.DataFrame:
@@ -73,8 +75,8 @@ def read_log(run_dir: str | os.PathLike) -> pd.DataFrame:
                 raise LogError(f"{path}:{lineno}: not a JSON object ({e.msg})") from None
             if not isinstance(obj, dict):
                 raise LogError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            if obj.get("kind") == "skipped":
-                continue  # an unreadable image, not a measurement
+            if obj.get("kind") in ("skipped", "cpu_decoded"):
+                continue  # a note on an image, not a measurement
             needed = REQUIRED if "knn_top1" not in obj else ("epoch", "step")
             missing = [k for k in needed if k not in obj]
             if missing:

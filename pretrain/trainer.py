@@ -26,9 +26,9 @@ from mocobench.common.atomic import write_text
 from mocobench.common.shared_folder import check_shared_folder
 from mocobench.pretrain import checkpoint as ckpt_lib
 from mocobench.pretrain import rng
-from mocobench.pretrain.batches import DeviceAugmentedBatch, DeviceBatch
+from mocobench.pretrain.batches import DeviceAugmentedBatch, DeviceBatch, DeviceDecodedBatch
 from mocobench.pretrain.config import ConfigError, config_diff, dump
-from mocobench.pretrain.data import batch_augmentation, build_training_dataset, pad_collate
+from mocobench.pretrain.data import batch_augmentation, build_training_dataset, training_collate
 from mocobench.pretrain.distributed import DistEnv, DistributedExchange, LocalExchange, init_distributed
 from mocobench.pretrain.encoders import build_resnet
 from mocobench.pretrain.hooks import (
@@ -112,13 +112,14 @@ class Trainer:
             trim_after(self.out, 0)  # a run killed before its first checkpoint: start its log afresh
 
     # ---------------------------------------------------------------- construction
-    def build_batch_preparation(self, cfg: dict) -> DeviceBatch | DeviceAugmentedBatch:
-        """data.aug_device=gpu: the workers decode, the step augments the whole batch on the device."""
+    def build_batch_preparation(self, cfg: dict) -> DeviceBatch | DeviceAugmentedBatch | DeviceDecodedBatch:
+        """data.aug_device=gpu: the workers decode, the step augments the whole batch on the device
+        (data.decode=gpu: the workers read the files, the step decodes and augments them)."""
         if cfg["data"]["aug_device"] != "gpu":
             return DeviceBatch(self.env.device)
-        return DeviceAugmentedBatch(batch_augmentation(cfg), device=self.env.device,
-                                    views=2 if cfg["mode"] == "moco" else 1, seed=cfg["train"]["seed"],
-                                    rank=self.env.rank, collate_fn=pad_collate)
+        kind = DeviceDecodedBatch if cfg["data"]["decode"] == "gpu" else DeviceAugmentedBatch
+        return kind(batch_augmentation(cfg), device=self.env.device, views=2 if cfg["mode"] == "moco" else 1,
+                    seed=cfg["train"]["seed"], rank=self.env.rank, collate_fn=training_collate(cfg))
 
     def build_loader(self, cfg: dict) -> tuple[Any, GlobalBatchSampler, DataLoader]:
         t, o, d = cfg["train"], cfg["optim"], cfg["data"]

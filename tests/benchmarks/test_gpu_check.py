@@ -62,6 +62,10 @@ def test_the_whole_check_on_cpu_reports_each_check_honestly(tmp_path, capsys, re
                                                     "+ compile"]
     assert all(s["pairs_per_s"] > 0 for s in speed["stages"][:3]) and "skipped" in speed["stages"][3]
     assert speed["goal_pairs_per_s"] == 3000 and "3000" in checks["pretrain_speed"]["summary"]
+    decode = checks["gpu_decode"]["details"]  # data.decode=gpu next to CPU decoding, the same files
+    assert [r["decode"] for r in decode["stages"]] == ["torchvision", "gpu"]
+    assert all(r["pairs_per_s"] > 0 for r in decode["stages"])
+    assert decode["nvjpeg_vs_cpu_pixels"]["max_abs_diff"] == 0  # on a CPU both are libjpeg-turbo
     rows = checks["detectron2_speed"]["details"]["rows"]
     assert [(r["model"], r["amp"]) for r in rows] == [(m, a) for m, _ in
                                                       gpu_check.detectron2_speed.MODELS for a in (False, True)]

@@ -17,7 +17,8 @@ from PIL import Image
 from torchvision import transforms as T
 
 from mocobench.pretrain import batch_aug as B
-from mocobench.pretrain.data import MEAN, STD, decoded_image, moco_augmentation, pad_collate, supervised_augmentation
+from mocobench.pretrain.cpu_aug import MEAN, STD, moco_augmentation, supervised_augmentation
+from mocobench.pretrain.data import decoded_image, pad_collate
 
 KS_C = 1.949  # c(alpha) of the two-sample Kolmogorov-Smirnov test at alpha = 0.001
 Z = 4.5  # z-test bound: about 7e-6 two-sided per statistic under the null

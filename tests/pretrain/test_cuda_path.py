@@ -18,7 +18,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mocobench.pretrain import batch_aug as B
-from mocobench.pretrain.data import MEAN, STD, pad_collate
+from mocobench.pretrain.cpu_aug import MEAN, STD
+from mocobench.pretrain.data import pad_collate
 from mocobench.pretrain.device import DeviceConstant, to_device
 from mocobench.pretrain.distributed import LocalExchange
 from mocobench.pretrain.moco import MoCo

@@ -6,7 +6,7 @@ import torch
 from torchvision import transforms as T
 
 from mocobench.pretrain.config import ConfigError, validate
-from mocobench.pretrain.data import moco_augmentation
+from mocobench.pretrain.cpu_aug import moco_augmentation
 from mocobench.pretrain.optimizer import build_optimizer
 from tests.helpers.pretrain import tiny_config
 

@@ -5,7 +5,8 @@ machine it finds, in at most about 6 minutes on one GPU, and the same command on
     python -m mocobench.benchmarks.perf.gpu_check                       # a CUDA machine: full shapes
     python -m mocobench.benchmarks.perf.gpu_check --device cpu          # tiny shapes (automatic on CPU)
 
-One file per check (environment, augmentation, sync_step, logits, resume, ddp, pretrain_speed,
-detectron2_speed); `shapes` holds the full and tiny sizes, `harness` runs the checks and writes the report.
+One file per check (environment, augmentation, sync_step, logits, resume, ddp, detectron2_speed, decode
+(gpu_decode), pretrain_speed); `shapes` holds the full and tiny sizes, `harness` runs the checks and writes
+the report.
 Documented in docs/gpu-check.md.
 """

@@ -18,6 +18,7 @@ from pathlib import Path
 from mocobench.benchmarks.perf.gpu_check import (
     augmentation,
     ddp,
+    decode,
     detectron2_speed,
     environment,
     logits,
@@ -33,7 +34,7 @@ from mocobench.common.warnings_policy import apply_command_policy
 CHECKS = [("environment", environment.check), ("augmentation", augmentation.check),
           ("logits_dtype", logits.check), ("sync_step", sync_step.check), ("resume_knn_lincls", resume.check),
           ("ddp_gloo", ddp.check), ("detectron2_speed", detectron2_speed.check),
-          ("pretrain_speed", pretrain_speed.check)]
+          ("gpu_decode", decode.check), ("pretrain_speed", pretrain_speed.check)]
 NAMES = [name for name, _ in CHECKS]
 
 

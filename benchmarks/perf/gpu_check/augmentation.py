@@ -59,7 +59,7 @@ def views_and_peak(augment, images, sizes, seed: int, ctx) -> tuple[torch.Tensor
 
 def check(ctx) -> Outcome:
     from mocobench.pretrain.batch_aug import BatchAugment
-    from mocobench.pretrain.data import MEAN, STD
+    from mocobench.pretrain.cpu_aug import MEAN, STD
 
     s = ctx.shapes
     augment = BatchAugment(version="v2", size=s.aug_size, min_scale=0.2, mean=MEAN, std=STD)
