@@ -22,6 +22,7 @@ help:
 	@echo "make knn | lincls         kNN / linear evaluation of a checkpoint (CKPT=, TRAIN=, VAL=)"
 	@echo "make convert IN= OUT=     checkpoint -> Detectron2 pickle, with the forward-pass proof"
 	@echo "make voc-det | coco-mask  detection benchmarks (real data under DETECTRON2_DATASETS, else built-in)"
+	@echo "make coco-vitdet          ViTDet for Vision Transformer checkpoints (VIT_WEIGHTS=\"a.pth b.pth\"; docs/vit.md)"
 	@echo "make cityscapes-mask | voc-seg | cityscapes-seg   segmentation benchmarks (same runner, data rule, trials)"
 	@echo "make coco-kp | lvis-mask  COCO keypoints (Keypoint R-CNN R50-FPN 2x) | LVIS v0.5 masks (Mask R-CNN R50-FPN 2x)"
 	@echo "make tables               paper-style tables and plots from results/records"
@@ -133,6 +134,18 @@ voc-det coco-mask cityscapes-mask voc-seg cityscapes-seg coco-kp lvis-mask: inst
 	$(PY) -m mocobench run $@ --weights $(DET_WEIGHTS) --supervised $(SUP_WEIGHTS) --weights random --skip-missing \
 	  --results $(RESULTS) \
 	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(DET_ARGS)
+	$(if $(TABLES_AFTER_RUN),$(MAKE) tables)
+
+# make coco-vitdet VIT_WEIGHTS="dino_vitbase16_pretrain.pth mae_pretrain_vit_base.pth"   ViTDet Mask R-CNN, 100 epochs
+#   (detection/vit; docs/vit.md) for each Vision Transformer checkpoint (DINO, MAE, MoCo v3, iBOT, DINOv2, timm;
+#   converted with its proof; the ViT's size from the weights) and random init. Built-in data: a tiny ViT, short
+#   schedule. VIT_ARGS="--vit-heads 12 ..." (heads when the file does not say), DET_ARGS as above.
+VIT_WEIGHTS ?=
+VIT_ARGS ?=
+.PHONY: coco-vitdet
+coco-vitdet: install
+	$(PY) -m mocobench run $@ $(foreach w,$(VIT_WEIGHTS),--weights $(w)) --weights random --results $(RESULTS) \
+	  $(if $(DET_TRIALS),--trials $(DET_TRIALS)) $(VIT_ARGS) $(DET_ARGS)
 	$(if $(TABLES_AFTER_RUN),$(MAKE) tables)
 
 convert: install

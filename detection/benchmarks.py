@@ -4,6 +4,7 @@ The make targets use the aliases (make voc-det, make coco-mask)."""
 from __future__ import annotations
 
 from mocobench.common.benchmark import Benchmark, lookup
+from mocobench.detection.vit import CONFIG_DIR as VIT_CONFIG_DIR
 
 _COCO = "COCO detection and instance segmentation, Mask R-CNN"
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
@@ -30,6 +31,13 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
               config="lvis_mask_rcnn_R50_FPN_2x.yaml", demo_delta="demo/synthetic-lvis.yaml",
               columns={"segm/AP": "APmk", "segm/AP50": "AP50mk", "segm/AP75": "AP75mk"}),
 )}
+# ---- Vision Transformer checkpoints: ViTDet (detection/vit; docs/vit.md). ViTDet's batch of 64 ran on 64 GPUs.
+BENCHMARKS.update({b.name: b for b in (
+    Benchmark(name="coco-mask-vitdet-100ep", task="instance_seg",
+              title=f"{_COCO} ViTDet (plain ViT, simple feature pyramid), LSJ, 100 epochs",
+              config=str(VIT_CONFIG_DIR / "coco_mask_rcnn_ViTDet_100ep.yaml"),
+              demo_delta=str(VIT_CONFIG_DIR / "demo" / "synthetic-vit.yaml"), reference_gpus=64),
+)})
 # ---- generic benchmarks for a user's own data set (--dataset NAME; data/custom.py) ----
 # The protocol's fine-tuning settings on any COCO- or VOC-format data set; the schedule is given in epochs
 # (default 12, about COCO's 1x: 90k x 16 images / 118k) and converted to iterations from its size.
@@ -53,7 +61,7 @@ BENCHMARKS.update({b.name: b for b in (
               epochs=USER_EPOCHS),
 )})
 ALIASES = {"voc-det": "voc0712-det-c4", "coco-mask": "coco-mask-fpn-1x", "coco-kp": "coco-kp-fpn-2x",
-           "lvis-mask": "lvis-mask-fpn-2x"}
+           "lvis-mask": "lvis-mask-fpn-2x", "coco-vitdet": "coco-mask-vitdet-100ep"}
 # On the built-in data, an alias may run another benchmark of the paper: `make coco-mask`'s demo is Mask R-CNN
 # R50-C4 1x (the paper's Table 5 C4 rows), because the FPN model's randomly initialised FPN, RPN and box heads
 # learn next to nothing in the minutes a CPU demo has (2-9 box AP50 for every initialisation, C4 7-12 at 60%

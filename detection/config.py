@@ -19,6 +19,8 @@ from mocobench.common.hashing import canonical_hash
 from mocobench.data.custom import UserDataset
 from mocobench.data.datasets import SYNTHETIC_TWINS
 from mocobench.detection import CONFIG_DIR
+from mocobench.detection.vit import CONFIG_DIR as VIT_CONFIG_DIR
+from mocobench.detection.vit import add_vit_config
 
 INIT_DELTAS = {"msra": "init/msra-caffe.yaml", "random": "init/random.yaml"}
 # Synchronised BN of the backbone (and FPN): the official MoCo detection configs use naiveSyncBN ("SyncBN
@@ -78,21 +80,41 @@ def load_protocol(bench: Benchmark):
     import mocobench.detection  # noqa: F401  (registers our ROI heads)
 
     cfg = get_cfg()
-    cfg.merge_from_file(str(CONFIG_DIR / bench.config))
+    path = CONFIG_DIR / bench.config
+    if uses_vit(path):
+        add_vit_config(cfg)
+    cfg.merge_from_file(str(path))
     return cfg
+
+
+def uses_vit(path: str | Path) -> bool:
+    """A ViTDet config (detection/vit/configs): it needs the MODEL.VIT keys (add_vit_config)."""
+    return VIT_CONFIG_DIR in Path(path).resolve().parents
 
 
 def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, random_init: bool = False,
                  depth: int | None = None, synthetic: bool = False, opts: list[str] | None = None,
-                 norm: str | None = None, dataset: UserDataset | None = None, epochs: float | None = None):
+                 norm: str | None = None, dataset: UserDataset | None = None, epochs: float | None = None,
+                 vit: dict | None = None):
     """The benchmark's config with the init delta, the synthetic demo delta and --opts merged, in that order,
     and MODEL.WEIGHTS set. NUM_CLASSES, device, seed and scaling are set later by the runner.
     depth: the ResNet depth of the weights when known; a mismatch with the config is refused.
     norm: a NORMS variant for the backbone (and FPN) norm; None keeps the config's (DEFAULT_NORM).
     dataset: a user's data set for a generic benchmark (bench.epochs set): its registered names go into
     DATASETS and, unless --opts set SOLVER.MAX_ITER, the schedule is `epochs` (default bench.epochs)
-    converted to iterations from its annotated train images at the batch after --opts."""
+    converted to iterations from its annotated train images at the batch after --opts.
+    vit: the MODEL.VIT keys of converted ViT weights (their width, depth, heads, patch, grid, layer-scale), set
+    after the demo delta and before --opts; only for ViTDet benchmarks (detection/vit)."""
     cfg = load_protocol(bench)
+    vit_bench = "VIT" in cfg.MODEL and cfg.MODEL.BACKBONE.NAME == "build_vitdet_backbone"
+    if vit is not None and not vit_bench:
+        raise ConfigError(f"the weights {weights} are a Vision Transformer but {bench.name} builds a ResNet; run "
+                          f"the ViTDet benchmark (coco-vitdet)")
+    if vit_bench and depth is not None:
+        raise ConfigError(f"the weights {weights} are a ResNet-{depth} but {bench.name} builds a Vision Transformer "
+                          f"(ViTDet); run a ResNet benchmark")
+    if vit_bench and (norm is not None or msra):
+        raise ConfigError(f"{bench.name} is ViTDet (LayerNorm everywhere): --norm and --msra are for ResNets")
     if norm is not None:
         if norm not in NORMS:
             raise ConfigError(f"--norm {norm!r}: choose one of {NORMS} (default {DEFAULT_NORM}, as the official "
@@ -121,6 +143,8 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
                                                            "kp-fpn)"))
     if dataset is not None:
         cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (dataset.dataset_name("train"),), (dataset.dataset_name("test"),)
+    if vit_bench and vit:
+        apply_vit_weights(cfg, vit)
     weights_input = input_settings(cfg)  # what the init's weights were trained on (before --opts)
     if opts:
         try:
@@ -145,9 +169,22 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
         raise ConfigError(f"the weights {weights} are a ResNet-{depth} but the config builds ResNet-"
                           f"{cfg.MODEL.RESNETS.DEPTH}: Detectron2 would skip every mismatched tensor silently. "
                           f"Pass matching weights, or --opts {hint} (not the paper's protocol)")
-    if cfg.MODEL.RESNETS.NORM == "FrozenBN" and random_init:
+    if cfg.MODEL.RESNETS.NORM == "FrozenBN" and random_init and not vit_bench:
         raise ConfigError("random init with FrozenBN diverges; keep (Sync)BN or GN")
     return cfg
+
+
+# ViTDet's per-size recipe values (its configs for B, L, H): layer-wise lr decay and drop path
+VIT_SIZE_RECIPE = {768: (0.7, 0.1), 1024: (0.8, 0.4), 1280: (0.9, 0.5)}
+
+
+def apply_vit_weights(cfg, vit: dict) -> None:
+    """MODEL.VIT from converted ViT weights; ViT-L and ViT-H get ViTDet's lr decay and drop path for them."""
+    for key, value in vit.items():
+        if key.isupper():  # heads_source, arch: the record's protocol (runner/plan.py), not the config
+            setattr(cfg.MODEL.VIT, key, value)
+    if vit.get("EMBED_DIM") in VIT_SIZE_RECIPE and vit["EMBED_DIM"] != 768:
+        cfg.MODEL.VIT.LR_DECAY_RATE, cfg.MODEL.VIT.DROP_PATH_RATE = VIT_SIZE_RECIPE[vit["EMBED_DIM"]]
 
 
 def apply_keypoints(cfg, bench_name: str, dataset: UserDataset) -> None:

@@ -40,6 +40,9 @@ from mocobench.detection.finite_loss import AgreedAMPTrainer, AgreedSimpleTraine
 from mocobench.detection.lvis_eval import NumpyTwoLVISEvaluator
 from mocobench.detection.precise_bn import PreciseBNAllRanks
 from mocobench.detection.progress import TrialProgress
+from mocobench.detection.vit import add_vit_config
+from mocobench.detection.vit.lsj import lsj_mapper
+from mocobench.detection.vit.optimizer import build_vit_optimizer
 
 METRICS_FILE = "eval_results.json"
 
@@ -152,7 +155,15 @@ class Trainer(DefaultTrainer):
         return build_evaluator(cfg, dataset_name, output_folder or str(Path(cfg.OUTPUT_DIR) / "inference"))
 
     @classmethod
+    def build_optimizer(cls, cfg, model):
+        if cfg.SOLVER.get("OPTIMIZER", "SGD") == "AdamW":  # ViTDet: AdamW with layer-wise lr decay (detection/vit)
+            return build_vit_optimizer(cfg, model)
+        return super().build_optimizer(cfg, model)
+
+    @classmethod
     def build_train_loader(cls, cfg):
+        if "LSJ" in cfg.INPUT and cfg.INPUT.LSJ.ENABLED:  # ViTDet's large-scale jitter (detection/vit/lsj.py)
+            return build_detection_train_loader(cfg, mapper=lsj_mapper(cfg))
         if cfg.MODEL.META_ARCHITECTURE == "SemanticSegmentor":  # random scale, crop, flip (data.augmentation)
             mapper = DatasetMapper(cfg, is_train=True, augmentations=sem_seg_train_augmentations(cfg))
             return build_detection_train_loader(cfg, mapper=mapper)
@@ -201,7 +212,10 @@ def train_and_evaluate(cfg_yaml: str, data: dict[str, Any], *, verbose: bool = F
     Detectron2's log goes to OUTPUT_DIR/log.txt; the terminal shows a progress bar (rank 0), or with
     `verbose` the full log instead."""
     cfg = get_cfg()
-    cfg.merge_from_other_cfg(CfgNode.load_cfg(cfg_yaml))
+    loaded = CfgNode.load_cfg(cfg_yaml)
+    if "VIT" in loaded.MODEL:  # a ViTDet config (detection/vit/config.py)
+        add_vit_config(cfg)
+    cfg.merge_from_other_cfg(loaded)
     cfg.freeze()
     rank = comm.get_rank()
     # one console handler per process (trials in one process add only their log file), one log file per trial

@@ -115,6 +115,9 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              f"configs. SyncBN is the named variant (the paper's wording); recorded in the protocol, "
                              f"so the two are never averaged or tabulated together")
     parser.add_argument("--amp", action="store_true", help="mixed precision (CUDA only); recorded in the protocol")
+    parser.add_argument("--vit-heads", type=int, default=None, metavar="N",
+                        help="Vision Transformer weights: attention heads (default: the checkpoint's metadata, else "
+                             "the standard count for the width; the plan says which; docs/vit.md)")
     parser.add_argument("--results", help="folder of the result records")
     parser.add_argument("--output-dir",
                         help="trial folders (checkpoints, logs) and converted weights")

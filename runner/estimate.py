@@ -32,6 +32,8 @@ class ZooSpeed:
     seconds_per_iter: float
     ims_per_batch: int   # the zoo config's batch, over 8 GPUs
     gpus: int = 8
+    source: str = ZOO_SOURCE
+    note: str = "FrozenBN; a lower bound"
 
     @property
     def gpu_seconds_per_image(self) -> float:
@@ -48,6 +50,14 @@ ZOO = {
     "coco_keypoint_fpn": ZooSpeed("COCO-Keypoints/keypoint_rcnn_R_50_FPN_1x", 0.315, 16),
     "lvis_mask_fpn": ZooSpeed("LVIS-InstanceSegmentation/mask_rcnn_R_50_FPN_1x", 0.292, 16),
     "cityscapes_mask_fpn": ZooSpeed("Cityscapes/mask_rcnn_R_50_FPN", 0.240, 8),
+}
+# ViTDet's own model table (detectron2 projects/ViTDet/README.md, "train time", measured on 8 nodes x 8 A100 at
+# batch 64: one image per GPU, so its s/im is the s/iter), COCO Mask R-CNN, by ViT width (B, L, H).
+VITDET_SOURCE = "ViTDet README (detectron2 projects/ViTDet), train time on 64 A100"
+VITDET_ZOO = {
+    768: ZooSpeed("ViTDet COCO mask_rcnn_vitdet_b_100ep", 0.314, 64, gpus=64, source=VITDET_SOURCE, note="AMP"),
+    1024: ZooSpeed("ViTDet COCO mask_rcnn_vitdet_l_100ep", 0.603, 64, gpus=64, source=VITDET_SOURCE, note="AMP"),
+    1280: ZooSpeed("ViTDet COCO mask_rcnn_vitdet_h_75ep", 1.098, 64, gpus=64, source=VITDET_SOURCE, note="AMP"),
 }
 
 
@@ -107,7 +117,12 @@ def from_records(plan: TrialPlan, records: Iterable[dict[str, Any]], key: tuple,
 
 def zoo_entry(cfg) -> ZooSpeed | None:
     """The model-zoo config of the same model and data, from the resolved config (None: not in the zoo)."""
-    if cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN" or cfg.MODEL.RESNETS.DEPTH != 50:
+    if cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN":
+        return None
+    if "VIT" in cfg.MODEL and cfg.MODEL.BACKBONE.NAME == "build_vitdet_backbone":  # ViTDet's own table
+        coco = "coco" in " ".join(cfg.DATASETS.TRAIN).lower() and cfg.MODEL.MASK_ON
+        return VITDET_ZOO.get(cfg.MODEL.VIT.EMBED_DIM) if coco and cfg.MODEL.VIT.PATCH_SIZE == 16 else None
+    if cfg.MODEL.RESNETS.DEPTH != 50:
         return None
     fpn = "fpn" in cfg.MODEL.BACKBONE.NAME.lower()
     data = " ".join(cfg.DATASETS.TRAIN).lower()
@@ -132,8 +147,8 @@ def from_model_zoo(plan: TrialPlan, num_gpus: int, devices: int) -> Estimate | N
         return None
     images = plan.cfg.SOLVER.MAX_ITER * plan.cfg.SOLVER.IMS_PER_BATCH
     seconds = zoo.gpu_seconds_per_image * images / devices
-    return Estimate(seconds, devices, MODEL_ZOO, f"{ZOO_SOURCE}: {zoo.name} {zoo.seconds_per_iter} s/iter at batch "
-                                                 f"{zoo.ims_per_batch} (FrozenBN; a lower bound)",
+    return Estimate(seconds, devices, MODEL_ZOO, f"{zoo.source}: {zoo.name} {zoo.seconds_per_iter} s/iter at batch "
+                                                 f"{zoo.ims_per_batch} ({zoo.note})",
                     seconds / plan.cfg.SOLVER.MAX_ITER)
 
 

@@ -37,7 +37,8 @@ def init_config(bench: Benchmark, init: Init, *, synthetic: bool, opts: list[str
     """The benchmark's config for this initialisation (weights, init delta, demo delta or user data set,
     --opts, epoch schedule, norm variant)."""
     return build_config(bench, weights=init.pkl, msra=init.msra, random_init=init.kind == "random",
-                        depth=init.depth, synthetic=synthetic, opts=opts, norm=norm, dataset=dataset, epochs=epochs)
+                        depth=init.depth, synthetic=synthetic, opts=opts, norm=norm, dataset=dataset, epochs=epochs,
+                        vit=init.vit)
 
 
 def plan_trial(bench: Benchmark, init: Init, trial: int, *, request: RunRequest, synthetic: bool, num_devices: int,
@@ -59,7 +60,8 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, request: RunRequest,
         raise RunnerError(f"{', '.join(keys)} = SyncBN: torch's SyncBatchNorm trains on GPUs only, so it cannot run "
                           f"in CPU processes (--num-gpus 0 --num-procs {num_devices}); use the default naiveSyncBN "
                           f"(drop --norm SyncBN), which all-reduces over gloo, or give GPUs")
-    cfg.SOLVER.AMP.ENABLED = bool(req.amp)
+    # --amp, or a recipe that trains in AMP (ViTDet) on GPUs
+    cfg.SOLVER.AMP.ENABLED = bool(req.amp) or (cfg.SOLVER.AMP.ENABLED and cfg.MODEL.DEVICE == "cuda")
     reference = 1 if synthetic else bench.reference_gpus  # the demo schedule is written for one device
     scaling = apply_scaling_rule(cfg, num_devices=num_devices, ims_per_device=req.ims_per_gpu,
                                  reference_gpus=reference)
@@ -74,8 +76,8 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, request: RunRequest,
         data_fields["synthetic_data"] = synthetic_data_id(cfg)  # two versions of the demo data never share a table
     protocol = {"benchmark": name, "config_hash": config_hash(cfg), "max_iter": cfg.SOLVER.MAX_ITER,
                 "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH, "base_lr": cfg.SOLVER.BASE_LR,
-                "scaling": asdict(scaling), "amp": bool(req.amp), "depth": cfg.MODEL.RESNETS.DEPTH,
-                "norm": cfg.MODEL.RESNETS.NORM,
+                "scaling": asdict(scaling), "amp": bool(cfg.SOLVER.AMP.ENABLED), "depth": cfg.MODEL.RESNETS.DEPTH,
+                "norm": cfg.MODEL.RESNETS.NORM, **vit_protocol(cfg, init),
                 "train_datasets": list(cfg.DATASETS.TRAIN), "test_datasets": list(cfg.DATASETS.TEST),
                 "num_classes": num_classes, "builtin_synthetic": synthetic,
                 "weights_sha256": init.weights_sha256, **data_fields}
@@ -85,6 +87,20 @@ def plan_trial(bench: Benchmark, init: Init, trial: int, *, request: RunRequest,
     cfg.SEED, cfg.OUTPUT_DIR = seed, str(out)
     return TrialPlan(name, bench, init, trial, seed, cfg, protocol, out,
                      record_path(req.results, name, init.label, phash, trial))
+
+
+def vit_protocol(cfg, init: Init) -> dict[str, Any]:
+    """A ViTDet trial's backbone in its protocol (ResNet keys do not describe it): {} for ResNets, so their
+    protocol hashes are unchanged."""
+    if "VIT" not in cfg.MODEL or cfg.MODEL.BACKBONE.NAME != "build_vitdet_backbone":
+        return {}
+    v = cfg.MODEL.VIT
+    return {"depth": None, "norm": "LN", "backbone": {
+        "vit": (init.vit or {}).get("arch") or f"vit_w{v.EMBED_DIM}_d{v.DEPTH}_p{v.PATCH_SIZE}",
+        "embed_dim": v.EMBED_DIM, "depth": v.DEPTH, "num_heads": v.NUM_HEADS,
+        "heads_source": (init.vit or {}).get("heads_source") or "the config (no weights)", "patch_size": v.PATCH_SIZE,
+        "pretrain_img_size": v.PRETRAIN_IMG_SIZE, "layer_scale": v.LAYER_SCALE, "window_size": v.WINDOW_SIZE,
+        "lr_decay_rate": v.LR_DECAY_RATE, "drop_path_rate": v.DROP_PATH_RATE}}
 
 
 def sync_bn_keys(cfg, prefix: str = "") -> list[str]:

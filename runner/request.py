@@ -40,6 +40,7 @@ class RunRequest:
     ims_per_gpu: int | None = None
     norm: str | None = None
     amp: bool = False
+    vit_heads: int | None = None         # --vit-heads: a Vision Transformer's head count (docs/vit.md)
     results: str = "results"
     output_dir: str = "output/benchmarks"
     keep_checkpoints: bool = False

@@ -91,10 +91,11 @@ def check_num_procs(num_procs: int | None, *, num_gpus: int) -> int:
     return num_procs
 
 
-def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
+def prepare(request: RunRequest, *, banner: bool = True, fitting_weights_only: bool = False) -> Prepared:
     """Check the request and plan every trial (configs, scaling rule, record paths); trains nothing.
     Converts (and caches) checkpoints given as --weights, and registers the data sets. The request is
-    not changed: the returned Prepared holds a resolved copy."""
+    not changed: the returned Prepared holds a resolved copy. fitting_weights_only (the suite): weights of
+    another backbone family than the benchmark's (a ViT for a ResNet benchmark, or the reverse) are skipped."""
     import torch
 
     req = dataclasses.replace(request, weights=list(request.weights))
@@ -170,13 +171,14 @@ def prepare(request: RunRequest, *, banner: bool = True) -> Prepared:
     register_builtin(data)
     num_devices = req.num_procs * req.num_machines  # one process per device (a GPU, or a CPU process)
     cache = Path(req.output_dir) / "converted"
-    inits = resolve_inits(req, cache, bench.name, banner=banner)
+    inits = resolve_inits(req, cache, bench.name, banner=banner, fitting_only=fitting_weights_only)
     plans = [plan_trial(bench, init, trial, request=req, synthetic=synthetic, num_devices=num_devices, dataset=dataset)
              for init in inits for trial in range(req.first_trial, req.first_trial + req.trials)]
     return Prepared(req, bench, synthetic, data, inits, plans, dataset, job, unchecked)
 
 
-def resolve_inits(req: RunRequest, cache: Path, benchmark: str, *, banner: bool = True) -> list[Init]:
+def resolve_inits(req: RunRequest, cache: Path, benchmark: str, *, banner: bool = True,
+                  fitting_only: bool = False) -> list[Init]:
     """The request's initialisations (--weights, --supervised declared supervised), each classified from a
     declaration or the evidence in its file; at most one supervised baseline (check_supervised_claims)."""
     unknown = [s for s in req.supervised if s not in req.weights]
@@ -186,8 +188,10 @@ def resolve_inits(req: RunRequest, cache: Path, benchmark: str, *, banner: bool 
     if req.kind and req.supervised:
         raise RunnerError("--kind with --supervised: --supervised SPEC already declares SPEC supervised; drop --kind")
     inits = [resolve_init(spec, cache_dir=cache, label=req.label, msra=req.msra, fmt=req.format,
-                          kind="supervised" if spec in req.supervised else req.kind)
+                          kind="supervised" if spec in req.supervised else req.kind, vit_heads=req.vit_heads)
              for spec in (available_weights(req.weights) if req.skip_missing else req.weights)]
+    if fitting_only:  # the suite: each benchmark takes the weights of its backbone family (fitting_inits)
+        inits = fitting_inits(resolve_benchmark(benchmark), inits)
     labels = [i.label for i in inits]
     if len(set(labels)) != len(labels):
         raise RunnerError(f"two initialisations share a label: {labels}; pass them in separate runs with --label")
@@ -196,6 +200,24 @@ def resolve_inits(req: RunRequest, cache: Path, benchmark: str, *, banner: bool 
         for init in inits:
             log.info(f"initialisation {init.describe()}")
     return inits
+
+
+def fitting_inits(bench: Benchmark, inits: list[Init]) -> list[Init]:
+    """The initialisations a benchmark's backbone can take (the suite: ViT weights go to ViTDet, ResNet weights
+    to the ResNet benchmarks, random to both); the others are skipped with one line each."""
+    from mocobench.detection import CONFIG_DIR
+    from mocobench.detection.config import uses_vit
+
+    vit_bench = uses_vit(CONFIG_DIR / bench.config)
+    kept = [i for i in inits if i.kind == "random" or (i.vit is not None) == vit_bench]
+    for i in inits:
+        if i not in kept:
+            log.info(f"{bench.name}: {i.label} skipped ({'a ResNet' if vit_bench else 'a Vision Transformer'}; "
+                     f"{bench.name} builds {'a ViT' if vit_bench else 'a ResNet'})")
+    if not kept:
+        raise RunnerError(f"{bench.name}: none of the weights fits its backbone "
+                          f"({'a Vision Transformer' if vit_bench else 'a ResNet'})")
+    return kept
 
 
 def available_weights(specs: list[str]) -> list[str]:

@@ -135,7 +135,7 @@ def plan_suite(request: RunRequest, names: list[str] | None = None, records: Ite
     entries, errors = [], []
     for name in names or paper_benchmarks():
         try:
-            prep = prepare(dataclasses.replace(request, benchmark=name), banner=False)
+            prep = prepare(dataclasses.replace(request, benchmark=name), banner=False, fitting_weights_only=True)
         except UsageError as e:
             entries.append(SuiteEntry(name, error=str(e)))
             errors.append(e)
@@ -203,9 +203,13 @@ def render_plan(plan: SuitePlan) -> str:
     if unchecked:
         lines.append(f"planned only: the {' and '.join(unchecked)} were not checked on this machine (a dry run plans "
                      f"without them); a real run requires them.")
-    if MODEL_ZOO in kinds:
+    zoo_sources = {e.source for entry in plan.runnable for e in entry.estimates if e.kind == MODEL_ZOO}
+    if any("ViTDet" not in src for src in zoo_sources):
         lines.append("model-zoo figures: Detectron2's 8 V100 training speed of the same model (FrozenBN): a lower "
                      "bound; the suite's own records replace them once it has run here.")
+    if any("ViTDet" in src for src in zoo_sources):
+        lines.append("ViTDet figures: ViTDet's published training speed (its README: 64 A100, batch 64, AMP); the "
+                     "suite's own records replace them once it has run here.")
     if UNKNOWN in kinds:
         lines.append("unknown: the first run of a benchmark on this device records its speed; the next plan uses it.")
     if plan.runnable:  # how each row was classified (kind, input settings) and why: the same for every benchmark

@@ -28,6 +28,7 @@ class Init:
     msra: bool = False              # MSRA caffe weights: Detectron2's MSRA input settings (from the file)
     depth: int | None = None        # ResNet depth of the weights, when known (checked against the config)
     format: str | None = None       # the checkpoint layout the converter detected (detection/formats.py)
+    vit: dict[str, Any] | None = None  # a Vision Transformer's MODEL.VIT keys (detection/vit), from the weights
     kind_reason: str = ""           # why this kind: declared, or the evidence in the file
     declared: bool = False          # the kind was given by the user (--kind, --supervised)
     input_reason: str = ""          # why these input settings (MSRA or torchvision RGB)
@@ -40,7 +41,10 @@ class Init:
 
     def describe(self) -> str:
         """One line for the plan: how this row was classified and which input settings it gets, and why."""
-        return f"{self.label}: kind {self.kind} ({self.kind_reason}); input {self.input_reason}"
+        vit = self.vit or {}
+        arch = (f"; ViT width {vit['EMBED_DIM']}, depth {vit['DEPTH']}, patch {vit['PATCH_SIZE']}, {vit['NUM_HEADS']} "
+                f"heads ({vit.get('heads_source', '?')})" if vit else "")
+        return f"{self.label}: kind {self.kind} ({self.kind_reason}); input {self.input_reason}{arch}"
 
 
 MSRA_INPUT = "MSRA caffe settings (BGR, caffe mean, std 1, STRIDE_IN_1X1 True)"
@@ -62,11 +66,13 @@ def _latest(run_dir: Path) -> Path:
 
 
 def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: str | None = None,
-                 msra: bool = False, fmt: str = "auto") -> Init:
+                 msra: bool = False, fmt: str = "auto", vit_heads: int | None = None) -> Init:
     """--weights SPEC -> Init: 'random', a .pkl, a checkpoint (converted with proof, cached), or a
     pretraining output folder (its latest checkpoint). fmt: the checkpoint layout (--format), or "auto".
     kind: the declared kind (--kind, --supervised), else the evidence in the file decides (classify).
-    msra: --msra, accepted only for a file whose content is MSRA/Caffe2 (which needs no flag)."""
+    msra: --msra, accepted only for a file whose content is MSRA/Caffe2 (which needs no flag).
+    A Vision Transformer checkpoint goes through the ViT converter (detection/vit/convert.py); vit_heads
+    (--vit-heads) overrides its head count."""
     from mocobench.detection.convert import LAYOUTS, ConversionError, convert_file, load_checkpoint_report
 
     if kind is not None and kind not in INIT_KINDS:
@@ -97,6 +103,13 @@ def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: 
     except ConversionError as e:
         raise RunnerError(f"--weights {spec}: {e}") from None
     epoch = _epoch(ckpt)
+    from mocobench.detection.vit.layouts import looks_like_vit
+
+    if looks_like_vit(ckpt):
+        return _vit_init(path, ckpt, sha, cache_dir=cache_dir, label=label, kind=kind, run_dir=run_dir, epoch=epoch,
+                         heads=vit_heads)
+    if vit_heads is not None:
+        raise RunnerError(f"--vit-heads is for Vision Transformer weights; {spec} is not one")
     mode = (ckpt.get("config") or {}).get("mode") if isinstance(ckpt.get("config"), dict) else None
     pkl = cache_dir / f"{_label(path.name.split('.')[0])}-{sha[:12]}{'' if fmt == 'auto' else '-' + fmt}.pkl"
     if pkl.exists():
@@ -158,6 +171,7 @@ def _pkl_init(path: Path, sha: str, *, label: str | None, kind: str | None, msra
         found, why = "other", f"{info.why}; {NO_EVIDENCE}"
     return Init(_label(label or path.stem), kind or found, str(path), sha, str(path), msra=is_msra,
                 depth=info.depth, format=info.format if info.origin == MOCOBENCH else info.origin,
+                vit=_pkl_source(path).get("vit"),
                 kind_reason="declared" if kind else why, declared=kind is not None,
                 input_reason=(f"{MSRA_INPUT}: {info.why}" if is_msra else f"{RGB_INPUT}: {info.why}"))
 
@@ -182,6 +196,33 @@ def check_supervised_claims(inits: list[Init], benchmark: str) -> list[Init]:
             i.kind = "other"
             i.kind_reason = f"{i.kind_reason}, but {declared[0].label!r} is the declared supervised baseline"
     return inits
+
+
+def _vit_init(path: Path, ckpt: dict[str, Any], sha: str, *, cache_dir: Path, label: str | None, kind: str | None,
+              run_dir: Path | None, epoch: int | None, heads: int | None) -> Init:
+    """A ViT checkpoint converted (with its proof) for ViTDet, cached by content and head count."""
+    from mocobench.detection.vit.convert import VitConversionError, convert_vit_file
+
+    pkl = cache_dir / f"{_label(path.name.split('.')[0])}-{sha[:12]}-vit{'' if heads is None else f'-h{heads}'}.pkl"
+    if pkl.exists():
+        log.info("using the cached conversion %s", pkl)
+        source = _pkl_source(pkl)
+        fmt, guessed, vit = source.get("format", "unknown"), source.get("kind", "other"), source.get("vit")
+    else:
+        try:
+            conv = convert_vit_file(path, pkl, heads=heads, list_tensors=False, ckpt=ckpt)[0]
+        except VitConversionError as e:
+            raise RunnerError(f"--weights {path}: {e}") from None
+        fmt, guessed, vit = conv.format, conv.kind, conv.spec.cfg_keys()
+    log.info(f"{path.name}: ViT {vit['EMBED_DIM']}x{vit['DEPTH']}, {vit['NUM_HEADS']} heads ({vit['heads_source']})")
+    if label is None:
+        label = f"{run_dir.name}-ep{epoch}" if run_dir is not None and epoch is not None else path.name.split(".")[0]
+    why = {"supervised": f"layout {fmt!r}: a classifier head is stored with the ViT",
+           "moco": f"layout {fmt!r}: MoCo v3's base encoder"}.get(guessed, f"layout {fmt!r}; {NO_EVIDENCE}")
+    return Init(_label(label), kind or guessed, str(path), sha, str(pkl),
+                {"run": str(run_dir) if run_dir else None, "epoch": epoch}, format=fmt, vit=vit,
+                kind_reason="declared" if kind else why, declared=kind is not None,
+                input_reason="RGB, ImageNet mean/std (as every ViT layout here): a Vision Transformer converted here")
 
 
 def _epoch(ckpt: dict[str, Any]) -> int | None:

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-@pytest.mark.parametrize("target", ["voc-det", "transfer DATASET=widgets", "suite"])
+@pytest.mark.parametrize("target", ["voc-det", "transfer DATASET=widgets", "suite",
+                                    "coco-vitdet VIT_WEIGHTS=a.pth"])
 def test_results_dir_reaches_the_run_and_the_tables(target, tmp_path):
     out = tmp_path / "res"
     proc = subprocess.run(["make", "-n", *target.split(), f"RESULTS={out}", f"SUP_WEIGHTS={tmp_path / 'sup'}"],

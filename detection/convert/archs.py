@@ -1,10 +1,11 @@
 """The architecture families the converter reads, as a registry: each layout of detection/formats.py names
 its family (`Layout.arch`), and after detection that family's entry extracts, renames and proves.
 
-Today there is one family, "resnet" (torchvision-style ResNets -> Detectron2's ResNet). A new family (a ViT
-for Detectron2's ViTDet backbone, say) adds its layouts to formats.py with `arch="vit"`, its own
-extract/rename/proof modules beside resnet.py / resnet_names.py / proof.py, and one entry here; nothing in
-load.py, detect.py, pipeline.py or the CLI changes.
+Today there is one family here, "resnet" (torchvision-style ResNets -> Detectron2's ResNet). A new family adds
+its layouts to formats.py with its `arch`, its own extract/rename/proof modules beside resnet.py /
+resnet_names.py / proof.py, and one entry here. Vision Transformers are the exception: their layouts are told
+apart by their keys and metadata rather than by a container and a prefix, so pipeline.convert_file sends a
+checkpoint that holds a ViT to detection/vit (layouts.py, convert.py, proof.py) before layout detection.
 """
 from __future__ import annotations
 

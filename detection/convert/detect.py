@@ -73,8 +73,8 @@ def _not_a_resnet(ckpt: Mapping[str, Any]) -> ConversionError:
     keys = all_tensor_keys(ckpt)
     if any(re.search(r"(^|[./])(cls_token|pos_embed|patch_embed\.)", k) for k in keys):
         return ConversionError("this checkpoint holds a Vision Transformer (cls_token / patch_embed tensors), not a "
-                               "ResNet: Detectron2's ResNet backbones cannot take it. The converter reads ResNet "
-                               "checkpoints only (see --list-formats).")
+                               "ResNet: Detectron2's ResNet backbones cannot take it. convert_file sends ViTs to "
+                               "the ViT family (detection/vit), for the ViTDet benchmark (coco-vitdet).")
     if not keys:
         return ConversionError(f"no tensors found: top-level keys are {sorted(map(str, ckpt))[:10]}; expected a "
                                f"state_dict or a checkpoint with 'state_dict'.")

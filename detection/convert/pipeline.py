@@ -20,6 +20,12 @@ from mocobench.detection.proof import ProofError, VerifyReport
 log = logging.getLogger(__name__)
 
 
+def VIT_LAYOUT_NAMES() -> list[str]:  # noqa: N802  (the ViT family's layout names, read lazily)
+    from mocobench.detection.vit.layouts import VIT_LAYOUTS
+
+    return list(VIT_LAYOUTS)
+
+
 def _refuse_small_image_pretraining(meta: Mapping[str, Any]) -> None:
     """This suite's own checkpoints state their stem: a small-image one cannot become a Detectron2 stem."""
     stem = (meta.get("config") or {}).get("stem") if isinstance(meta.get("config"), Mapping) else None
@@ -96,12 +102,26 @@ def _prove(conv: Conversion, path: Path, output: str | os.PathLike) -> VerifyRep
 
 
 def convert_file(input: str | os.PathLike, output: str | os.PathLike, *, fmt: str = "auto", overwrite: bool = False,
-                 check: bool = True, list_tensors: bool = True) -> tuple[Conversion, VerifyReport | None]:
+                 check: bool = True, list_tensors: bool = True, vit_heads: int | None = None) -> tuple[Any, Any]:
     """Convert INPUT into OUTPUT, log the key map and (check=True) the forward-pass proof.
     list_tensors: every mapped and dropped tensor at INFO (the convert command), else at DEBUG (a run's console:
     the counts only). Raises ConversionError when the input is wrong or the proof fails (the output is then
-    removed)."""
+    removed). A Vision Transformer checkpoint goes to the ViT family (detection/vit: its layouts, extractor,
+    Detectron2 names and proof against timm), which returns (VitConversion, VitProofReport); vit_heads: its
+    head count (--vit-heads), overriding the checkpoint's metadata and the standard value for the width."""
     ckpt, ignored = load_checkpoint_report(input)
+    from mocobench.detection.vit.layouts import looks_like_vit
+
+    if looks_like_vit(ckpt):  # the ViT family: layouts detected by their keys (detection/vit/layouts.py)
+        if fmt != "auto":
+            raise ConversionError(f"--format {fmt} names a ResNet layout but {input} holds a Vision Transformer "
+                                  f"(its layout is detected: {', '.join(VIT_LAYOUT_NAMES())})")
+        from mocobench.detection.vit.convert import convert_vit_file
+
+        return convert_vit_file(input, output, heads=vit_heads, overwrite=overwrite, check=check,
+                                list_tensors=list_tensors, ckpt=ckpt)
+    if vit_heads is not None:
+        raise ConversionError(f"--vit-heads is for Vision Transformer checkpoints; {input} is not one")
     conv = convert(ckpt, fmt, ignored_objects=ignored)
     _log_conversion(conv, input, list_tensors)
     if Path(output).exists() and not overwrite:

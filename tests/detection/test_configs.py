@@ -26,7 +26,8 @@ def _cfg(name: str, init_kind="moco", msra=False, synthetic=False):
     return cfg
 
 
-@pytest.mark.parametrize("name", sorted(n for n, b in BENCHMARKS.items() if b.epochs is None))  # user data: elsewhere
+# user data and the ViTDet benchmark (tests/detection/test_vit_recipe.py): elsewhere
+@pytest.mark.parametrize("name", sorted(n for n, b in BENCHMARKS.items() if b.epochs is None and "vitdet" not in n))
 def test_protocol_settings(name):
     cfg = _cfg(name)
     assert cfg.MODEL.BACKBONE.FREEZE_AT == 0 and cfg.TEST.PRECISE_BN.ENABLED
