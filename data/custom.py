@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mocobench.common.errors import UsageError
 from mocobench.common.hashing import canonical_hash, sha256_file, sha256_text
+from mocobench.data.errors import DatasetError
+from mocobench.data.keypoints import check_flip_map, keypoint_names, keypoint_problem
 
 FORMATS = ("coco", "voc")
 SPLITS = ("train", "test")
@@ -34,10 +35,6 @@ VOC_YEAR = 2007    # Detectron2's VOC evaluator: 2007 = the 11-point AP of the p
 SHOW = 5           # offending items named in an error message
 BOX_TOLERANCE = 1.0  # px a box may reach past the image border (rounding in exporters)
 ALL_XML = ""       # voc:VOC_ROOT without a split: every XML of Annotations/ (only to hold a test split out of)
-
-
-class DatasetError(UsageError):
-    """A user's data set cannot be used as declared; the message says what is wrong and how to fix it."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +153,7 @@ def _check_coco(src: Source, split: str, staged: dict[str, str], linked: dict[st
         raise DatasetError(f"{len(missing)} of the {len(images)} images listed in {src.path} are missing from "
                            f"{src.images}: {_listing(missing)}. Point IMAGE_DIR at the folder their file_name "
                            f"is relative to")
-    keypoints = _keypoint_names(src, data["categories"])
+    keypoints = keypoint_names(src.path, data["categories"])
     bad_kp: list[str] = []
     bad_ref, bad_box, masks, annotated = [], [], True, set()
     for a in data["annotations"]:
@@ -178,7 +175,7 @@ def _check_coco(src: Source, split: str, staged: dict[str, str], linked: dict[st
         seg = a.get("segmentation")
         masks = masks and bool(seg)
         if keypoints and not a.get("iscrowd", 0):
-            why = _keypoint_problem(a, len(keypoints))
+            why = keypoint_problem(a, len(keypoints))
             if why:
                 bad_kp.append(f"annotation {a['id']} in {im['file_name']}: {why}")
         if not a.get("iscrowd", 0):
@@ -202,71 +199,6 @@ def _check_coco(src: Source, split: str, staged: dict[str, str], linked: dict[st
             "files": {Path(src.path).name: sha256_file(src.path) if text is None else sha256_text(text)}}
 
 
-def _keypoint_names(src: Source, categories: list[dict[str, Any]]) -> tuple[str, ...]:
-    """The keypoint names of a COCO keypoint file (every category lists the same 'keypoints'), or () for a
-    file without keypoints. Detectron2's keypoint head predicts one set of K keypoints for every class."""
-    lists = {c["name"]: c.get("keypoints") for c in categories}
-    given = {n: k for n, k in lists.items() if k}
-    if not given:
-        return ()
-    bad = [n for n, k in given.items() if not (isinstance(k, list) and all(isinstance(x, str) and x for x in k))]
-    if bad:
-        raise DatasetError(f"{src.path}: the 'keypoints' of categories {bad} are not lists of names")
-    if len(given) < len(lists) or len({tuple(k) for k in given.values()}) > 1:
-        shown = {n: (len(k) if k else 0) for n, k in lists.items()}
-        raise DatasetError(f"{src.path}: its categories list different keypoints ({len(lists)} categories, keypoint "
-                           f"counts {shown}); a keypoint data set gives every category the same 'keypoints' names "
-                           f"(Detectron2's keypoint head predicts one set for all classes)")
-    names = tuple(next(iter(given.values())))
-    if len(set(names)) != len(names):
-        raise DatasetError(f"{src.path}: keypoint names repeat: {list(names)}")
-    return names
-
-
-def _keypoint_problem(ann: dict[str, Any], k: int) -> str | None:
-    kps = ann.get("keypoints")
-    if not isinstance(kps, list) or len(kps) != 3 * k or not all(isinstance(v, (int, float)) for v in kps):
-        got = "missing" if kps is None else f"{len(kps)} values" if isinstance(kps, list) else repr(kps)
-        return f"'keypoints' is {got}, not {3 * k} numbers"
-    if any(v not in (0, 1, 2) for v in kps[2::3]):
-        return f"visibility flags {sorted(set(kps[2::3]))}: each is 0, 1 or 2"
-    labelled = sum(v > 0 for v in kps[2::3])
-    if ann.get("num_keypoints") != labelled:
-        return f"num_keypoints {ann.get('num_keypoints')!r} but {labelled} keypoints have v > 0 (COCOeval reads it)"
-    return None
-
-
-def check_flip_map(names: tuple[str, ...], flip_map: Any, where: str) -> tuple[tuple[str, str], ...]:
-    """The declared left/right flip map of keypoint data, as disjoint (a, b) pairs of known names; keypoints in
-    no pair map to themselves (a nose). Raises DatasetError for a missing, unknown or asymmetric map."""
-    how = ("declare it in the dataset YAML file as keypoint_flip_map: [[left_eye, right_eye], ...] (every "
-           "left/right pair once; [] when no keypoint has a mirror twin)")
-    if flip_map is None:
-        raise DatasetError(f"{where}: the data set has keypoints {list(names)} but no flip map: a horizontal flip "
-                           f"must swap left and right keypoints and nothing in a COCO file says which; {how}")
-    pairs = []
-    if isinstance(flip_map, dict):
-        flip_map = list(flip_map.items())
-    if not isinstance(flip_map, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2
-                                                          for p in flip_map):
-        raise DatasetError(f"{where}: keypoint_flip_map {flip_map!r} is not a list of [a, b] pairs; {how}")
-    seen: dict[str, int] = {}
-    for i, (a, b) in enumerate(flip_map):
-        unknown = [x for x in (a, b) if x not in names]
-        if unknown:
-            raise DatasetError(f"{where}: keypoint_flip_map pair {[a, b]} names {unknown}, not keypoints of the data "
-                               f"set {list(names)}")
-        if a == b:
-            raise DatasetError(f"{where}: keypoint_flip_map pair {[a, b]} maps a keypoint to itself; leave it out")
-        for x in (a, b):
-            if x in seen:
-                raise DatasetError(f"{where}: keypoint_flip_map is not symmetric: {x!r} is in pair {seen[x] + 1} and "
-                                   f"pair {i + 1}; a flip swaps each keypoint with exactly one twin")
-            seen[x] = i
-        pairs.append((str(a), str(b)))
-    return tuple(pairs)
-
-
 # ---- VOC --------------------------------------------------------------------------------------
 
 def _int(obj, tag: str, where: str) -> int:
@@ -281,6 +213,32 @@ def _int(obj, tag: str, where: str) -> int:
 def _check_voc(src: Source, split: str, staged: dict[str, str], linked: dict[str, str]) -> dict[str, Any]:
     """`staged`: split lists not written yet (absolute path -> text); `linked`: folders of the root that
     will be links (absolute path -> target)."""
+    ids, ann, listing, text = _voc_split(src, staged, linked)
+    classes: dict[str, list[str]] = {}
+    bad_box, annotated, files = [], 0, {}
+    for i in ids:
+        xml = ann / f"{i}.xml"
+        files[f"Annotations/{i}.xml"] = sha256_file(xml)
+        names, bad = _read_voc_xml(xml)
+        annotated += bool(names)
+        for name in names:
+            classes.setdefault(name, []).append(xml.name)
+        bad_box += bad
+    if bad_box:
+        raise DatasetError(f"voc:{src.path}:{src.images}: {len(bad_box)} boxes (xmin, ymin, xmax, ymax; 1-based "
+                           f"pixels) lie outside their image or have zero area: {_listing(bad_box)}")
+    if not annotated:
+        raise DatasetError(f"the {split} split voc:{src.path}:{src.images} has no annotated image "
+                           f"({len(ids)} images, no <object>): nothing to train or evaluate on")
+    files[f"ImageSets/Main/{src.images}.txt"] = sha256_file(listing) if text is None else sha256_text(text)
+    return {"classes": sorted(classes), "class_files": classes, "masks": False, "annotated": annotated,
+            "files": files}
+
+
+def _voc_split(src: Source, staged: dict[str, str],
+               linked: dict[str, str]) -> tuple[list[str], Path, Path, str | None]:
+    """The split's image ids, once the root's folders, its split list and every id's XML and JPEG are found:
+    (ids, Annotations folder, split list path, the staged text of the list or None)."""
     if src.images == ALL_XML:
         raise DatasetError(f"voc:{src.path} (no split: every XML) only goes with a held-out test split "
                            f"(--test holdout:0.2); otherwise give voc:VOC_ROOT:SPLIT")
@@ -303,51 +261,41 @@ def _check_voc(src: Source, split: str, staged: dict[str, str], linked: dict[str
     if no_jpg:
         raise DatasetError(f"{len(no_jpg)} of the {len(ids)} images of {listing} are missing from "
                            f"{jpg}: {_listing(no_jpg)}")
-    classes: dict[str, list[str]] = {}
-    bad_box, annotated, files = [], 0, {}
-    for i in ids:
-        xml = ann / f"{i}.xml"
-        files[f"Annotations/{i}.xml"] = sha256_file(xml)
-        try:
-            tree = ET.parse(xml)
-        except ET.ParseError as e:
-            raise DatasetError(f"{xml} is not a VOC annotation file: {e}") from None
-        size = tree.find("size")
-        if size is None:
-            raise DatasetError(f"{xml}: no <size> (VOC XML has <size><width>, <height>)")
-        width, height = _int(size, "width", str(xml)), _int(size, "height", str(xml))
-        objects = tree.findall("object")
-        annotated += bool(objects)
-        for k, obj in enumerate(objects):
-            where = f"{xml} object {k}"
-            name = (obj.findtext("name") or "").strip()
-            if not name:
-                raise DatasetError(f"{where}: no <name>")
-            for tag in ("pose", "truncated", "difficult"):  # read by Detectron2's VOC evaluator
-                if obj.find(tag) is None:
-                    raise DatasetError(f"{where}: no <{tag}> (Detectron2's VOC evaluator reads pose, truncated "
-                                       f"and difficult of every object)")
-            classes.setdefault(name, []).append(xml.name)
-            box = obj.find("bndbox")
-            if box is None:
-                raise DatasetError(f"{where}: no <bndbox>")
-            x1, y1, x2, y2 = (_int(box, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
-            if x2 < x1 or y2 < y1:  # 1-based inclusive pixels: xmin == xmax is one pixel wide
-                bad_box.append(f"{xml.name}: ({x1}, {y1}, {x2}, {y2}) has zero area")
-            elif x1 < 0 or y1 < 0 or x2 > width or y2 > height:
-                bad_box.append(f"{xml.name}: ({x1}, {y1}, {x2}, {y2}) lies outside the {width}x{height} image")
-    if bad_box:
-        raise DatasetError(f"voc:{src.path}:{src.images}: {len(bad_box)} boxes (xmin, ymin, xmax, ymax; 1-based "
-                           f"pixels) lie outside their image or have zero area: {_listing(bad_box)}")
-    if not annotated:
-        raise DatasetError(f"the {split} split voc:{src.path}:{src.images} has no annotated image "
-                           f"({len(ids)} images, no <object>): nothing to train or evaluate on")
-    files[f"ImageSets/Main/{src.images}.txt"] = sha256_file(listing) if text is None else sha256_text(text)
-    return {"classes": sorted(classes), "class_files": classes, "masks": False, "annotated": annotated,
-            "files": files}
+    return ids, ann, listing, text
 
 
-# ---- the data set -----------------------------------------------------------------------------
+def _read_voc_xml(xml: Path) -> tuple[list[str], list[str]]:
+    """One VOC annotation file: its objects' class names, and its boxes that have zero area or lie outside the
+    image (described for the error). Raises DatasetError for what Detectron2's VOC loader and evaluator need."""
+    try:
+        tree = ET.parse(xml)
+    except ET.ParseError as e:
+        raise DatasetError(f"{xml} is not a VOC annotation file: {e}") from None
+    size = tree.find("size")
+    if size is None:
+        raise DatasetError(f"{xml}: no <size> (VOC XML has <size><width>, <height>)")
+    width, height = _int(size, "width", str(xml)), _int(size, "height", str(xml))
+    names, bad_box = [], []
+    for k, obj in enumerate(tree.findall("object")):
+        where = f"{xml} object {k}"
+        name = (obj.findtext("name") or "").strip()
+        if not name:
+            raise DatasetError(f"{where}: no <name>")
+        for tag in ("pose", "truncated", "difficult"):  # read by Detectron2's VOC evaluator
+            if obj.find(tag) is None:
+                raise DatasetError(f"{where}: no <{tag}> (Detectron2's VOC evaluator reads pose, truncated "
+                                   f"and difficult of every object)")
+        names.append(name)
+        box = obj.find("bndbox")
+        if box is None:
+            raise DatasetError(f"{where}: no <bndbox>")
+        x1, y1, x2, y2 = (_int(box, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+        if x2 < x1 or y2 < y1:  # 1-based inclusive pixels: xmin == xmax is one pixel wide
+            bad_box.append(f"{xml.name}: ({x1}, {y1}, {x2}, {y2}) has zero area")
+        elif x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+            bad_box.append(f"{xml.name}: ({x1}, {y1}, {x2}, {y2}) lies outside the {width}x{height} image")
+    return names, bad_box
+
 
 def builtin_clash(name: str) -> list[str]:
     """Detectron2's builtin (and our synth_*) data set names that `name` would collide with."""

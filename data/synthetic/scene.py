@@ -302,56 +302,84 @@ def generate_scene(rng: np.random.Generator, width: int, height: int, params: di
     params["categories"]; categories and `label` are indices into shapes.CATEGORIES. With a `vocabulary`
     ("objects" scenes only), instances draw their category from its population instead and
     Instance.category is an index into the vocabulary.
+
+    The steps draw from `rng` in a fixed order (main object, placement, background, instances, noise): the
+    same seed gives the same scene.
     """
     if vocabulary is not None and kind != "objects":
         raise ValueError("a vocabulary is for 'objects' scenes")
-    if kind == "street":
-        categories = list(range(len(shapes.CITYSCAPES_THING_CLASSES)))
-    elif vocabulary is not None:
-        categories = list(vocabulary.population)
-    else:
-        categories = shapes.category_ids(params["categories"])
-    shape_of = vocabulary.shape if vocabulary is not None else None
+    categories = _scene_categories(kind, params, vocabulary)
     min_px = params["min_visible_px"] if kind != "street" else max(params["min_visible_px"], 120)
-    side = min(width, height)
-    frame = box(0, 0, width, height)
-
-    top: _Item | None = None
-    if kind == "main":
-        if label is None:
-            raise ValueError("a 'main' scene needs the main object's category (label)")
-        r = params["main_object_scale"]
-        c = (0.4 * width, 0.4 * height, 0.6 * width, 0.6 * height)
-        s = None
-        while s is None:
-            s = _sample_instance(rng, categories, (r[0] * side, r[1] * side), c, frame, category=label)
-        top = _Item([s[0]], s[1], s[1], crowd=False)
+    top = _main_object(rng, params, width, height, categories, label) if kind == "main" else None
     items = _place_items(rng, params, width, height, categories, min_px,
-                         ground=0.45 if kind == "street" else 0.0, top=top, shape_of=shape_of)
+                         ground=0.45 if kind == "street" else 0.0, top=top,
+                         shape_of=vocabulary.shape if vocabulary is not None else None)
     if top is not None:
         items.append(top)
-
-    # background
-    stuff: list[StuffRegion] = []
-    stuff_map = None
     if kind == "street":
-        stuff = _street_stuff(rng, width, height)
-        smap_img = Image.new("L", (width, height), 0)
-        sdraw = ImageDraw.Draw(smap_img)
-        for i, region in enumerate(stuff):
-            sdraw.polygon([tuple(p) for p in region.polygon.tolist()], fill=i)
-        stuff_map = np.asarray(smap_img)
-        img = np.empty((3, height, width), np.float32)
-        for i, region in enumerate(stuff):
-            _paint(rng, img, stuff_map, i, region.polygon, params["solid_prob"])
+        img, stuff, stuff_map = _street_background(rng, params, width, height)
     else:
-        canvas = _smooth_field(rng, width, height)
-        lo, hi = params["clutter"]
-        _clutter(rng, canvas, int(rng.integers(lo, hi + 1)))
-        field_chw = np.asarray(canvas).transpose(2, 0, 1)
-        img = 0.65 * field_chw.astype(np.float32) + 0.35 * texture(rng, height, width, params["solid_prob"])
+        img, stuff, stuff_map = _object_background(rng, params, width, height), [], None
+    instances = _draw_instances(rng, img, items, params, categories, vocabulary)
+    img += rng.standard_normal((1, height, width), dtype=np.float32) * np.float32(rng.uniform(2, 8))  # sensor noise
+    image = np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0))
+    return Scene(image=image, instances=instances, label=label, stuff=stuff, stuff_map=stuff_map)
 
-    # instances, bottom first
+
+def _scene_categories(kind: SceneKind, params: dict[str, Any], vocabulary: Vocabulary | None) -> list[int]:
+    """The categories instances draw from: Cityscapes' things (street), the vocabulary's population, or the
+    preset's categories (indices into shapes.CATEGORIES)."""
+    if kind == "street":
+        return list(range(len(shapes.CITYSCAPES_THING_CLASSES)))
+    if vocabulary is not None:
+        return list(vocabulary.population)
+    return shapes.category_ids(params["categories"])
+
+
+def _main_object(rng: np.random.Generator, params: dict[str, Any], width: int, height: int,
+                 categories: list[int], label: int | None) -> _Item:
+    """The main scene's large object of category `label`, centred near the middle (drawn on top)."""
+    if label is None:
+        raise ValueError("a 'main' scene needs the main object's category (label)")
+    r, side = params["main_object_scale"], min(width, height)
+    c = (0.4 * width, 0.4 * height, 0.6 * width, 0.6 * height)
+    s = None
+    while s is None:
+        s = _sample_instance(rng, categories, (r[0] * side, r[1] * side), c, box(0, 0, width, height),
+                             category=label)
+    return _Item([s[0]], s[1], s[1], crowd=False)
+
+
+def _street_background(rng: np.random.Generator, params: dict[str, Any], width: int,
+                       height: int) -> tuple[np.ndarray, list[StuffRegion], np.ndarray]:
+    """(3, H, W) float32 street background painted region by region, its stuff regions and their index map."""
+    stuff = _street_stuff(rng, width, height)
+    smap_img = Image.new("L", (width, height), 0)
+    sdraw = ImageDraw.Draw(smap_img)
+    for i, region in enumerate(stuff):
+        sdraw.polygon([tuple(p) for p in region.polygon.tolist()], fill=i)
+    stuff_map = np.asarray(smap_img)
+    img = np.empty((3, height, width), np.float32)
+    for i, region in enumerate(stuff):
+        _paint(rng, img, stuff_map, i, region.polygon, params["solid_prob"])
+    return img, stuff, stuff_map
+
+
+def _object_background(rng: np.random.Generator, params: dict[str, Any], width: int, height: int) -> np.ndarray:
+    """(3, H, W) float32 background of objects / main scenes: a smooth field with clutter, mixed with a texture."""
+    canvas = _smooth_field(rng, width, height)
+    lo, hi = params["clutter"]
+    _clutter(rng, canvas, int(rng.integers(lo, hi + 1)))
+    field_chw = np.asarray(canvas).transpose(2, 0, 1)
+    return 0.65 * field_chw.astype(np.float32) + 0.35 * texture(rng, height, width, params["solid_prob"])
+
+
+def _draw_instances(rng: np.random.Generator, img: np.ndarray, items: list[_Item], params: dict[str, Any],
+                    categories: list[int], vocabulary: Vocabulary | None) -> list[Instance]:
+    """Rasterise the items' instances bottom first into an id map, paint them into `img` (in place) and set each
+    one's exact mask and visible outline; returns the instances left with a visible pixel."""
+    height, width = img.shape[1:]
+    frame = box(0, 0, width, height)
     id_img = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(id_img)
     instances = [inst for item in items for inst in item.members]
@@ -371,11 +399,7 @@ def generate_scene(rng: np.random.Generator, width: int, height: int, params: di
         for inst in item.members:
             inst.visible = item.visible if not item.crowd else footprint(inst.polygon).intersection(frame)
     # a crowd member may end up fully hidden; it then is no instance at all
-    instances = [inst for inst in instances if inst.mask.any()]
-
-    img += rng.standard_normal((1, height, width), dtype=np.float32) * np.float32(rng.uniform(2, 8))  # sensor noise
-    image = np.ascontiguousarray(np.clip(img, 0, 255).astype(np.uint8).transpose(1, 2, 0))
-    return Scene(image=image, instances=instances, label=label, stuff=stuff, stuff_map=stuff_map)
+    return [inst for inst in instances if inst.mask.any()]
 
 
 def _paint(rng: np.random.Generator, img: np.ndarray, id_map: np.ndarray, k: int, pts: np.ndarray,
