@@ -107,6 +107,35 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
     after the demo delta and before --opts; only for ViTDet benchmarks (detection/vit)."""
     cfg = load_protocol(bench)
     vit_bench = "VIT" in cfg.MODEL and cfg.MODEL.BACKBONE.NAME == "build_vitdet_backbone"
+    _check_backbone_family(bench, weights, vit_bench, vit=vit, depth=depth, norm=norm, msra=msra)
+    if norm is not None:
+        apply_norm(cfg, norm)
+    if msra:
+        merge_overlay(cfg, CONFIG_DIR / INIT_DELTAS["msra"])
+    if random_init:
+        merge_overlay(cfg, CONFIG_DIR / INIT_DELTAS["random"])
+    if synthetic:
+        apply_synthetic_data(cfg, bench)
+    _set_user_datasets(cfg, bench, dataset)
+    if vit_bench and vit:
+        apply_vit_weights(cfg, vit)
+    weights_input = input_settings(cfg)  # what the init's weights were trained on (before --opts)
+    if opts:
+        merge_opts(cfg, opts)
+    if dataset is not None:
+        _fit_user_dataset(cfg, bench, dataset, opts, epochs)
+    cfg.MODEL.WEIGHTS = weights or ""
+    if weights and not random_init:
+        check_input_settings(cfg, weights_input, msra)
+    _check_depth(cfg, weights, depth)
+    if cfg.MODEL.RESNETS.NORM == "FrozenBN" and random_init and not vit_bench:
+        raise ConfigError("random init with FrozenBN diverges; keep (Sync)BN or GN")
+    return cfg
+
+
+def _check_backbone_family(bench: Benchmark, weights: str | None, vit_bench: bool, *, vit: dict | None,
+                           depth: int | None, norm: str | None, msra: bool) -> None:
+    """Refuse ViT weights for a ResNet benchmark, ResNet weights for ViTDet, and ResNet-only options for ViTDet."""
     if vit is not None and not vit_bench:
         raise ConfigError(f"the weights {weights} are a Vision Transformer but {bench.name} builds a ResNet; run "
                           f"the ViTDet benchmark (coco-vitdet)")
@@ -115,26 +144,33 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
                           f"(ViTDet); run a ResNet benchmark")
     if vit_bench and (norm is not None or msra):
         raise ConfigError(f"{bench.name} is ViTDet (LayerNorm everywhere): --norm and --msra are for ResNets")
-    if norm is not None:
-        if norm not in NORMS:
-            raise ConfigError(f"--norm {norm!r}: choose one of {NORMS} (default {DEFAULT_NORM}, as the official "
-                              f"MoCo detection configs)")
-        cfg.MODEL.RESNETS.NORM = norm
-        if norm == "FrozenBN":  # the stem and res2 frozen, as Detectron2's (LVIS) baselines with frozen BN
-            cfg.MODEL.BACKBONE.FREEZE_AT = FROZEN_BN_FREEZE_AT
-        if "fpn" in cfg.MODEL.BACKBONE.NAME:
-            cfg.MODEL.FPN.NORM = "" if norm == "FrozenBN" else norm
-    if msra:
-        merge_overlay(cfg, CONFIG_DIR / INIT_DELTAS["msra"])
-    if random_init:
-        merge_overlay(cfg, CONFIG_DIR / INIT_DELTAS["random"])
-    if synthetic:
-        merge_overlay(cfg, CONFIG_DIR / bench.demo_delta)
-        missing = [d for d in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST) if d not in SYNTHETIC_TWINS]
-        if missing:
-            raise ConfigError(f"no synthetic twin for datasets {missing}")
-        cfg.DATASETS.TRAIN = tuple(SYNTHETIC_TWINS[d] for d in cfg.DATASETS.TRAIN)
-        cfg.DATASETS.TEST = tuple(SYNTHETIC_TWINS[d] for d in cfg.DATASETS.TEST)
+
+
+def apply_norm(cfg, norm: str) -> None:
+    """The backbone's (and FPN's) norm variant, one of NORMS (FrozenBN also freezes the stem and res2)."""
+    if norm not in NORMS:
+        raise ConfigError(f"--norm {norm!r}: choose one of {NORMS} (default {DEFAULT_NORM}, as the official "
+                          f"MoCo detection configs)")
+    cfg.MODEL.RESNETS.NORM = norm
+    if norm == "FrozenBN":  # the stem and res2 frozen, as Detectron2's (LVIS) baselines with frozen BN
+        cfg.MODEL.BACKBONE.FREEZE_AT = FROZEN_BN_FREEZE_AT
+    if "fpn" in cfg.MODEL.BACKBONE.NAME:
+        cfg.MODEL.FPN.NORM = "" if norm == "FrozenBN" else norm
+
+
+def apply_synthetic_data(cfg, bench: Benchmark) -> None:
+    """The benchmark's demo delta, and its data sets replaced by their built-in synthetic twins."""
+    merge_overlay(cfg, CONFIG_DIR / bench.demo_delta)
+    missing = [d for d in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST) if d not in SYNTHETIC_TWINS]
+    if missing:
+        raise ConfigError(f"no synthetic twin for datasets {missing}")
+    cfg.DATASETS.TRAIN = tuple(SYNTHETIC_TWINS[d] for d in cfg.DATASETS.TRAIN)
+    cfg.DATASETS.TEST = tuple(SYNTHETIC_TWINS[d] for d in cfg.DATASETS.TEST)
+
+
+def _set_user_datasets(cfg, bench: Benchmark, dataset: UserDataset | None) -> None:
+    """A generic benchmark (bench.epochs set) needs a user's data set, and only it takes one: its names go into
+    DATASETS."""
     if (dataset is None) != (bench.epochs is None):
         raise ConfigError(f"benchmark {bench.name}: " + ("it runs on a user's data set: give --dataset NAME"
                                                            if dataset is None else
@@ -143,35 +179,38 @@ def build_config(bench: Benchmark, *, weights: str | None, msra: bool = False, r
                                                            "kp-fpn)"))
     if dataset is not None:
         cfg.DATASETS.TRAIN, cfg.DATASETS.TEST = (dataset.dataset_name("train"),), (dataset.dataset_name("test"),)
-    if vit_bench and vit:
-        apply_vit_weights(cfg, vit)
-    weights_input = input_settings(cfg)  # what the init's weights were trained on (before --opts)
-    if opts:
-        try:
-            cfg.merge_from_list(opts)
-        except (KeyError, AssertionError, ValueError) as e:  # unknown key, type change, odd count
-            raise ConfigError(f"--opts {' '.join(map(str, opts))}: {e}. Keys and types are Detectron2's "
-                              f"(detectron2/config/defaults.py), e.g. --opts SOLVER.MAX_ITER 100") from None
-    if dataset is not None:
-        if cfg.MODEL.MASK_ON and not dataset.has_masks:
-            why = "VOC: boxes only" if dataset.format == "voc" else "an annotation without segmentation"
-            raise ConfigError(f"{bench.name} is Mask R-CNN but dataset {dataset.name!r} has no masks ({why}); "
-                              f"run the box-only variant ({bench.name.replace('mask-', 'det-')})")
-        if cfg.MODEL.KEYPOINT_ON:
-            apply_keypoints(cfg, bench.name, dataset)
-        if "SOLVER.MAX_ITER" not in (opts or [])[::2]:
-            apply_epoch_schedule(cfg, bench.epochs if epochs is None else epochs, dataset.train_images)
-    cfg.MODEL.WEIGHTS = weights or ""
-    if weights and not random_init:
-        check_input_settings(cfg, weights_input, msra)
+
+
+def merge_opts(cfg, opts: list[str]) -> None:
+    """--opts KEY VALUE ...: Detectron2's keys and types; a clear error for an unknown key or a bad value."""
+    try:
+        cfg.merge_from_list(opts)
+    except (KeyError, AssertionError, ValueError) as e:  # unknown key, type change, odd count
+        raise ConfigError(f"--opts {' '.join(map(str, opts))}: {e}. Keys and types are Detectron2's "
+                          f"(detectron2/config/defaults.py), e.g. --opts SOLVER.MAX_ITER 100") from None
+
+
+def _fit_user_dataset(cfg, bench: Benchmark, dataset: UserDataset, opts: list[str] | None,
+                      epochs: float | None) -> None:
+    """After --opts: refuse masks or keypoints the data set lacks, set its keypoints, and its schedule in epochs
+    (unless --opts set SOLVER.MAX_ITER)."""
+    if cfg.MODEL.MASK_ON and not dataset.has_masks:
+        why = "VOC: boxes only" if dataset.format == "voc" else "an annotation without segmentation"
+        raise ConfigError(f"{bench.name} is Mask R-CNN but dataset {dataset.name!r} has no masks ({why}); "
+                          f"run the box-only variant ({bench.name.replace('mask-', 'det-')})")
+    if cfg.MODEL.KEYPOINT_ON:
+        apply_keypoints(cfg, bench.name, dataset)
+    if "SOLVER.MAX_ITER" not in (opts or [])[::2]:
+        apply_epoch_schedule(cfg, bench.epochs if epochs is None else epochs, dataset.train_images)
+
+
+def _check_depth(cfg, weights: str | None, depth: int | None) -> None:
+    """Refuse weights of a ResNet depth other than the config's (Detectron2 would skip the mismatched tensors)."""
     if depth is not None and depth != cfg.MODEL.RESNETS.DEPTH:
         hint = "MODEL.RESNETS.DEPTH {0}".format(depth) + (" MODEL.RESNETS.RES2_OUT_CHANNELS 64" if depth < 50 else "")
         raise ConfigError(f"the weights {weights} are a ResNet-{depth} but the config builds ResNet-"
                           f"{cfg.MODEL.RESNETS.DEPTH}: Detectron2 would skip every mismatched tensor silently. "
                           f"Pass matching weights, or --opts {hint} (not the paper's protocol)")
-    if cfg.MODEL.RESNETS.NORM == "FrozenBN" and random_init and not vit_bench:
-        raise ConfigError("random init with FrozenBN diverges; keep (Sync)BN or GN")
-    return cfg
 
 
 # ViTDet's per-size recipe values (its configs for B, L, H): layer-wise lr decay and drop path
