@@ -53,6 +53,21 @@ class _Supervised(argparse.Action):
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Every option of `run` but the benchmark: the suite takes the same ones. Each option's default is
     RunRequest's field of the same name (runner/request.py), declared there once."""
+    _add_init_options(parser)
+    _add_trial_options(parser)
+    _add_data_options(parser)
+    _add_device_options(parser)
+    _add_model_options(parser)
+    _add_output_options(parser)
+    _add_submit_options(parser)
+    parser.add_argument("--opts", nargs=argparse.REMAINDER,
+                        help="config overrides KEY VALUE or KEY=VALUE ... (last on the command line), e.g. "
+                             "--opts SOLVER.MAX_ITER 50")
+    parser.set_defaults(**request_defaults())
+
+
+def _add_init_options(parser: argparse.ArgumentParser) -> None:
+    """The initialisations: --weights (repeatable), --supervised, and what is declared about one."""
     parser.add_argument("--weights", action="append", metavar="SPEC",
                         help="repeatable, one initialisation each: a pretraining output folder (latest checkpoint), "
                              "a checkpoint (.pth/.pth.tar; converted and proven, cached in OUTPUT_DIR/converted), "
@@ -74,11 +89,19 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-missing", action="store_true",
                         help="skip (loudly) --weights that do not exist instead of failing (make targets use it "
                              "for optional baselines)")
+
+
+def _add_trial_options(parser: argparse.ArgumentParser) -> None:
+    """How many trials, and their seeds."""
     parser.add_argument("--trials", type=int,
                         help=f"number of trials (paper: 5), seeds SEED+trial; default 1 on real data, "
                              f"{DEMO_TRIALS} on the built-in data (the demo shows a std)")
     parser.add_argument("--first-trial", type=int, help="index of the first trial (to add trials)")
     parser.add_argument("--seed", type=int, help="seed of trial 0")
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """A user's data set (generic benchmarks), or the real / built-in data."""
     user = parser.add_argument_group("your own data set (generic benchmarks det-fpn, det-c4, mask-fpn, mask-c4, "
                                      "kp-fpn)")
     user.add_argument("--dataset", metavar="NAME|FILE.yaml",
@@ -96,6 +119,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="auto: the real datasets when present under DETECTRON2_DATASETS, else built-in data")
     parser.add_argument("--synthetic-root")
     parser.add_argument("--synthetic-preset", help="built-in data preset (demo | small | tiny)")
+
+
+def _add_device_options(parser: argparse.ArgumentParser) -> None:
+    """GPUs, processes and machines, and the images one GPU takes."""
     parser.add_argument("--num-gpus", type=int, help="GPUs per machine (default: all visible; 0 = CPU)")
     parser.add_argument("--num-procs", type=int,
                         help="processes per machine: one per GPU (the default, and the only choice with GPUs); with "
@@ -110,6 +137,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "fewer (e.g. when a GPU runs out of memory) and the linear scaling rule divides batch "
                              "and lr and multiplies the iterations (recorded; moco issue 11): 4 GPUs with "
                              "--ims-per-gpu 2 gives batch 8, lr 0.01, 2x iterations")
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """Protocol variants recorded with the results: the norm, mixed precision, ViT heads."""
     parser.add_argument("--norm", choices=NORMS,
                         help=f"backbone (and FPN) norm; default {DEFAULT_NORM}, as the official MoCo detection "
                              f"configs. SyncBN is the named variant (the paper's wording); recorded in the protocol, "
@@ -118,6 +149,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vit-heads", type=int, default=None, metavar="N",
                         help="Vision Transformer weights: attention heads (default: the checkpoint's metadata, else "
                              "the standard count for the width; the plan says which; docs/vit.md)")
+
+
+def _add_output_options(parser: argparse.ArgumentParser) -> None:
+    """Where records and trial folders go, what is kept and shown; --dry-run."""
     parser.add_argument("--results", help="folder of the result records")
     parser.add_argument("--output-dir",
                         help="trial folders (checkpoints, logs) and converted weights")
@@ -129,6 +164,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="CPU runs: trials at once, each in its own process with cores/N threads (default: 2 on "
                              "the built-in data with >= 2 cores, else 1)")
     parser.add_argument("--dry-run", action="store_true", help="resolve and print the plan, train nothing")
+
+
+def _add_submit_options(parser: argparse.ArgumentParser) -> None:
+    """Sending the command through submitit (--submit, --wait, the cluster options)."""
     parser.add_argument("--submit", action="store_true",
                         help="send this same command through submitit (SLURM, or --local) on --nodes x "
                              "--gpus-per-node, requeued on preemption/timeout (finished trials are skipped, an "
@@ -136,11 +175,6 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
                              "then set per node")
     parser.add_argument("--wait", action="store_true", help="with --submit: wait for the job and fail if it fails")
     add_cluster_arguments(parser)
-    parser.add_argument("--opts", nargs=argparse.REMAINDER,
-                        help="config overrides KEY VALUE or KEY=VALUE ... (last on the command line), e.g. "
-                             "--opts SOLVER.MAX_ITER 50")
-    parser.set_defaults(**request_defaults())
-
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")  # third-party loggers
