@@ -7,7 +7,8 @@ hash, and the config hash, which carries the init's own config delta such as BGR
 weights); rows whose config hashes differ get a note saying so. Protocols that differ in anything else
 (schedule, batch, lr, scaling rule, AMP, datasets, synthetic flag) go into separate tables, each with a
 note naming what differs. Every row gets its delta against the supervised row of the same table (several
-supervised rows: the one declared supervised, choose_baseline; none or several declared: BaselineConflict), and
+supervised rows: the one declared supervised, choose_baseline; none or several declared: BaselineConflict; both in
+reporting/baseline.py and re-exported here), and
 the paper's reported numbers (benchmarks/reference.yaml) come as separate, labelled rows, never on
 synthetic tables.
 
@@ -19,16 +20,24 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
 from mocobench.common.benchmark import Benchmark
-from mocobench.common.errors import UsageError
-from mocobench.common.hashing import canonical_hash
 from mocobench.records import NO_PREDICTIONS, SYNTHETIC_SUFFIX
 from mocobench.reporting import deviations
+from mocobench.reporting.baseline import (
+    INIT_FIELDS,
+    BaselineConflict,
+    apply_deltas,
+    check_baselines,
+    choose_baseline,
+    claim_fields,
+    no_baseline_note,
+    row_key,
+    shared_hash,
+)
 from mocobench.reporting.inputs import (
     BENCHMARKS,
     REFERENCE_FILE,
@@ -39,14 +48,11 @@ from mocobench.reporting.inputs import (
     metric_source,
 )
 from mocobench.reporting.model import KIND_ORDER, OURS, PAPER_SOURCE, Cell, Column, Row, Table
-from mocobench.reporting.significance import welch
 
 # The model and the inputs are reachable from here too (aggregate.Cell, aggregate.load_reference, ...).
 __all__ = ["BENCHMARKS", "INIT_FIELDS", "BaselineConflict", "check_baselines", "choose_baseline", "KIND_ORDER", "OURS",
            "PAPER_SOURCE", "REFERENCE_FILE", "Cell", "Column", "Row", "Table", "TableError", "base_benchmark",
            "build_tables", "flatten_metrics", "is_synthetic", "load_layout", "load_reference", "records_frame"]
-# Protocol fields that differ between initialisations by nature; rows differing only here share a table.
-INIT_FIELDS = ("weights_sha256", "config_hash")
 
 
 def base_benchmark(name: str) -> str:
@@ -118,65 +124,6 @@ def _finite(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
-class BaselineConflict(UsageError):
-    """Two or more rows of one table are supervised and the records do not say which is the baseline."""
-
-
-def _record_folder(row: Row) -> str:
-    return f"its records in {row.records_dir}" if row.records_dir else "records without a path"
-
-
-def _claims(rows: list[Row], folders: bool = True) -> str:
-    return ", ".join(f"{r.label!r} ({r.kind_reason or 'no kind_reason recorded'}"
-                     f"{f'; {_record_folder(r)}' if folders else ''})" for r in rows)
-
-
-def choose_baseline(rows: list[Row], where: str) -> tuple[Row | None, list[str]]:
-    """The supervised row the deltas of one table (one benchmark, one protocol) are taken against.
-
-    One supervised row: it. Several: the one whose records were declared supervised (init.kind_declared; records
-    written before that key are undeclared); the others stay in the table as ordinary rows (kind `other`, as the
-    runner records an undeclared claim beside a declared one) with Δ against it, and a note names both. None or
-    more than one declared: BaselineConflict naming every claim, with its kind reason and records' folder."""
-    supervised = [r for r in rows if r.kind == "supervised"]
-    if len(supervised) < 2:
-        return (supervised[0] if supervised else None), []
-    declared = [r for r in supervised if r.declared]
-    if len(declared) == 1:
-        base = declared[0]
-        others = [r for r in supervised if r is not base]
-        for r in others:
-            r.kind = "other"
-        return base, [f"{len(supervised)} rows' records say supervised: the baseline is {base.label!r}, declared "
-                      f"supervised in its run; not the baseline, shown as other rows with Δ against it as the runner "
-                      f"records an undeclared claim beside a declared one: {_claims(others, folders=False)}"]
-    why = "none was declared" if not declared else f"{len(declared)} were declared"
-    raise BaselineConflict(
-        f"{where}: {len(supervised)} rows claim to be the supervised baseline and {why}: {_claims(supervised)}. "
-        f"Keep one baseline per benchmark and protocol: move the other's records out of the results folder (rerun "
-        f"it with --kind other to keep it as an ordinary row), or move the baseline's records aside and rerun it "
-        f"declared (--supervised SPEC, or --weights SPEC --kind supervised); then run the command again")
-
-
-def _apply_deltas(rows: list[Row], base: Row | None) -> None:
-    """Δ and Welch's test of every row's cells against the baseline row's."""
-    if base is None:
-        return
-    for row in rows:
-        if row is base:
-            continue
-        for key, cell in row.cells.items():
-            ref = base.cells.get(key)
-            if cell.mean is not None and ref is not None and ref.mean is not None:
-                cell.delta = cell.mean - ref.mean
-                cell.test = welch(cell.mean, cell.std, cell.n, ref.mean, ref.std, ref.n)  # None: n < 2 a side
-
-
-def _no_baseline_note(what: str) -> str:
-    return (f"no supervised row among {what}: no deltas shown (fine-tune a supervised initialisation under the same "
-            f"protocol to get them)")
-
-
 def _order(rows: list[Row]) -> list[Row]:
     return sorted(rows, key=lambda r: (KIND_ORDER.get(r.kind, 9), r.pretrain_epoch if r.pretrain_epoch is not None
                                        else -1, r.label))
@@ -194,48 +141,12 @@ def _protocol_differences(protocols: dict[str, dict[str, Any]]) -> list[str]:
     return [k for k in keys if len({repr(p.get(k, _ABSENT)) for p in protocols.values()}) > 1]
 
 
-def _row_key(record: dict[str, Any]) -> tuple:
-    """What makes one row of a table: label, kind, pretraining run and epoch, weights, full protocol."""
-    init = record["init"]
-    pre = init.get("pretrain") or {}
-    return (init["label"], init["kind"], pre.get("run"), pre.get("epoch"), init.get("weights_sha256"),
-            record["protocol_hash"])
-
-
-def _claim_fields(recs: list[dict[str, Any]]) -> dict[str, Any]:
-    """A row's declared / kind_reason / records_dir from its records (declared: any record says kind_declared)."""
-    inits = [r["init"] for r in recs]
-    reasons = list(dict.fromkeys(str(i["kind_reason"]) for i in inits if i.get("kind_reason")))
-    paths = sorted({str(Path(r["_path"]).parent) for r in recs if r.get("_path")})
-    return {"declared": any(i.get("kind_declared") is True for i in inits), "kind_reason": "; ".join(reasons) or None,
-            "records_dir": ", ".join(paths) or None}
-
-
-def _shared_hash(record: dict[str, Any]) -> str:
-    """The hash of a record's protocol without INIT_FIELDS: records with the same one share a table."""
-    return canonical_hash({k: v for k, v in record["protocol"].items() if k not in INIT_FIELDS})
-
-
-def check_baselines(records: Iterable[dict[str, Any]]) -> None:
-    """BaselineConflict where a table of these records would hold several supervised rows without exactly one
-    declared (choose_baseline). Reads only benchmark, protocol, protocol_hash, init and _path, so the suite
-    checks its planned trials together with the results folder's records before anything trains."""
-    tables: dict[tuple[str, str], dict[tuple, list[dict[str, Any]]]] = {}
-    for r in records:
-        if r["init"]["kind"] == "supervised":
-            tables.setdefault((r["benchmark"], _shared_hash(r)), {}).setdefault(_row_key(r), []).append(r)
-    for (bench, shared), rows in sorted(tables.items()):
-        if len(rows) > 1:
-            choose_baseline([Row(label=key[0], kind=key[1], **_claim_fields(recs)) for key, recs in rows.items()],
-                            f"{bench} (protocol {shared[:8]})")
-
-
 def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label_format: bool = False
               ) -> tuple[list[Row], list[str]]:
     notes: list[str] = []
     groups: dict[tuple, list[int]] = {}
     for i, r in enumerate(records):
-        groups.setdefault(_row_key(r), []).append(i)
+        groups.setdefault(row_key(r), []).append(i)
     labels = [k[0] for k in groups]
     rows = []
     for key, idx in groups.items():
@@ -254,7 +165,7 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label
             shown = f"{shown} ({', '.join(formats)})"
         row = Row(label=shown, kind=kind, trials=sorted(int(t) for t in sub["trial"]), pretrain_run=run,
                   pretrain_epoch=None if epoch is None else int(epoch), protocol_hash=phash,
-                  **_claim_fields([records[i] for i in idx]))
+                  **claim_fields([records[i] for i in idx]))
         for col in columns:
             values = [float(v) for v in sub[col.key] if _finite(v)] if col.key in sub else []
             row.cells[col.id] = _stats(values)
@@ -296,8 +207,8 @@ def _reference_rows(spec: dict[str, Any], columns: list[Column], norm: str | Non
         rows.append(row)
     rows.sort(key=lambda r: KIND_ORDER[r.kind])  # stable: the paper's order within a kind
     base = next((r for r in rows if r.kind == "supervised"), None)  # the paper's own: one per table and norm
-    _apply_deltas(rows, base)
-    notes += [] if base is not None else [_no_baseline_note("the reported rows")]
+    apply_deltas(rows, base)
+    notes += [] if base is not None else [no_baseline_note("the reported rows")]
     if any(r.unverified for r in rows):
         notes.append("† reported number not verified against the paper: not confirmed by two independent "
                      "sources (evidence level B or U in reference.yaml; the paper's own text could not be checked)")
@@ -354,7 +265,7 @@ def _group_by_protocol(records: list[dict[str, Any]], layout: dict[str, Any]
     shared = [{k: v for k, v in r["protocol"].items() if k not in INIT_FIELDS} for r in records]
     by_bench: dict[str, dict[str, list[int]]] = {}
     for i, r in enumerate(records):
-        by_bench.setdefault(r["benchmark"], {}).setdefault(_shared_hash(r), []).append(i)
+        by_bench.setdefault(r["benchmark"], {}).setdefault(shared_hash(r), []).append(i)
     order = list(layout["benchmarks"])
     benches = sorted(by_bench, key=lambda b: (is_synthetic(b, {}), order.index(base_benchmark(b))
                                               if base_benchmark(b) in order else len(order), b))
@@ -450,9 +361,9 @@ def _build_table(bench: str, h: str, protocols: dict[str, dict[str, Any]], recs:
     notes += _config_hash_notes(recs)
     rows, row_notes = _our_rows(sub, recs, columns, label_format)
     base, delta_notes = choose_baseline(rows, table_id)
-    _apply_deltas(rows, base)
+    apply_deltas(rows, base)
     rows = _order(rows)  # after the choice: a supervised row that is not the baseline is ordered as `other`
-    notes += row_notes + (delta_notes if base is not None else [_no_baseline_note("these records")])
+    notes += row_notes + (delta_notes if base is not None else [no_baseline_note("these records")])
     notes += _unshown_metrics_notes([k for k in present if k not in {c.key for c in columns}])
     dev_notes, dev_title, off_paper = _deviation_notes(recs, bench, synthetic)
     notes += dev_notes
