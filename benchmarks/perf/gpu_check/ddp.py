@@ -66,6 +66,36 @@ def check(ctx) -> Outcome:
     single = Trainer(load_config("demo", overrides))
     single_losses = train_steps(single, global_batches(s))
     single_state = {k: v.detach().cpu() for k, v in single.model.state_dict().items()}
+    failure = _run_ranks(ctx, data, work)
+    if failure is not None:
+        return failure
+    ranks = [torch.load(work / f"rank{r}.pt", map_location="cpu", weights_only=True) for r in range(WORLD)]
+    ddp_losses = [sum(r["losses"][i] for r in ranks) / WORLD for i in range(STEPS)]
+    state = ranks[0]["state"]
+    worst, worst_key = _weight_excess(single_state, state)
+    loss_diff = max(abs(a - b) for a, b in zip(single_losses, ddp_losses))
+    ranks_agree = all(torch.equal(ranks[0]["state"][k], ranks[1]["state"][k]) for k in state
+                      if "running_" not in k and "num_batches" not in k)
+    details = {"steps": STEPS, "single_losses": single_losses, "ddp_mean_losses": ddp_losses,
+               "max_loss_diff": loss_diff, "max_weight_excess": worst, "worst_tensor": worst_key,
+               "ranks_identical": ranks_agree, "rtol": RTOL, "atol": ATOL, "backend": ranks[0]["backend"],
+               "device": ranks[0]["device"]}
+    line = (f"2 gloo ranks on {ranks[0]['device']} vs 1 process, {STEPS} steps: max |loss diff| {loss_diff:.2g}, "
+            f"weights within rtol {RTOL} + {worst:.2g}")
+    problems = []
+    if loss_diff > 1e-3:
+        problems.append("losses differ")
+    if worst > ATOL:
+        problems.append(f"weights differ ({worst_key})")
+    if not ranks_agree:
+        problems.append("the two ranks' weights differ")
+    return failed(f"{line}; " + "; ".join(problems), **details) if problems else passed(line, **details)
+
+
+def _run_ranks(ctx, data, work) -> Outcome | None:
+    """The WORLD gloo ranks as separate processes (ddp_worker), each writing its losses and weights to
+    work/rank{r}.pt; a failed Outcome when one hangs or exits non-zero, else None."""
+    s = ctx.shapes
     port = free_port()
     procs = []
     for rank in range(WORLD):
@@ -89,9 +119,12 @@ def check(ctx) -> Outcome:
         rc = [p.returncode for p in procs]
         return failed(f"DDP ranks exited {rc}: {outputs[0].strip().splitlines()[-1:] if outputs[0] else ''}",
                       output=[o[-3000:] for o in outputs])
-    ranks = [torch.load(work / f"rank{r}.pt", map_location="cpu", weights_only=True) for r in range(WORLD)]
-    ddp_losses = [sum(r["losses"][i] for r in ranks) / WORLD for i in range(STEPS)]
-    state = ranks[0]["state"]
+    return None
+
+
+def _weight_excess(single_state: dict, state: dict) -> tuple[float, str | None]:
+    """The largest excess of |DDP weight - single-process weight| over RTOL x |single|, and its tensor (BN
+    statistics left out)."""
     worst, worst_key = 0.0, None
     for k, v in single_state.items():
         if "running_" in k or "num_batches" in k:
@@ -99,20 +132,4 @@ def check(ctx) -> Outcome:
         err = float(((state[k].float() - v.float()).abs() - RTOL * v.float().abs()).max()) if v.numel() else 0.0
         if err > worst:
             worst, worst_key = err, k
-    loss_diff = max(abs(a - b) for a, b in zip(single_losses, ddp_losses))
-    ranks_agree = all(torch.equal(ranks[0]["state"][k], ranks[1]["state"][k]) for k in state
-                      if "running_" not in k and "num_batches" not in k)
-    details = {"steps": STEPS, "single_losses": single_losses, "ddp_mean_losses": ddp_losses,
-               "max_loss_diff": loss_diff, "max_weight_excess": worst, "worst_tensor": worst_key,
-               "ranks_identical": ranks_agree, "rtol": RTOL, "atol": ATOL, "backend": ranks[0]["backend"],
-               "device": ranks[0]["device"]}
-    line = (f"2 gloo ranks on {ranks[0]['device']} vs 1 process, {STEPS} steps: max |loss diff| {loss_diff:.2g}, "
-            f"weights within rtol {RTOL} + {worst:.2g}")
-    problems = []
-    if loss_diff > 1e-3:
-        problems.append("losses differ")
-    if worst > ATOL:
-        problems.append(f"weights differ ({worst_key})")
-    if not ranks_agree:
-        problems.append("the two ranks' weights differ")
-    return failed(f"{line}; " + "; ".join(problems), **details) if problems else passed(line, **details)
+    return worst, worst_key
