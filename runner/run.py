@@ -96,72 +96,16 @@ def prepare(request: RunRequest, *, banner: bool = True, fitting_weights_only: b
     Converts (and caches) checkpoints given as --weights, and registers the data sets. The request is
     not changed: the returned Prepared holds a resolved copy. fitting_weights_only (the suite): weights of
     another backbone family than the benchmark's (a ViT for a ResNet benchmark, or the reverse) are skipped."""
-    import torch
-
     req = dataclasses.replace(request, weights=list(request.weights))
-    job = None
-    if req.submit:
-        if req.argv is None:
-            raise RunnerError("--submit needs the command line: run it as `python -m mocobench run ... --submit`")
-        job = Job.from_argv(req.argv)
-        # plan every trial here, as a dry run on the job's devices: bad input fails now, not in the queue
-        cluster = job.cluster
-        req.num_gpus, req.num_machines = cluster.gpus_per_node, cluster.nodes
-        log.info(f"--submit: planning the job's trials here ({cluster.nodes} node(s) x {cluster.gpus_per_node} GPU(s)) "
-                 f"before submitting it")
-    elif req.argv is not None:
-        check_not_submitted(req.argv)
+    job = _submission(req)
     if not req.weights:
         raise RunnerError("no --weights given: name at least one initialisation (a pretraining folder, a "
                           "checkpoint, a Detectron2 .pkl, or 'random')")
     req.opts = [text for pair in split_overrides(req.opts or []) for text in pair]  # KEY VALUE ...
     unchecked: list[str] = []  # a dry run plans on a login node or a laptop: no GPU, no data sets needed
-    visible = torch.cuda.device_count()
-    if req.num_gpus is None:
-        req.num_gpus = visible
-    if job is None and req.num_gpus > visible:  # a job's GPUs are on its nodes
-        if not req.dry_run:
-            raise RunnerError(f"--num-gpus {req.num_gpus} but {visible} CUDA devices are visible "
-                              f"(use --num-gpus 0 for CPU, or --dry-run to plan for GPUs elsewhere)")
-        unchecked.append(f"GPUs (--num-gpus {req.num_gpus}; {visible} visible here)")
-    if req.amp and req.num_gpus == 0:
-        raise RunnerError("--amp needs CUDA (Detectron2's AMPTrainer); drop --amp on CPU")
-    if req.num_gpus == 0 and req.num_machines > 1:
-        raise RunnerError("multi-machine runs need GPUs")
-    req.num_procs = check_num_procs(req.num_procs, num_gpus=req.num_gpus)
-    if (req.label or req.kind or req.format != "auto" or req.msra) and len(req.weights) > 1:
-        raise RunnerError("--label/--kind/--format/--msra apply to a single --weights; run once per initialisation "
-                          "(the supervised baseline among several: --supervised SPEC; MSRA pickles need no --msra)")
-    if (req.trials is not None and req.trials < 1) or req.first_trial < 0:
-        raise RunnerError("--trials must be >= 1 and --first-trial >= 0")
-    bench = resolve_benchmark(req.benchmark)
-    dataset = None
-    if bench.epochs is not None:  # a generic benchmark: the user's data set, checked (and declared) first
-        if not req.dataset:
-            raise RunnerError(f"{bench.name} runs on your own data set: give --dataset NAME --train SPEC --test "
-                              f"SPEC (SPEC: coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT; --test "
-                              f"holdout:0.2 holds the test split out of --train), or "
-                              f"--dataset NAME once declared")
-        if req.data == "synthetic":
-            raise RunnerError(f"{bench.name} runs on --dataset; --data synthetic is for the paper's benchmarks")
-        dataset = resolve_dataset(req.dataset, req.train, req.test, req.results)
-        synthetic = False
-    elif req.dataset or req.train or req.test or req.epochs is not None:
-        raise RunnerError(f"--dataset/--train/--test/--epochs are for the generic benchmarks (det-fpn, det-c4, "
-                          f"mask-fpn, mask-c4, kp-fpn); {bench.name} has its own data sets")
-    else:
-        try:
-            synthetic = data_mode(bench, req.data)
-        except RunnerError as e:
-            if not (req.dry_run and req.data == "real"):
-                raise
-            synthetic = False
-            unchecked.append(f"datasets ({str(e).split('; missing:')[0].removeprefix('--data real: ')})")
-        demo = resolve_benchmark(req.benchmark, builtin_data=synthetic)
-        if demo is not bench:
-            bench = demo
-            log.info(f"built-in data: {req.benchmark} runs its demo benchmark {bench.name} ({bench.title}); "
-                     f"see detection/benchmarks.py DEMO_ALIASES")
+    _check_devices(req, job, unchecked)
+    _check_init_and_trial_options(req)
+    bench, dataset, synthetic = _resolve_benchmark_and_data(req, unchecked)
     if req.trials is None:
         req.trials = DEMO_TRIALS if synthetic else 1
     data = {"synthetic": synthetic, "root": req.synthetic_root, "preset": req.synthetic_preset,
@@ -175,6 +119,86 @@ def prepare(request: RunRequest, *, banner: bool = True, fitting_weights_only: b
     plans = [plan_trial(bench, init, trial, request=req, synthetic=synthetic, num_devices=num_devices, dataset=dataset)
              for init in inits for trial in range(req.first_trial, req.first_trial + req.trials)]
     return Prepared(req, bench, synthetic, data, inits, plans, dataset, job, unchecked)
+
+
+def _submission(req: RunRequest) -> Job | None:
+    """--submit: the job of the command line, with `req` set to plan on the job's devices (every trial is planned
+    here, as a dry run: bad input fails now, not in the queue). Otherwise None, refusing a command that a
+    submitted job runs (check_not_submitted)."""
+    if not req.submit:
+        if req.argv is not None:
+            check_not_submitted(req.argv)
+        return None
+    if req.argv is None:
+        raise RunnerError("--submit needs the command line: run it as `python -m mocobench run ... --submit`")
+    job = Job.from_argv(req.argv)
+    cluster = job.cluster
+    req.num_gpus, req.num_machines = cluster.gpus_per_node, cluster.nodes
+    log.info(f"--submit: planning the job's trials here ({cluster.nodes} node(s) x {cluster.gpus_per_node} GPU(s)) "
+             f"before submitting it")
+    return job
+
+
+def _check_devices(req: RunRequest, job: Job | None, unchecked: list[str]) -> None:
+    """Resolve --num-gpus (default: the visible ones) and --num-procs and check them; a dry run may plan for GPUs
+    it does not see (noted in `unchecked`)."""
+    import torch
+
+    visible = torch.cuda.device_count()
+    if req.num_gpus is None:
+        req.num_gpus = visible
+    if job is None and req.num_gpus > visible:  # a job's GPUs are on its nodes
+        if not req.dry_run:
+            raise RunnerError(f"--num-gpus {req.num_gpus} but {visible} CUDA devices are visible "
+                              f"(use --num-gpus 0 for CPU, or --dry-run to plan for GPUs elsewhere)")
+        unchecked.append(f"GPUs (--num-gpus {req.num_gpus}; {visible} visible here)")
+    if req.amp and req.num_gpus == 0:
+        raise RunnerError("--amp needs CUDA (Detectron2's AMPTrainer); drop --amp on CPU")
+    if req.num_gpus == 0 and req.num_machines > 1:
+        raise RunnerError("multi-machine runs need GPUs")
+    req.num_procs = check_num_procs(req.num_procs, num_gpus=req.num_gpus)
+
+
+def _check_init_and_trial_options(req: RunRequest) -> None:
+    """Options about one initialisation go with one --weights; trial counts and indices are sane."""
+    if (req.label or req.kind or req.format != "auto" or req.msra) and len(req.weights) > 1:
+        raise RunnerError("--label/--kind/--format/--msra apply to a single --weights; run once per initialisation "
+                          "(the supervised baseline among several: --supervised SPEC; MSRA pickles need no --msra)")
+    if (req.trials is not None and req.trials < 1) or req.first_trial < 0:
+        raise RunnerError("--trials must be >= 1 and --first-trial >= 0")
+
+
+def _resolve_benchmark_and_data(req: RunRequest,
+                                unchecked: list[str]) -> tuple[Benchmark, UserDataset | None, bool]:
+    """The benchmark and its data: (benchmark, the user's data set or None, whether on the built-in data). A
+    generic benchmark takes the user's data set (checked, and declared, here); a paper benchmark its real data
+    sets or the built-in ones (--data), and on the built-in data it may run its demo benchmark."""
+    bench = resolve_benchmark(req.benchmark)
+    if bench.epochs is not None:  # a generic benchmark: the user's data set, checked (and declared) first
+        if not req.dataset:
+            raise RunnerError(f"{bench.name} runs on your own data set: give --dataset NAME --train SPEC --test "
+                              f"SPEC (SPEC: coco:ANNOTATIONS.json:IMAGE_DIR or voc:VOC_ROOT:SPLIT; --test "
+                              f"holdout:0.2 holds the test split out of --train), or "
+                              f"--dataset NAME once declared")
+        if req.data == "synthetic":
+            raise RunnerError(f"{bench.name} runs on --dataset; --data synthetic is for the paper's benchmarks")
+        return bench, resolve_dataset(req.dataset, req.train, req.test, req.results), False
+    if req.dataset or req.train or req.test or req.epochs is not None:
+        raise RunnerError(f"--dataset/--train/--test/--epochs are for the generic benchmarks (det-fpn, det-c4, "
+                          f"mask-fpn, mask-c4, kp-fpn); {bench.name} has its own data sets")
+    try:
+        synthetic = data_mode(bench, req.data)
+    except RunnerError as e:
+        if not (req.dry_run and req.data == "real"):
+            raise
+        synthetic = False
+        unchecked.append(f"datasets ({str(e).split('; missing:')[0].removeprefix('--data real: ')})")
+    demo = resolve_benchmark(req.benchmark, builtin_data=synthetic)
+    if demo is not bench:
+        bench = demo
+        log.info(f"built-in data: {req.benchmark} runs its demo benchmark {bench.name} ({bench.title}); "
+                 f"see detection/benchmarks.py DEMO_ALIASES")
+    return bench, None, synthetic
 
 
 def resolve_inits(req: RunRequest, cache: Path, benchmark: str, *, banner: bool = True,

@@ -79,8 +79,6 @@ def out_of_memory_hint(plan: TrialPlan, num_devices: int):
 
 def run_trial(plan: TrialPlan, *, request: RunRequest, data: dict) -> Path | None:
     """Run (or resume) one trial and write its record; None when it was finished already."""
-    from detectron2.engine import launch
-
     if plan.record_path.exists():
         log.info(f"{plan.benchmark} / {plan.init.label} trial {plan.trial}: finished already ({plan.record_path}); "
                  f"not re-run. Use --first-trial to add trials.")
@@ -94,12 +92,32 @@ def run_trial(plan: TrialPlan, *, request: RunRequest, data: dict) -> Path | Non
     metrics_file = plan.output_dir / METRICS_FILE
     if metrics_file.exists():
         metrics_file.unlink()  # left by an attempt whose record was not written: evaluate again
+    req = request
+    procs = req.num_procs or max(req.num_gpus, 1)  # per machine
+    _run_attempt(plan, req, cfg_yaml, data, procs, resuming)
+    if req.machine_rank != 0:
+        return None  # the record is written on the first machine
+    if not metrics_file.exists():
+        raise RunnerError(f"training ended without metrics ({metrics_file}); see {plan.output_dir}/log.txt")
+    record = _trial_record(plan, req, cfg_yaml, procs)
+    path = write_record(record, req.results)
+    if not req.keep_checkpoints:  # the intermediate resume checkpoints; model_final.pth stays
+        for ckpt in plan.output_dir.glob("model_[0-9]*.pth"):
+            ckpt.unlink()
+    log.info(f"wrote {path}: {result_line(record.metrics, record.metric_notes)} "
+             f"({record.provenance['wall_time_s']} s)")
+    return path
+
+
+def _run_attempt(plan: TrialPlan, req: RunRequest, cfg_yaml: str, data: dict, procs: int, resuming: bool) -> None:
+    """One attempt: `procs` processes per machine through Detectron2's launch, logged to attempts.jsonl (by the
+    first machine) as a start line and an end line with its seconds, interrupted or not."""
+    from detectron2.engine import launch
+
     attempts_file = plan.output_dir / "attempts.jsonl"
     started = provenance.now_iso()
     t0 = time.perf_counter()
     ok = False
-    req = request
-    procs = req.num_procs or max(req.num_gpus, 1)  # per machine
     cpu_procs = req.num_gpus == 0 and procs > 1  # gloo processes on this CPU, cores / procs threads each
     threads = max(1, torch.get_num_threads() // procs) if cpu_procs else None
     first = req.machine_rank == 0  # the machine that writes the record counts the attempts (once per attempt)
@@ -115,16 +133,18 @@ def run_trial(plan: TrialPlan, *, request: RunRequest, data: dict) -> Path | Non
         if first:
             append_line(attempts_file, json.dumps({"event": "end", "started": started, "resumed": resuming,
                                                    "seconds": time.perf_counter() - t0, "completed": ok}))
-    if req.machine_rank != 0:
-        return None  # the record is written on the first machine
-    if not metrics_file.exists():
-        raise RunnerError(f"training ended without metrics ({metrics_file}); see {plan.output_dir}/log.txt")
-    lines = [json.loads(line) for line in attempts_file.read_text().splitlines() if line.strip()]
+
+
+def _trial_record(plan: TrialPlan, req: RunRequest, cfg_yaml: str, procs: int) -> Record:
+    """The finished trial's record: its metrics (settled), protocol, config and provenance, with the wall time
+    summed over its attempts and the attempts killed outright counted."""
+    lines = [json.loads(line) for line in (plan.output_dir / "attempts.jsonl").read_text().splitlines()
+             if line.strip()]
     attempts = [a for a in lines if a.get("event") != "start"]  # ended ones (older files: every line)
     started_count = sum(a.get("event") == "start" for a in lines) + sum("event" not in a for a in lines)
     prov = provenance.collect()
-    metrics, metric_notes = settle_metrics(json.loads(metrics_file.read_text()))
-    record = Record(
+    metrics, metric_notes = settle_metrics(json.loads((plan.output_dir / METRICS_FILE).read_text()))
+    return Record(
         schema=SCHEMA_VERSION, benchmark=plan.benchmark, task=plan.bench.task, init=plan.init.record_field(),
         protocol=plan.protocol, protocol_hash=canonical_hash(plan.protocol), trial=plan.trial, seed=plan.seed,
         metrics=metrics, config=cfg_yaml, metric_notes=metric_notes,
@@ -135,9 +155,3 @@ def run_trial(plan: TrialPlan, *, request: RunRequest, data: dict) -> Path | Non
                     "started": lines[0]["started"],
                     "finished": provenance.now_iso(), "output_dir": str(plan.output_dir)},
     )
-    path = write_record(record, req.results)
-    if not req.keep_checkpoints:  # the intermediate resume checkpoints; model_final.pth stays
-        for ckpt in plan.output_dir.glob("model_[0-9]*.pth"):
-            ckpt.unlink()
-    log.info(f"wrote {path}: {result_line(metrics, metric_notes)} ({record.provenance['wall_time_s']} s)")
-    return path

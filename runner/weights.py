@@ -73,15 +73,12 @@ def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: 
     msra: --msra, accepted only for a file whose content is MSRA/Caffe2 (which needs no flag).
     A Vision Transformer checkpoint goes through the ViT converter (detection/vit/convert.py); vit_heads
     (--vit-heads) overrides its head count."""
-    from mocobench.detection.convert import LAYOUTS, ConversionError, convert_file, load_checkpoint_report
+    from mocobench.detection.convert import LAYOUTS, ConversionError, load_checkpoint_report
 
     if kind is not None and kind not in INIT_KINDS:
         raise RunnerError(f"--kind must be one of {INIT_KINDS}")
     if spec == "random":
-        if msra:
-            raise RunnerError("--msra with --weights random: random init has no input settings to take")
-        return Init(label or "random", kind or "random", None, None, None, kind_reason="declared" if kind else
-                    "random init", declared=kind is not None, input_reason="the protocol's (random init)")
+        return _random_init(label=label, kind=kind, msra=msra)
     path = Path(spec)
     if not path.exists():
         raise RunnerError(f"--weights {spec}: no such file or folder (give a pretraining output folder, a "
@@ -111,17 +108,7 @@ def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: 
     if vit_heads is not None:
         raise RunnerError(f"--vit-heads is for Vision Transformer weights; {spec} is not one")
     mode = (ckpt.get("config") or {}).get("mode") if isinstance(ckpt.get("config"), dict) else None
-    pkl = cache_dir / f"{_label(path.name.split('.')[0])}-{sha[:12]}{'' if fmt == 'auto' else '-' + fmt}.pkl"
-    if pkl.exists():
-        log.info("using the cached conversion %s", pkl)
-        source = _pkl_source(pkl)
-        fmt, depth, classifier = source.get("format", "unknown"), source.get("depth"), source.get("classifier")
-    else:
-        try:
-            conv = convert_file(path, pkl, fmt=fmt, list_tensors=False)[0]
-        except ConversionError as e:
-            raise RunnerError(f"--weights {spec}: {e}") from None
-        fmt, depth, classifier = conv.format, conv.depth, conv.classifier
+    pkl, fmt, depth, classifier = _converted(spec, path, sha, cache_dir=cache_dir, fmt=fmt)
     layout_kind = LAYOUTS[fmt].kind if fmt in LAYOUTS else "other"
     found, why = classify_checkpoint(fmt, layout_kind, mode, classifier)
     if label is None:
@@ -130,6 +117,32 @@ def resolve_init(spec: str, *, cache_dir: Path, label: str | None = None, kind: 
                 {"run": str(run_dir) if run_dir else None, "epoch": epoch}, depth=depth, format=fmt,
                 kind_reason="declared" if kind else why, declared=kind is not None,
                 input_reason=f"{RGB_INPUT}: a torchvision-style ResNet converted here")
+
+
+def _random_init(*, label: str | None, kind: str | None, msra: bool) -> Init:
+    """--weights random: no file; the protocol's input settings."""
+    if msra:
+        raise RunnerError("--msra with --weights random: random init has no input settings to take")
+    return Init(label or "random", kind or "random", None, None, None, kind_reason="declared" if kind else
+                "random init", declared=kind is not None, input_reason="the protocol's (random init)")
+
+
+def _converted(spec: str, path: Path, sha: str, *, cache_dir: Path,
+               fmt: str) -> tuple[Path, str, int | None, list[int] | None]:
+    """A ResNet checkpoint converted to a Detectron2 .pkl (with its proof), or its cached conversion (named by the
+    file's hash and the --format): (the .pkl, the layout, the ResNet depth, the stored classifier's shape)."""
+    from mocobench.detection.convert import ConversionError, convert_file
+
+    pkl = cache_dir / f"{_label(path.name.split('.')[0])}-{sha[:12]}{'' if fmt == 'auto' else '-' + fmt}.pkl"
+    if pkl.exists():
+        log.info("using the cached conversion %s", pkl)
+        source = _pkl_source(pkl)
+        return pkl, source.get("format", "unknown"), source.get("depth"), source.get("classifier")
+    try:
+        conv = convert_file(path, pkl, fmt=fmt, list_tensors=False)[0]
+    except ConversionError as e:
+        raise RunnerError(f"--weights {spec}: {e}") from None
+    return pkl, conv.format, conv.depth, conv.classifier
 
 
 def classify_checkpoint(fmt: str, layout_kind: str, mode: str | None, classifier: list[int] | None
