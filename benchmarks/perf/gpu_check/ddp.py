@@ -84,7 +84,8 @@ def check(ctx) -> Outcome:
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(WORLD), "LOCAL_RANK": "0",
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "PYTHONPATH": parent_pythonpath(),
                "OMP_NUM_THREADS": "1"}
-        args = json.dumps({"overrides": small_overrides(ctx, data, work / f"rank{rank}", "train.threads=1"),
+        # one output folder for both ranks, as a real job has (the trainer checks that every rank sees it)
+        args = json.dumps({"overrides": small_overrides(ctx, data, work / "ddp", "train.threads=1"),
                            "shapes": next(k for k, v in SHAPES.items() if v == s),
                            "result": str(work / f"rank{rank}.pt")})
         procs.append(subprocess.Popen([sys.executable, "-m", "mocobench.benchmarks.perf.gpu_check.ddp_worker", args],
