@@ -1,13 +1,13 @@
 """The suite's one config dialect: YAML data with `_BASE_` inheritance, merged by fvcore's CfgNode
 (the system Detectron2's configs use), plus `key.sub=value` / `--opts KEY VALUE` overrides.
 
-    cfg = merge(load_yaml("base.yaml"), load_yaml("demo.yaml"))          # strict, typed
+    cfg = merge(load_yaml("base.yaml"), load_yaml("demo.yaml"))          # strict: keys and types of the base
     for key, text in split_overrides(["optim.epochs=10"]):                # or ["optim.epochs", "10"]
         cfg = merge(cfg, overrides_to_delta(key, text))
 
 Every key of a delta must exist in the base, so a typo is an error rather than a silently ignored
 setting, and a value must keep its key's type (an int may stand for a float; null is allowed).
-Results are plain nested dicts (what checkpoints and manifests store).
+Results are plain nested dicts (what checkpoints and manifests store); pretrain/config.py types its own.
 """
 from __future__ import annotations
 

@@ -30,13 +30,13 @@ key.sub=value, e.g. optim.epochs=10 train.amp=bf16 (or, last on the command line
 train.amp bf16, as for the detection runner). `submit --dry-run` checks a config at a job's world size."""
 
 
-def _config(args: argparse.Namespace) -> dict:
-    """The resolved config of `train`'s arguments (--config, overrides, --opts, --output-dir)."""
+def _config(args: argparse.Namespace):
+    """The resolved config (PretrainConfig) of `train`'s arguments (--config, overrides, --opts, --output-dir)."""
     from mocobench.pretrain.config import load_config
 
     cfg = load_config(args.config, [*args.overrides, *args.opts])
     if args.output_dir:
-        cfg["train"]["output_dir"] = args.output_dir
+        cfg.train.output_dir = args.output_dir
     return cfg
 
 
@@ -54,7 +54,7 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plan_training(cfg: dict) -> int:
+def _plan_training(cfg) -> int:
     """`train --dry-run`: the config checked at this world size (torchrun's WORLD_SIZE, else 1); nothing trained."""
     import os
 
@@ -64,9 +64,9 @@ def _plan_training(cfg: dict) -> int:
     lines = plan_world(cfg, world).describe(cfg)
     if os.environ.get("RANK", "0") != "0":  # under torchrun: printed once
         return 0
-    print("\n".join([f"plan: {cfg['mode']} {cfg['arch']} for {cfg['optim']['epochs']} epochs -> "
-                      f"{cfg['train']['output_dir']}", *(f"  {line}" for line in lines),
-                      f"  not checked here: the device ({cfg['train']['device']})"
+    print("\n".join([f"plan: {cfg.mode} {cfg.arch} for {cfg.optim.epochs} epochs -> "
+                      f"{cfg.train.output_dir}", *(f"  {line}" for line in lines),
+                      f"  not checked here: the device ({cfg.train.device})"
                       + "".join(f", {p}" for p in data_paths(cfg)),
                       "dry run: nothing trained"]), flush=True)
     return 0
@@ -115,7 +115,7 @@ def _knn(args: argparse.Namespace) -> int:
 
     ckpt = ckpt_lib.load(args.checkpoint)
     encoder = model_from_checkpoint(ckpt, num_classes=1, arch=args.arch, source=args.checkpoint)
-    size = args.image_size or (ckpt.get("config") or {}).get("data", {}).get("image_size", 224)
+    size = args.image_size or ckpt_lib.stored_setting(ckpt, "data.image_size", 224)
     top1 = knn_top1(encoder, args.train, args.val, image_size=size, device=torch.device(args.device), k=args.k,
                     temperature=args.t, batch_size=args.batch_size, workers=args.workers, limit=args.limit)
     print(json.dumps({"knn_top1": top1, "k": args.k, "t": args.t, "checkpoint": args.checkpoint}))
@@ -149,15 +149,32 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # third-party loggers
+    cli_logging()
+    return _run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: train, submit, knn, lincls, upgrade (each subcommand added by its own step)."""
     parser = argparse.ArgumentParser(prog="python -m mocobench.pretrain", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_submit, _add_evaluations, _add_upgrade):
+        add(sub)
+    return parser
+
+
+def _add_train(sub) -> None:
     tr = sub.add_parser("train", help="MoCo or supervised pretraining", description=TRAIN_HELP)
     tr.add_argument("--dry-run", action="store_true",
                     help="check the config at this world size (WORLD_SIZE under torchrun, else 1) and print the plan; "
                          "train nothing (no GPU or dataset needed)")
     add_train_arguments(tr)
     tr.set_defaults(func=_train)
+
+
+def _add_submit(sub) -> None:
     sm = sub.add_parser("submit", help="the same training through submitit (SLURM; requeued on preemption)",
                         description="python -m mocobench.pretrain submit --nodes 4 --gpus-per-node 8 --partition P "
                                     "--time 4320 -- --config moco_v2 data.path=/data/imagenet/train: one torchrun per "
@@ -178,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
                          "(no GPU or dataset needed: a login node or a laptop)")
     sm.add_argument("train_args", nargs=argparse.REMAINDER, help="-- then the arguments of `train`")
     sm.set_defaults(func=_submit)
+
+
+def _add_evaluations(sub) -> None:
     for name, func, text in (("knn", _knn, "weighted kNN top-1 (k=200, T=0.1) of a checkpoint's backbone"),
                              ("lincls", _lincls, "linear evaluation with a frozen backbone (the paper's protocol)")):
         p = sub.add_parser(name, help=text, description=text)
@@ -194,6 +214,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.choices["knn"].add_argument("--t", type=float, default=0.1)
     sub.choices["knn"].add_argument("--limit", type=int, default=None,
                                     help="at most N bank and N query images, evenly spread (quick checks)")
+    lc = sub.choices["lincls"]
+    lc.add_argument("--epochs", type=int, default=100)
+    lc.add_argument("--lr", type=float, default=30.0)
+    lc.add_argument("--milestones", type=int, nargs="*", default=[60, 80])
+    lc.add_argument("--output", default=None, help="write the result as JSON here (never overwritten)")
+
+
+def _add_upgrade(sub) -> None:
     up = sub.add_parser("upgrade", help="rewrite an old checkpoint of ours (numpy RNG state) in the plain format",
                         description="Checkpoints written before the RNG state was stored as tensors hold numpy "
                                     "objects that weights-only loading refuses. This rewrites one (that you trust: "
@@ -202,14 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("old")
     up.add_argument("new", help="written atomically; never replaces an existing file")
     up.set_defaults(func=_upgrade)
-    lc = sub.choices["lincls"]
-    lc.add_argument("--epochs", type=int, default=100)
-    lc.add_argument("--lr", type=float, default=30.0)
-    lc.add_argument("--milestones", type=int, nargs="*", default=[60, 80])
-    lc.add_argument("--output", default=None, help="write the result as JSON here (never overwritten)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")  # third-party loggers
-    cli_logging()
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The chosen subcommand; a usage, data or run error is one line on stderr and exit status 2."""
     from mocobench.pretrain.data import DataError
     from mocobench.pretrain.trainer import RunError
 

@@ -179,6 +179,16 @@ def encoder_state(ckpt: dict, source: str = "checkpoint") -> tuple[dict[str, tor
                           f"first keys: {list(sd)[:5]}")
 
 
+def stored_setting(ckpt: dict, key: str, default: Any = None) -> Any:
+    """One key of the config a checkpoint stores (possibly partial: old or foreign checkpoints), or default."""
+    node: Any = ckpt.get("config") or {}
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
 def load_backbone(model: nn.Module, ckpt: dict, source: str = "checkpoint") -> None:
     """Load the checkpoint's backbone into a torchvision ResNet, strictly: only fc.* may be missing."""
     state, _ = encoder_state(ckpt, source)
@@ -188,7 +198,7 @@ def load_backbone(model: nn.Module, ckpt: dict, source: str = "checkpoint") -> N
                   if k in own and own[k].shape != v.shape]
     if mismatched:
         raise CheckpointError(f"{source} (arch {ckpt.get('arch')!r}, stem "
-                              f"{(ckpt.get('config') or {}).get('stem')!r}) does not fit this model: "
+                              f"{stored_setting(ckpt, 'stem')!r}) does not fit this model: "
                               f"{mismatched[:3]}; use the checkpoint's arch/stem")
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith("fc.")]

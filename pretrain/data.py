@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from torchvision import transforms as T
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from mocobench.pretrain.config import PretrainConfig
 from mocobench.pretrain.cpu_aug import MEAN, STD, TwoCrops, moco_augmentation, supervised_augmentation
 from mocobench.pretrain.decode import ReadTensor, encoded_collate, read_encoded, read_pil
 
@@ -126,15 +127,15 @@ def synthetic_splits(path: str | Path, preset: str) -> tuple[Path, Path]:
     return root / "train", root / "val"
 
 
-def training_samples(cfg: dict) -> tuple[list[tuple[Path, int]], list[str]]:
-    d = cfg["data"]
-    if d["source"] == "synthetic":
-        samples, classes = scan_imagefolder(synthetic_splits(d["path"] or "output/synthetic", d["synthetic_preset"])[0])
-    elif d["source"] == "imagefolder":
-        samples, classes = scan_imagefolder(d["path"])
+def training_samples(cfg: PretrainConfig) -> tuple[list[tuple[Path, int]], list[str]]:
+    d = cfg.data
+    if d.source == "synthetic":
+        samples, classes = scan_imagefolder(synthetic_splits(d.path or "output/synthetic", d.synthetic_preset)[0])
+    elif d.source == "imagefolder":
+        samples, classes = scan_imagefolder(d.path)
     else:
-        samples, classes = scan_flat(d["path"]), []
-    samples = evenly_spaced(samples, d["limit"])  # an evenly spread subset keeps every class represented
+        samples, classes = scan_flat(d.path), []
+    samples = evenly_spaced(samples, d.limit)  # an evenly spread subset keeps every class represented
     return samples, classes
 
 
@@ -160,40 +161,40 @@ def pad_collate(batch: list[tuple]) -> tuple:
     return (out, sizes, torch.tensor([item[1] for item in batch], dtype=torch.long), *extra)
 
 
-def batch_augmentation(cfg: dict):
+def batch_augmentation(cfg: PretrainConfig):
     """The on-device counterpart of the dataset's transform (data.aug_device=gpu)."""
     from mocobench.pretrain.batch_aug import BatchAugment
 
-    d = cfg["data"]
-    return BatchAugment(version=d["aug"] if cfg["mode"] == "moco" else "supervised", size=d["image_size"],
-                        min_scale=d["min_scale"], mean=MEAN, std=STD)
+    d = cfg.data
+    return BatchAugment(version=d.aug if cfg.mode == "moco" else "supervised", size=d.image_size,
+                        min_scale=d.min_scale, mean=MEAN, std=STD)
 
 
-def build_training_dataset(cfg: dict) -> ImageList:
+def build_training_dataset(cfg: PretrainConfig) -> ImageList:
     samples, classes = training_samples(cfg)
-    d = cfg["data"]
+    d = cfg.data
     read: Callable = read_pil
-    if d["decode"] == "gpu":  # workers read the files; the step decodes and augments on the device
+    if d.decode == "gpu":  # workers read the files; the step decodes and augments on the device
         read, transform = read_encoded, unchanged
-    elif d["aug_device"] == "gpu":  # workers decode only; pretrain/batch_aug.py augments on the device
-        read, transform = ReadTensor(jpeg_decoder=d["decode"]), unchanged
-    elif cfg["mode"] == "moco":
-        transform = TwoCrops(moco_augmentation(d["aug"], d["image_size"], d["min_scale"]))
+    elif d.aug_device == "gpu":  # workers decode only; pretrain/batch_aug.py augments on the device
+        read, transform = ReadTensor(jpeg_decoder=d.decode), unchanged
+    elif cfg.mode == "moco":
+        transform = TwoCrops(moco_augmentation(d.aug, d.image_size, d.min_scale))
     else:
-        transform = supervised_augmentation(d["image_size"], d["min_scale"])
-    return ImageList(samples, transform, classes=classes, max_bad=d["max_bad_images"], report_skips=True, read=read)
+        transform = supervised_augmentation(d.image_size, d.min_scale)
+    return ImageList(samples, transform, classes=classes, max_bad=d.max_bad_images, report_skips=True, read=read)
 
 
-def training_collate(cfg: dict) -> Callable:
+def training_collate(cfg: PretrainConfig) -> Callable:
     """How the loader batches the dataset's items when the workers do not augment (data.aug_device=gpu)."""
-    return encoded_collate if cfg["data"]["decode"] == "gpu" else pad_collate
+    return encoded_collate if cfg.data.decode == "gpu" else pad_collate
 
 
-def knn_paths(cfg: dict) -> tuple[Path, Path]:
-    k, d = cfg["knn"], cfg["data"]
-    if k["train_path"] and k["val_path"]:
-        return Path(k["train_path"]), Path(k["val_path"])
-    if d["source"] == "synthetic":
-        return synthetic_splits(d["path"] or "output/synthetic", d["synthetic_preset"])
+def knn_paths(cfg: PretrainConfig) -> tuple[Path, Path]:
+    k, d = cfg.knn, cfg.data
+    if k.train_path and k.val_path:
+        return Path(k.train_path), Path(k.val_path)
+    if d.source == "synthetic":
+        return synthetic_splits(d.path or "output/synthetic", d.synthetic_preset)
     raise DataError("the kNN monitor needs labelled data: set knn.train_path and knn.val_path "
                     "(ImageFolders), or knn.every=0")

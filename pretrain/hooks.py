@@ -76,14 +76,14 @@ class Schedules(Hook):
     """This step's learning rate (set on the optimizer) and key-encoder momentum, from optim.* and moco.*."""
 
     def before_step(self, trainer: Trainer, state: StepState) -> None:
-        o, m = trainer.cfg["optim"], trainer.cfg["moco"]
-        state.lr = learning_rate(state.step, steps_per_epoch=trainer.steps_per_epoch, epochs=o["epochs"],
-                                 base_lr=trainer.base_lr, schedule=o["schedule"], milestones=o["steps"],
-                                 warmup_epochs=o["warmup_epochs"])
+        optim, moco = trainer.cfg.optim, trainer.cfg.moco
+        state.lr = learning_rate(state.step, steps_per_epoch=trainer.steps_per_epoch, epochs=optim.epochs,
+                                 base_lr=trainer.base_lr, schedule=optim.schedule, milestones=optim.steps,
+                                 warmup_epochs=optim.warmup_epochs)
         for group in trainer.optimizer.param_groups:
             group["lr"] = state.lr
-        state.momentum = key_momentum(state.step, total_steps=o["epochs"] * trainer.steps_per_epoch,
-                                      base=m["momentum"], schedule=m["momentum_schedule"])
+        state.momentum = key_momentum(state.step, total_steps=optim.epochs * trainer.steps_per_epoch,
+                                      base=moco.momentum, schedule=moco.momentum_schedule)
 
 
 class SkippedImages(Hook):
@@ -111,7 +111,7 @@ class SkippedImages(Hook):
         self.unreported += [item for item in state.skipped if item]
 
     def after_step(self, trainer: Trainer, state: StepState) -> None:
-        if trainer.step % trainer.cfg["train"]["log_every"] == 0:
+        if trainer.step % trainer.cfg.train.log_every == 0:
             self.report(trainer, state.epoch, trainer.step)
 
     def after_epoch(self, trainer: Trainer, state: EpochState) -> None:
@@ -133,7 +133,7 @@ class SkippedImages(Hook):
                             trainer.out / "log.jsonl")
                 append_entry(trainer.out, {"kind": "skipped", "path": path, "reason": reason.rstrip(")"),
                                            "epoch": epoch, "step": step})
-        limit = trainer.cfg["data"]["max_bad_images"]
+        limit = trainer.cfg.data.max_bad_images
         if len(self.seen) > limit:
             raise DataError(f"more than {limit} unreadable images (listed in {trainer.out / 'log.jsonl'}); fix or "
                             f"remove them, or raise data.max_bad_images")
@@ -153,19 +153,19 @@ class KnnMonitor(Hook):
     """kNN top-1 of the backbone every knn.every epochs and after the last one, into the epoch's log line."""
 
     def after_epoch(self, trainer: Trainer, state: EpochState) -> None:
-        every, epochs = trainer.cfg["knn"]["every"], trainer.cfg["optim"]["epochs"]
+        every, epochs = trainer.cfg.knn.every, trainer.cfg.optim.epochs
         if every and (state.finished % every == 0 or state.finished == epochs):
             state.entry["knn_top1"] = self.measure(trainer)
 
     @staticmethod
     def measure(trainer: Trainer) -> float:
         """kNN top-1 of the backbone (rank 0's), the extraction shared by all ranks (pretrain/knn.py)."""
-        k = trainer.cfg["knn"]
-        train_dir, val_dir = knn_paths(trainer.cfg)
-        return knn_top1(trainer.model.backbone, train_dir, val_dir, image_size=trainer.cfg["data"]["image_size"],
-                        device=trainer.env.device, k=k["k"], temperature=k["temperature"], batch_size=k["batch_size"],
-                        workers=trainer.cfg["data"]["workers"], progress=trainer.cfg["train"]["progress"],
-                        limit=k["limit"], distributed=trainer.env.world_size > 1)
+        cfg, knn = trainer.cfg, trainer.cfg.knn
+        train_dir, val_dir = knn_paths(cfg)
+        return knn_top1(trainer.model.backbone, train_dir, val_dir, image_size=cfg.data.image_size,
+                        device=trainer.env.device, k=knn.k, temperature=knn.temperature, batch_size=knn.batch_size,
+                        workers=cfg.data.workers, progress=cfg.train.progress, limit=knn.limit,
+                        distributed=trainer.env.world_size > 1)
 
 
 def finite(reading: Reading, device=None) -> float:
@@ -199,22 +199,22 @@ class Logging(Hook):
             log.warning("TensorBoard unavailable (%s): scalars only in log.jsonl", e)
         else:
             self.writer = SummaryWriter(str(trainer.out / "tb"))
-        o, cfg = trainer.cfg["optim"], trainer.cfg
+        cfg, optim, world = trainer.cfg, trainer.cfg.optim, trainer.world
         prov = provenance.collect()
         log.info(f"git {prov['git_sha']}, torch {prov['versions']['torch']}, device {trainer.env.device}, "
                  f"world size {trainer.env.world_size}")
-        log.info(f"{cfg['mode']} {cfg['arch']} ({cfg['stem']} stem): {len(trainer.dataset)} images, "
-                 f"global batch {o['batch_size']}, lr {trainer.base_lr:.4g} (= {o['lr']} x {o['batch_size']}/"
-                 f"{o['base_batch']}), {trainer.world.per_process} images per process"
-                 + (f" in {trainer.world.splits} BN group(s)" if trainer.world.shuffle_bn else "")
+        log.info(f"{cfg.mode} {cfg.arch} ({cfg.stem} stem): {len(trainer.dataset)} images, "
+                 f"global batch {world.global_batch}, lr {trainer.base_lr:.4g} (= {optim.lr} x {world.global_batch}/"
+                 f"{optim.base_batch}), {world.per_process} images per process"
+                 + (f" in {world.splits} BN group(s)" if world.shuffle_bn else "")
                  + f", {trainer.steps_per_epoch} steps/epoch, "
-                 f"epochs {trainer.start_epoch}->{o['epochs']}")
+                 f"epochs {trainer.start_epoch}->{optim.epochs}")
 
     def before_epoch(self, trainer: Trainer, epoch: int) -> None:
         device = trainer.env.device
         self.window, self.epoch_losses, self.pending = LossWindow(device), LossWindow(device), None
-        self.bar = tqdm(total=trainer.steps_per_epoch, desc=f"epoch {epoch + 1}/{trainer.cfg['optim']['epochs']}",
-                        disable=not (trainer.env.is_main and trainer.cfg["train"]["progress"]), dynamic_ncols=True)
+        self.bar = tqdm(total=trainer.steps_per_epoch, desc=f"epoch {epoch + 1}/{trainer.cfg.optim.epochs}",
+                        disable=not (trainer.env.is_main and trainer.cfg.train.progress), dynamic_ncols=True)
         self.tick, self.first, self.lr = time.perf_counter(), trainer.step + 1, math.nan
 
     def after_step(self, trainer: Trainer, state: StepState) -> None:
@@ -222,9 +222,9 @@ class Logging(Hook):
         self.epoch_losses.add(state.loss)
         self.lr = state.lr
         self.bar.update(1)
-        if trainer.step % trainer.cfg["train"]["log_every"] == 0 or self.window.count == trainer.steps_per_epoch:
+        if trainer.step % trainer.cfg.train.log_every == 0 or self.window.count == trainer.steps_per_epoch:
             now = time.perf_counter()
-            rate = self.window.count * trainer.cfg["optim"]["batch_size"] / (now - self.tick)
+            rate = self.window.count * trainer.world.global_batch / (now - self.tick)
             reading = self.window.read_async(epoch=state.epoch, step=trainer.step, first=self.first, lr=state.lr,
                                              rate=rate)
             if self.pending is not None:
@@ -242,7 +242,7 @@ class Logging(Hook):
         if self.pending is not None:
             self._write_steps(trainer, self.pending)
         self.bar.close()
-        epochs, step = trainer.cfg["optim"]["epochs"], trainer.step
+        epochs, step = trainer.cfg.optim.epochs, trainer.step
         loss = finite(self.epoch_losses.read_async(first=step - self.epoch_losses.count + 1, step=step, lr=self.lr),
                       trainer.env.device)
         entry = {"kind": "epoch", "epoch": state.epoch, "step": step, "loss": loss, "lr": self.lr} | state.entry
@@ -263,7 +263,7 @@ class Checkpointer(Hook):
     """A checkpoint every train.checkpoint_every epochs and at the last epoch of this call (main process)."""
 
     def after_epoch(self, trainer: Trainer, state: EpochState) -> None:
-        if state.finished % trainer.cfg["train"]["checkpoint_every"] == 0 or state.finished == state.last:
+        if state.finished % trainer.cfg.train.checkpoint_every == 0 or state.finished == state.last:
             if trainer.env.is_main:
                 trainer.info(f"saved {trainer.save_checkpoint(state.finished)}")
             barrier()

@@ -39,8 +39,7 @@ class LinclsSettings:
 
 def model_from_checkpoint(ckpt: dict, num_classes: int, arch: str | None = None, source: str = "checkpoint"):
     """A torchvision ResNet with the checkpoint's backbone and a fresh fc (N(0, 0.01), bias 0)."""
-    cfg = ckpt.get("config") or {}
-    ck_arch = ckpt.get("arch") or cfg.get("arch")
+    ck_arch = ckpt.get("arch") or ckpt_lib.stored_setting(ckpt, "arch")
     if arch is not None and ck_arch is not None and arch != ck_arch:
         raise ckpt_lib.CheckpointError(f"{source} holds a {ck_arch}, not a {arch}: drop --arch or pass "
                                        f"--arch {ck_arch}")
@@ -48,7 +47,7 @@ def model_from_checkpoint(ckpt: dict, num_classes: int, arch: str | None = None,
     if arch is None:
         raise ckpt_lib.CheckpointError(f"{source} does not say its arch: pass --arch")
     try:
-        model = build_resnet(arch, num_classes=num_classes, stem=cfg.get("stem", "standard"))
+        model = build_resnet(arch, num_classes=num_classes, stem=ckpt_lib.stored_setting(ckpt, "stem", "standard"))
     except ValueError as e:  # an arch or stem name this suite does not build
         raise ckpt_lib.CheckpointError(f"{source}: {e} (pass --arch with the checkpoint's ResNet)") from None
     ckpt_lib.load_backbone(model, ckpt, source)
@@ -86,7 +85,7 @@ def linear_eval(checkpoint: str | Path, train_dir: str | Path, val_dir: str | Pa
     reference = {k: v.clone() for k, v in model.state_dict().items()}
     for name, p in model.named_parameters():
         p.requires_grad_(name.startswith("fc."))
-    size = settings.image_size or (ckpt.get("config") or {}).get("data", {}).get("image_size", 224)
+    size = settings.image_size or ckpt_lib.stored_setting(ckpt, "data.image_size", 224)
     train_set = ImageList(train_samples, supervised_augmentation(size), classes=classes)
     val_set = ImageList(val_samples, eval_transform(size), classes=classes)
     train_loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=True, num_workers=settings.workers,

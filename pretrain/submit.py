@@ -13,6 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 from mocobench.common.cluster import ClusterSpec, NodeCommand, Rendezvous, job_port, python, submit
+from mocobench.pretrain.config import PretrainConfig
 from mocobench.pretrain.world import WorldPlan, data_paths, plan_world
 
 
@@ -68,19 +69,19 @@ class JobPlan:
     nodes: int
     procs_per_node: int
     gpus_per_node: int
-    cfg: dict
+    cfg: PretrainConfig
     world: WorldPlan
 
     def lines(self) -> list[str]:
         unchecked = (["the GPUs"] if self.gpus_per_node else []) + data_paths(self.cfg)
         return [f"job: {self.nodes} node(s) x {self.procs_per_node} process(es) = world size "
-                f"{self.world.world_size}; config {self.cfg['mode']} {self.cfg['arch']}, output "
-                f"{self.cfg['train']['output_dir']}",
+                f"{self.world.world_size}; config {self.cfg.mode} {self.cfg.arch}, output "
+                f"{self.cfg.train.output_dir}",
                 *(f"  {line}" for line in self.world.describe(self.cfg)),
                 *([f"  not checked here (the nodes read them): {', '.join(unchecked)}"] if unchecked else [])]
 
 
-def plan_job(cfg: dict, spec: ClusterSpec, procs_per_node: int) -> JobPlan:
+def plan_job(cfg: PretrainConfig, spec: ClusterSpec, procs_per_node: int) -> JobPlan:
     """The config at the job's world size (nodes x processes per node); ConfigError (one line) if it cannot run.
     Needs neither a GPU nor the dataset: a login node plans."""
     return JobPlan(spec.nodes, procs_per_node, spec.gpus_per_node, cfg, plan_world(cfg, spec.nodes * procs_per_node))

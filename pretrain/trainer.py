@@ -27,7 +27,7 @@ from mocobench.common.shared_folder import check_shared_folder
 from mocobench.pretrain import checkpoint as ckpt_lib
 from mocobench.pretrain import rng
 from mocobench.pretrain.batches import DeviceAugmentedBatch, DeviceBatch, DeviceDecodedBatch
-from mocobench.pretrain.config import ConfigError, config_diff, dump
+from mocobench.pretrain.config import ConfigError, PretrainConfig, config_diff, dump
 from mocobench.pretrain.data import batch_augmentation, build_training_dataset, training_collate
 from mocobench.pretrain.distributed import DistEnv, DistributedExchange, LocalExchange, init_distributed
 from mocobench.pretrain.encoders import build_resnet
@@ -57,29 +57,28 @@ class RunError(RuntimeError):
     """The output directory or the resume checkpoint does not fit this run."""
 
 
-def build_model(cfg: dict, *, num_classes: int, world_size: int = 1,
+def build_model(cfg: PretrainConfig, *, num_classes: int, world_size: int = 1,
                 exchange=None) -> MoCo | Supervised:
     """The network a config describes (randomly initialised; seed the RNG before calling)."""
-    if cfg["mode"] == "supervised":
-        return Supervised(encoder=build_resnet(cfg["arch"], num_classes=num_classes, stem=cfg["stem"]))
-    m = cfg["moco"]
+    if cfg.mode == "supervised":
+        return Supervised(encoder=build_resnet(cfg.arch, num_classes=num_classes, stem=cfg.stem))
+    m = cfg.moco
     plan = plan_world(cfg, world_size)  # the batch, the queue and the BN groups at this world size (world.py)
-    encoder = build_resnet(cfg["arch"], num_classes=m["dim"], stem=cfg["stem"], mlp=m["mlp"], bn_splits=plan.splits)
-    model = MoCo(encoder=encoder, dim=m["dim"], queue_size=m["queue_size"], momentum=m["momentum"],
-                 temperature=m["temperature"], exchange=exchange, shuffle_keys=m["shuffle_bn"])
-    return model
+    encoder = build_resnet(cfg.arch, num_classes=m.dim, stem=cfg.stem, mlp=m.mlp, bn_splits=plan.splits)
+    return MoCo(encoder=encoder, dim=m.dim, queue_size=m.queue_size, momentum=m.momentum,
+                temperature=m.temperature, exchange=exchange, shuffle_keys=m.shuffle_bn)
 
 
 class Trainer:
-    def __init__(self, cfg: dict, *, resume: str | None = None, env: DistEnv | None = None) -> None:
+    def __init__(self, cfg: PretrainConfig, *, resume: str | None = None, env: DistEnv | None = None) -> None:
         self.cfg = cfg
-        self.env = env or init_distributed(cfg["train"]["device"])
-        t = cfg["train"]
-        if t["threads"]:
-            torch.set_num_threads(int(t["threads"]))
-        self.out = Path(t["output_dir"])
+        self.env = env or init_distributed(cfg.train.device)
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(int(t.threads))
+        self.out = Path(t.output_dir)
         self.world = plan_world(cfg, self.env.world_size)  # refuses a config that cannot run at this world size
-        if t["deterministic"]:
+        if t.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
@@ -91,18 +90,17 @@ class Trainer:
         self.prepare = self.build_batch_preparation(cfg)
         self.dataset, self.sampler, self.loader = self.build_loader(cfg)
         self.steps_per_epoch = len(self.sampler)
-        torch.manual_seed(t["seed"])  # identical initial weights and queue on every rank
-        self.exchange = (DistributedExchange(seed=t["seed"]) if self.env.world_size > 1
-                         else LocalExchange(seed=t["seed"]))
-        self.memory_format = torch.channels_last if t["channels_last"] else torch.contiguous_format
+        torch.manual_seed(t.seed)  # identical initial weights and queue on every rank
+        self.exchange = DistributedExchange(seed=t.seed) if self.env.world_size > 1 else LocalExchange(seed=t.seed)
+        self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
         self.model: PretextModel = self.build_model(cfg)
         device_ids = [self.env.local_rank] if self.env.device.type == "cuda" else None
         self.ddp = (DistributedDataParallel(self.model, device_ids=device_ids, broadcast_buffers=False)
                     if self.env.world_size > 1 else None)
         self.base_lr = self.world.lr
         self.optimizer = self.build_optimizer(cfg, self.model)
-        self.amp_dtype = AMP_DTYPES.get(t["amp"])
-        self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=t["amp"] == "fp16")
+        self.amp_dtype = AMP_DTYPES.get(t.amp)
+        self.scaler = torch.amp.GradScaler(self.env.device.type, enabled=t.amp == "fp16")
         self.hooks: list[Hook] = self.build_hooks()
         self.start_epoch, self.step = 0, 0
         self.history: list[dict[str, Any]] = []  # what was logged, also kept in memory (tests, callers)
@@ -112,49 +110,48 @@ class Trainer:
             trim_after(self.out, 0)  # a run killed before its first checkpoint: start its log afresh
 
     # ---------------------------------------------------------------- construction
-    def build_batch_preparation(self, cfg: dict) -> DeviceBatch | DeviceAugmentedBatch | DeviceDecodedBatch:
+    def build_batch_preparation(self, cfg: PretrainConfig) -> DeviceBatch | DeviceAugmentedBatch | DeviceDecodedBatch:
         """data.aug_device=gpu: the workers decode, the step augments the whole batch on the device
         (data.decode=gpu: the workers read the files, the step decodes and augments them)."""
-        if cfg["data"]["aug_device"] != "gpu":
+        if cfg.data.aug_device != "gpu":
             return DeviceBatch(self.env.device)
-        kind = DeviceDecodedBatch if cfg["data"]["decode"] == "gpu" else DeviceAugmentedBatch
-        return kind(batch_augmentation(cfg), device=self.env.device, views=2 if cfg["mode"] == "moco" else 1,
-                    seed=cfg["train"]["seed"], rank=self.env.rank, collate_fn=training_collate(cfg))
+        kind = DeviceDecodedBatch if cfg.data.decode == "gpu" else DeviceAugmentedBatch
+        return kind(batch_augmentation(cfg), device=self.env.device, views=2 if cfg.mode == "moco" else 1,
+                    seed=cfg.train.seed, rank=self.env.rank, collate_fn=training_collate(cfg))
 
-    def build_loader(self, cfg: dict) -> tuple[Any, GlobalBatchSampler, DataLoader]:
-        t, o, d = cfg["train"], cfg["optim"], cfg["data"]
+    def build_loader(self, cfg: PretrainConfig) -> tuple[Any, GlobalBatchSampler, DataLoader]:
         dataset = build_training_dataset(cfg)
-        dataset.seed = t["seed"]
-        try:
-            sampler = GlobalBatchSampler(len(dataset), global_batch=o["batch_size"], rank=self.env.rank,
-                                         world_size=self.env.world_size, seed=t["seed"])
+        dataset.seed = cfg.train.seed
+        try:  # the batch itself was checked by plan_world (self.world)
+            sampler = GlobalBatchSampler(len(dataset), global_batch=self.world.global_batch, rank=self.env.rank,
+                                         world_size=self.env.world_size, seed=cfg.train.seed)
         except ValueError as e:  # fewer images than one global batch, or a batch the processes cannot split
             raise ConfigError(str(e)) from None
-        if cfg["mode"] == "supervised" and len(dataset.classes) < 2:
+        if cfg.mode == "supervised" and len(dataset.classes) < 2:
             raise ConfigError("mode=supervised needs at least 2 classes in the ImageFolder")
-        workers = d["workers"]
+        workers = cfg.data.workers
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
                             pin_memory=self.env.device.type == "cuda", collate_fn=self.prepare.collate_fn,
                             # workers are not persistent: each epoch's workers take a fresh copy of the dataset with
                             # its current `epoch`, which seeds every sample's augmentation (persistent workers kept
                             # the epoch they started with: the same crops every epoch, and a resumed run's
                             # augmentations differed from the uninterrupted run's)
-                            persistent_workers=False, prefetch_factor=d["prefetch"] if workers else None)
+                            persistent_workers=False, prefetch_factor=cfg.data.prefetch if workers else None)
         return dataset, sampler, loader
 
-    def build_model(self, cfg: dict) -> PretextModel:
+    def build_model(self, cfg: PretrainConfig) -> PretextModel:
         model = build_model(cfg, num_classes=max(1, len(self.dataset.classes)), world_size=self.env.world_size,
                             exchange=self.exchange)
         model = model.to(self.env.device, memory_format=self.memory_format)
-        if cfg["train"]["compile"]:
+        if cfg.train.compile:
             for encoder in model.encoders():
                 encoder.compile()  # in place: parameter names and checkpoints unchanged
         return model
 
-    def build_optimizer(self, cfg: dict, model: PretextModel) -> torch.optim.Optimizer:
-        o = cfg["optim"]
-        return build_optimizer(model.parameters(), name=o["optimizer"], lr=self.base_lr, momentum=o["momentum"],
-                               weight_decay=o["weight_decay"], impl=o["impl"])
+    def build_optimizer(self, cfg: PretrainConfig, model: PretextModel) -> torch.optim.Optimizer:
+        o = cfg.optim
+        return build_optimizer(model.parameters(), name=o.optimizer, lr=self.base_lr, momentum=o.momentum,
+                               weight_decay=o.weight_decay, impl=o.impl)
 
     def build_hooks(self) -> list[Hook]:
         """In calling order. The kNN monitor runs before Logging writes the epoch line that holds its value."""
@@ -203,8 +200,8 @@ class Trainer:
 
     def save_checkpoint(self, finished_epochs: int) -> Path:
         path = ckpt_lib.checkpoint_path(self.out, finished_epochs)
-        ckpt = {"epoch": finished_epochs, "arch": self.cfg["arch"], "state_dict": self._state_dict(),
-                "optimizer": self.optimizer.state_dict(), "config": self.cfg, "step": self.step,
+        ckpt = {"epoch": finished_epochs, "arch": self.cfg.arch, "state_dict": self._state_dict(),
+                "optimizer": self.optimizer.state_dict(), "config": self.cfg.to_dict(), "step": self.step,
                 "scaler": self.scaler.state_dict(), "exchange": self.exchange.state_dict(),
                 "sampler": {"seed": self.sampler.seed, "epoch": finished_epochs},
                 "rng": rng.capture(self.env.device),
@@ -251,7 +248,7 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
     def train(self, stop_after_epoch: int | None = None) -> Path:
         """Train to optim.epochs (or stop after `stop_after_epoch` finished epochs, as an interruption would)."""
-        epochs = self.cfg["optim"]["epochs"]
+        epochs = self.cfg.optim.epochs
         if self.env.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             if not (self.out / "config.yaml").is_file():

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mocobench.common.config import ConfigError
+from mocobench.pretrain.config import PretrainConfig
 from mocobench.pretrain.schedules import scaled_lr
 
 
@@ -43,17 +44,17 @@ class WorldPlan:
         """Images per BN group."""
         return self.per_process // self.splits
 
-    def describe(self, cfg: dict) -> list[str]:
-        o = cfg["optim"]
+    def describe(self, cfg: PretrainConfig) -> list[str]:
+        o = cfg.optim
         procs = f"{self.world_size} processes" if self.world_size > 1 else "1 process"
         lines = [f"world size {self.world_size}: global batch {self.global_batch} = {procs} x {self.per_process} "
                  f"images",
-                 f"lr {self.lr:.4g} = optim.lr {o['lr']} x {self.global_batch} / optim.base_batch {o['base_batch']} "
+                 f"lr {self.lr:.4g} = optim.lr {o.lr} x {self.global_batch} / optim.base_batch {o.base_batch} "
                  f"(linear scaling rule)"]
-        if cfg["mode"] != "moco":
+        if cfg.mode != "moco":
             return lines + ["BN: per process (no SyncBN), supervised mode: no queue, no Shuffle BN"]
-        m = cfg["moco"]
-        lines.append(f"queue K={m['queue_size']} = {m['queue_size'] // self.global_batch} global batches")
+        m = cfg.moco
+        lines.append(f"queue K={m.queue_size} = {m.queue_size // self.global_batch} global batches")
         if not self.shuffle_bn:
             lines.append("Shuffle BN off (moco.shuffle_bn=false): BN over each process's unshuffled batch")
         elif self.world_size == 1:
@@ -63,16 +64,17 @@ class WorldPlan:
             groups = ("one per process, as the official DDP code" if self.splits == 1
                       else f"{self.splits} sub-batches per process")
             lines.append(f"Shuffle BN: {self.bn_groups} BN groups of {self.group_batch} images ({groups}; "
-                         f"moco.bn_groups={m['bn_groups']}), keys on the batch shuffled across all "
+                         f"moco.bn_groups={m.bn_groups}), keys on the batch shuffled across all "
                          f"{self.world_size} processes")
         return lines
 
 
-def data_paths(cfg: dict) -> list[str]:
+def data_paths(cfg: PretrainConfig) -> list[str]:
     """The folders a run reads (what planning does not check: it runs where they may not be)."""
-    d, k = cfg["data"], cfg["knn"]
-    paths = [f"data.path={d['path']}"] if d["source"] != "synthetic" else []
-    return paths + [f"knn.{key}={k[key]}" for key in ("train_path", "val_path") if k["every"] and k[key]]
+    d, k = cfg.data, cfg.knn
+    paths = [f"data.path={d.path}"] if d.source != "synthetic" else []
+    return paths + [f"knn.{key}={path}" for key, path in (("train_path", k.train_path), ("val_path", k.val_path))
+                    if k.every and path]
 
 
 def bn_splits(bn_groups: int, world_size: int) -> int:
@@ -80,12 +82,12 @@ def bn_splits(bn_groups: int, world_size: int) -> int:
     return max(1, bn_groups // world_size)
 
 
-def plan_world(cfg: dict, world_size: int) -> WorldPlan:
+def plan_world(cfg: PretrainConfig, world_size: int) -> WorldPlan:
     """What each of `world_size` processes computes under `cfg`; ConfigError (one line) if it cannot run there."""
     if world_size < 1:
         raise ConfigError(f"world size must be >= 1, got {world_size}")
-    o = cfg["optim"]
-    batch = o["batch_size"]
+    o = cfg.optim
+    batch = o.batch_size  # a positive integer (config.validate); here: whether the world can split it
     if batch % world_size:
         lower, upper = batch // world_size * world_size, (batch // world_size + 1) * world_size
         choices = f"{lower} or {upper}" if lower else f"{upper}"
@@ -93,24 +95,24 @@ def plan_world(cfg: dict, world_size: int) -> WorldPlan:
                           f"choose a multiple of {world_size}, e.g. optim.batch_size={choices}")
     per_process = batch // world_size
     splits, shuffle = 1, False
-    if cfg["mode"] == "moco":
-        m = cfg["moco"]
-        if m["bn_groups"] < 1:
-            raise ConfigError(f"moco.bn_groups must be >= 1, got {m['bn_groups']}")
-        if m["queue_size"] % batch:
-            raise ConfigError(f"the queue size K={m['queue_size']} is not divisible by the global batch size {batch} "
+    if cfg.mode == "moco":
+        m = cfg.moco
+        if m.bn_groups < 1:
+            raise ConfigError(f"moco.bn_groups must be >= 1, got {m.bn_groups}")
+        if m.queue_size % batch:
+            raise ConfigError(f"the queue size K={m.queue_size} is not divisible by the global batch size {batch} "
                               f"(per-process batch x world size): the queue would not wrap on a batch boundary. "
                               f"Choose moco.queue_size as a multiple of the global batch.")
-        shuffle = bool(m["shuffle_bn"])
+        shuffle = bool(m.shuffle_bn)
         if shuffle:
-            splits = bn_splits(m["bn_groups"], world_size)
+            splits = bn_splits(m.bn_groups, world_size)
             if per_process % splits:
                 raise ConfigError(f"the per-process batch {per_process} (optim.batch_size={batch} / {world_size} "
                                   f"processes) cannot be split into {splits} BN groups (moco.bn_groups="
-                                  f"{m['bn_groups']} // {world_size}): choose moco.bn_groups or optim.batch_size so "
+                                  f"{m.bn_groups} // {world_size}): choose moco.bn_groups or optim.batch_size so "
                                   f"that it can")
-    lr = scaled_lr(o["lr"], batch, o["base_batch"])
+    lr = scaled_lr(o.lr, batch, o.base_batch)
     if not lr > 0:
-        raise ConfigError(f"optim.lr={o['lr']} gives lr {lr} by the scaling rule: it must be > 0")
+        raise ConfigError(f"optim.lr={o.lr} gives lr {lr} by the scaling rule: it must be > 0")
     return WorldPlan(world_size=world_size, global_batch=batch, per_process=per_process, splits=splits, lr=lr,
                      shuffle_bn=shuffle)

@@ -186,17 +186,34 @@ def _our_rows(frame, records: list[dict[str, Any]], columns: list[Column], label
     return rows, notes
 
 
-def _reference_rows(spec: dict[str, Any], columns: list[Column], norm: str | None = None
-                    ) -> tuple[list[Row], list[str]]:
-    """The paper's rows for a table of records run with `norm`: a row that names a norm (reference.yaml `norm`,
-    e.g. LVIS's supervised baseline fine-tuned with frozen BN) goes with tables of that norm only, and a table
-    of such a norm shows only those rows (the paper's other rows tuned BN)."""
+def _recipe_matches(entry: dict[str, Any], devs: dict[str, Any] | None) -> bool:
+    """Whether a reference row's recipe is the one the table's records ran. A row without `config` is the
+    benchmark's own recipe: it goes with tables that deviate in nothing (devs == {}). A row with `config` (the
+    keys in which the paper's recipe for that row differs from the benchmark's config, e.g. ViTDet's Table 4
+    ablations without relative positions) goes only with tables whose deviations are exactly those keys and
+    values. A row whose recipe the paper does not fully give (`config_unknown`) goes with no table."""
+    if devs is None or entry.get("config_unknown"):
+        return False
+    return devs == dict(entry.get("config") or {})
+
+
+def _reference_rows(spec: dict[str, Any], columns: list[Column], norm: str | None,
+                    devs: dict[str, Any] | None) -> tuple[list[Row], list[str]]:
+    """The paper's rows for a table of records run with `norm` and deviating from the benchmark's config in
+    `devs` ({key: value}; see _recipe_matches): a row that names a norm (reference.yaml `norm`, e.g. LVIS's
+    supervised baseline fine-tuned with frozen BN) goes with tables of that norm only, and a table of such a
+    norm shows only those rows (the paper's other rows tuned BN)."""
     rows = []
     entries = spec.get("rows") or []
     frozen_variant = norm in deviations.PAPER_NORM_VARIANTS
     kept = [e for e in entries if (e.get("norm") == norm if frozen_variant else e.get("norm") is None)]
     notes = ([f"the paper's rows run with another norm than this table's {norm} are not shown"]
              if len(kept) < len(entries) and frozen_variant else [])
+    other_recipe = [e["label"] for e in kept if e.get("config") is not None and not _recipe_matches(e, devs)]
+    kept = [e for e in kept if _recipe_matches(e, devs)]
+    if other_recipe:
+        notes.append(f"the paper's rows run with another recipe than this table's are not shown: "
+                     f"{'; '.join(other_recipe)} (reference.yaml `config`)")
     for entry in kept:
         row = Row(label=entry["label"], kind=entry["kind"], source=PAPER_SOURCE)
         for col in columns:
@@ -314,8 +331,10 @@ def _config_hash_notes(recs: list[dict[str, Any]]) -> list[str]:
           "protocol field is the same"]
 
 
-def _deviation_notes(recs: list[dict[str, Any]], bench: str, synthetic: bool) -> tuple[list[str], str, bool]:
-    """(notes, title suffix, whether the protocol is off the paper's) from the records' resolved configs."""
+def _deviation_notes(recs: list[dict[str, Any]], bench: str, synthetic: bool
+                     ) -> tuple[list[str], str, dict[str, Any] | None]:
+    """(notes, title suffix, the records' deviations {key: value} from the paper's config, None when unknown
+    or when records disagree on a key's value) from the records' resolved configs."""
     devs, unknown = _table_deviations(recs, BENCHMARKS.get(base_benchmark(bench)))
     notes, suffix = [], ""
     if devs:
@@ -326,21 +345,26 @@ def _deviation_notes(recs: list[dict[str, Any]], bench: str, synthetic: bool) ->
     if unknown:
         notes.append(f"{unknown} record(s) hold no readable resolved config: their deviations from the "
                      f"paper's config are unknown")
-    return notes, suffix, bool(devs or unknown)
+    by_key: dict[str, list[Any]] = {}
+    for d in devs:
+        by_key.setdefault(d.key, []).append(d.ours)
+    agreed = None if unknown or any(len(v) > 1 for v in by_key.values()) else {k: v[0] for k, v in by_key.items()}
+    return notes, suffix, agreed
 
 
 def _paper_block(ref_spec: dict[str, Any] | None, columns: list[Column], protocol: dict[str, Any], synthetic: bool,
-                 off_paper: bool) -> tuple[list[Row], list[str]]:
+                 devs: dict[str, Any] | None) -> tuple[list[Row], list[str]]:
     """The paper's reported rows, only where comparable: never on the built-in data, never where the config
-    differs from the paper's beyond the fewer-GPU scaling rule."""
+    differs from the paper's beyond the fewer-GPU scaling rule, except for a row whose recorded recipe
+    (reference.yaml `config`) is exactly the table's deviations."""
     if not ref_spec:
         return [], []
     if synthetic:
         return [], ["synthetic built-in data: the paper's reported numbers are not shown, they are not comparable"]
-    if off_paper:
+    rows, notes = _reference_rows(ref_spec, columns, protocol.get("norm"), devs)
+    if devs != {} and not rows:
         return [], ["the paper's reported numbers are not shown: this protocol differs from the paper's in more "
                     "than the documented fewer-GPU scaling, so they are not comparable"]
-    rows, notes = _reference_rows(ref_spec, columns, protocol.get("norm"))
     scaling = protocol.get("scaling")
     if isinstance(scaling, dict) and scaling.get("applied"):
         notes.append(f"fewer-GPU scaling rule applied (the only difference from the paper's config): "
@@ -365,11 +389,11 @@ def _build_table(bench: str, h: str, protocols: dict[str, dict[str, Any]], recs:
     rows = _order(rows)  # after the choice: a supervised row that is not the baseline is ordered as `other`
     notes += row_notes + (delta_notes if base is not None else [no_baseline_note("these records")])
     notes += _unshown_metrics_notes([k for k in present if k not in {c.key for c in columns}])
-    dev_notes, dev_title, off_paper = _deviation_notes(recs, bench, synthetic)
+    dev_notes, dev_title, devs = _deviation_notes(recs, bench, synthetic)
     notes += dev_notes
     title += dev_title
     ref_spec = reference["benchmarks"].get(spec.get("reference") or base_benchmark(bench))
-    ref_rows, ref_notes = _paper_block(ref_spec, columns, protocol, synthetic, off_paper)
+    ref_rows, ref_notes = _paper_block(ref_spec, columns, protocol, synthetic, devs)
     return Table(table_id=table_id, benchmark=bench, title=title, protocol_hash=h, protocol=protocol,
                  synthetic=synthetic, columns=columns, rows=rows, reference=ref_rows,
                  baseline=base.label if base is not None else None,

@@ -76,6 +76,13 @@ def load_reference(path: str | Path = REFERENCE_FILE) -> dict[str, Any]:
             metrics = row.get("metrics")
             if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) for v in metrics.values()):
                 raise TableError(f"{where}: 'metrics' must map metric keys (e.g. bbox/AP) to numbers")
+            recipe, unknown = row.get("config"), row.get("config_unknown")
+            if recipe is not None and not (isinstance(recipe, dict) and recipe
+                                           and all(isinstance(k, str) and "." in k for k in recipe)):
+                raise TableError(f"{where}: 'config' must map dotted config keys (e.g. MODEL.VIT.USE_REL_POS) to "
+                                 f"the values of the paper's recipe for this row")
+            if unknown is not None and not (isinstance(unknown, list) and all(isinstance(k, str) for k in unknown)):
+                raise TableError(f"{where}: 'config_unknown' must list the config keys the paper does not give")
             levels = [row.get("level")] + list((row.get("levels") or {}).values())
             if any(lv is not None and lv not in LEVELS for lv in levels):
                 raise TableError(f"{where}: evidence levels must be one of {LEVELS}, got {levels}")

@@ -6,16 +6,20 @@ Each layout was checked against its project's own saving code (docs/vit.md gives
 - dino: full checkpoint {student, teacher, optimizer, epoch, args, dino_loss[, fp16_scaler]} (main_dino.py);
   the teacher's `backbone.*` is kept (DINO evaluates the teacher), its `head.*` and the whole student dropped;
   heads from args.arch (vit_tiny 3, vit_small 6, vit_base 12: DINO's vision_transformer.py).
-- ibot: as dino (main_ibot.py); the student's `backbone.masked_embed` marks it; `gamma_1`/`gamma_2` (present
-  when init_values > 0) are its layer-scale.
+- ibot: as dino (main_ibot.py, with ibot_loss); the student's `backbone.masked_embed` marks it; `gamma_1`/`gamma_2`
+  (present when init_values > 0) are its layer-scale; heads from args.arch (DINO's and vit_large 16).
 - mae: {'model', ...} (util/misc.py save_model); encoder only in released files; a training file's
-  decoder_* and mask_token are dropped; heads from args.model (mae_vit_base_patch16 12, large 16, huge 16).
+  decoder_* and mask_token are dropped; a fine-tuned file (main_finetune.py, global_pool) has no `norm` but
+  `fc_norm` and `head`, dropped; heads from args.model (models_mae's mae_vit_base_patch16 12, large 16,
+  huge 16, and their *_dec512d8b names; models_vit's vit_base_patch16 12, vit_large_patch16 16, vit_huge_patch14 16).
 - moco-v3: {epoch, arch, state_dict, optimizer, scaler} (main_moco.py), `module.base_encoder.*` kept minus its
   `head.*` (the projector), `module.momentum_encoder.*` and `module.predictor.*` dropped; heads from arch
   (vits.py: vit_small 12, vit_base 12); `vit_conv_*` (a convolutional stem) refused.
 - dinov2: flat hub files (hubconf / dinov2/hub/backbones.py): patch 14, 518-px grid (pos_embed 1 x 1370 x C),
-  `blocks.N.ls1.gamma`/`ls2.gamma`, `mask_token` (dropped); training files may chunk blocks (`blocks.c.i.*`,
-  renamed to `blocks.i.*`); `register_tokens` and SwiGLU (`mlp.w12`/`w3`, ViT-g) refused.
+  `blocks.N.ls1.gamma`/`ls2.gamma`, `mask_token` (dropped); the training run's teacher file
+  (train/train.py do_test: {'teacher': {backbone.*, dino_head.*, ibot_head.*}}), whose blocks are chunked
+  when the config sets block_chunks (ViT-L/g training configs: 4; `blocks.c.i.*`, renamed to `blocks.i.*`);
+  `register_tokens` and SwiGLU (`mlp.w12`/`w3`, ViT-g) refused.
 - timm: flat .safetensors / .pth of timm's VisionTransformer (DeiT, AugReg, DeiT-III); kind "supervised" when
   a classifier `head.weight` is present; `fc_norm` and `head` dropped.
 - hub: a flat ViT state dict without classifier (DINO and iBOT hub files, timm headless): kind "other".
@@ -44,15 +48,22 @@ class VitLayoutError(UsageError):
 STANDARD_HEADS = {192: 3, 384: 6, 768: 12, 1024: 16, 1280: 16, 1536: 24}
 # heads of each project's own architecture names (read from each project's model definitions)
 DINO_HEADS = {"vit_tiny": 3, "vit_small": 6, "vit_base": 12}
+IBOT_HEADS = {**DINO_HEADS, "vit_large": 16}  # iBOT models/vision_transformer.py adds vit_large
 MOCO_V3_HEADS = {"vit_small": 12, "vit_base": 12}  # moco-v3 vits.py (vit_conv_* refused)
-MAE_HEADS = {"mae_vit_base_patch16": 12, "mae_vit_large_patch16": 16, "mae_vit_huge_patch14": 16}
+# MAE: models_mae.py (pretraining, args.model of main_pretrain.py, with the *_dec512d8b full names) and
+# models_vit.py (fine-tuning, args.model of main_finetune.py)
+MAE_HEADS = {"mae_vit_base_patch16": 12, "mae_vit_large_patch16": 16, "mae_vit_huge_patch14": 16,
+             "mae_vit_base_patch16_dec512d8b": 12, "mae_vit_large_patch16_dec512d8b": 16,
+             "mae_vit_huge_patch14_dec512d8b": 16,
+             "vit_base_patch16": 12, "vit_large_patch16": 16, "vit_huge_patch14": 16}
 
 VIT_LAYOUTS = {
     "dino": ("DINO ViT full checkpoint {student, teacher, optimizer, epoch, args, dino_loss}", "other"),
     "ibot": ("iBOT ViT full checkpoint {student, teacher, ...} (student has backbone.masked_embed)", "other"),
     "mae": ("MAE {'model'[, optimizer, epoch, scaler, args]} (encoder; decoder dropped)", "other"),
     "moco-v3-vit": ("MoCo v3 ViT {epoch, arch, state_dict, optimizer, scaler}, module.base_encoder.*", "moco"),
-    "dinov2": ("DINOv2 hub file (patch 14, layer-scale, mask_token), chunked training files", "other"),
+    "dinov2": ("DINOv2 hub file (patch 14, layer-scale, mask_token), or its training run's {'teacher'} file "
+               "(chunked blocks)", "other"),
     "timm": ("timm VisionTransformer .safetensors / .pth with a classifier head (DeiT, AugReg)", "supervised"),
     "hub": ("flat ViT state dict without classifier (DINO / iBOT hub files, headless timm)", "other"),
     "mmpretrain-vit": ("mmpretrain / mmselfsup 1.x ViT {meta, state_dict}, backbone.layers.N.* (ln1, attn.qkv, "
@@ -153,7 +164,7 @@ def find_backbone(ckpt: Mapping[str, Any]) -> VitBackbone:
     if "teacher" in ckpt and "student" in ckpt:  # DINO / iBOT full checkpoints
         args = _args(ckpt.get("args"))
         teacher, student = _strip_module(_tensors(ckpt["teacher"])), _strip_module(_tensors(ckpt["student"]))
-        ibot = any(k.endswith("masked_embed") for k in student) or "pred_ratio" in args
+        ibot = any(k.endswith("masked_embed") for k in student) or "pred_ratio" in args or "ibot_loss" in ckpt
         name = "ibot" if ibot else "dino"
         body = _under(teacher, "backbone.")
         if not body:
@@ -161,10 +172,19 @@ def find_backbone(ckpt: Mapping[str, Any]) -> VitBackbone:
         dropped = [f"teacher.{k}" for k in teacher if not k.startswith("backbone.")]
         dropped.append(f"student ({len(student)} tensors: the online network, its heads)")
         arch = str(args.get("arch", ""))
-        heads = DINO_HEADS.get(arch)
+        heads = (IBOT_HEADS if ibot else DINO_HEADS).get(arch)
         return VitBackbone(name, body, dropped, "other", {
             "arch": arch, "epoch": ckpt.get("epoch"), "heads": heads,
             "heads_source": f"checkpoint metadata: args.arch = {arch!r} ({name}: {heads} heads)" if heads else ""})
+    if "teacher" in ckpt and isinstance(ckpt["teacher"], Mapping):  # DINOv2 eval/<iter>/teacher_checkpoint.pth
+        teacher = _strip_module(_tensors(ckpt["teacher"]))
+        body = _unchunk(_under(teacher, "backbone."))
+        if not body:
+            raise VitLayoutError("a {'teacher': ...} checkpoint whose teacher holds no backbone.* tensors")
+        dropped = [f"teacher.{k}" for k in teacher if not k.startswith("backbone.")]
+        name = "dinov2" if "mask_token" in body or any(k.endswith(".ls1.gamma") for k in body) else "dino"
+        return VitBackbone(name, body, dropped, "other", {"arch": "", "epoch": None, "heads": None,
+                                                          "heads_source": ""})
     sd = ckpt.get("state_dict")
     if isinstance(sd, Mapping):
         state = _strip_module(_tensors(sd))
@@ -234,10 +254,17 @@ def _mmpretrain(state: dict[str, torch.Tensor], ckpt: Mapping[str, Any]) -> VitB
         "arch": "", "epoch": meta.get("epoch"), "heads": None, "heads_source": ""})
 
 
-def _flat(state: dict[str, torch.Tensor], ckpt: Mapping[str, Any]) -> VitBackbone:
-    chunked = re.compile(r"^blocks\.\d+\.(\d+)\.")  # DINOv2 BlockChunk: blocks.<chunk>.<global index>.*
+def _unchunk(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """DINOv2 BlockChunk (block_chunks > 0, its training configs): blocks.<chunk>.<global index>.* -> blocks.<i>.*
+    (each chunk pads the earlier indexes with parameter-free Identity, so the second index is the block's own)."""
+    chunked = re.compile(r"^blocks\.\d+\.(\d+)\.")
     if any(chunked.match(k) for k in state):
         state = {chunked.sub(r"blocks.\1.", k): v for k, v in state.items()}
+    return state
+
+
+def _flat(state: dict[str, torch.Tensor], ckpt: Mapping[str, Any]) -> VitBackbone:
+    state = _unchunk(state)
     dinov2 = any(k.endswith(".ls1.gamma") for k in state) and "mask_token" in state
     if dinov2:
         name, kind = "dinov2", "other"
@@ -279,9 +306,12 @@ def _refuse(state: Mapping[str, torch.Tensor], layout: str) -> None:
         raise VitLayoutError("register tokens (DINOv2 *_reg files): they attend with every patch token in every "
                              "block, and ViTDet's windowed blocks have no place for them, so no ViTDet computes "
                              "what the pretrained network computed; use the checkpoint without registers")
-    if any(re.search(r"\.mlp\.(w12|w3)\.", k) for k in keys):
+    if any(re.search(r"\.mlp\.(w12|w1|w2|w3)\.", k) for k in keys):
         raise VitLayoutError("a SwiGLU MLP (mlp.w12 / mlp.w3: DINOv2 ViT-g): Detectron2's ViT block has a GELU "
                              "MLP only; SwiGLU ViTs are not supported")
+    if "dist_token" in keys:
+        raise VitLayoutError("a distillation token (DeiT *_distilled: dist_token, head_dist): its position "
+                             "embedding and token have no place in ViTDet's ViT; use the non-distilled DeiT")
     if any(re.match(r"patch_embed\.proj\.\d+\.", k) or k.startswith("patch_embed.stem") for k in keys):
         raise VitLayoutError("a convolutional stem (patch_embed.proj.N.*): ViTDet's patch embedding is one "
                              "strided convolution; use a plain-patch ViT")

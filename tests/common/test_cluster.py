@@ -126,4 +126,4 @@ def test_submitted_pretraining_sizes_cores_and_loader_workers_per_gpu(cli, worke
 
     monkeypatch.setattr(trainer, "Trainer", KeepConfig)
     assert pretrain_main(cmd[cmd.index("mocobench.pretrain") + 1:]) == 0
-    assert str(configs[0]["data"]["workers"]) == workers and configs[0]["data"]["path"] == "/data/in"
+    assert str(configs[0].data.workers) == workers and configs[0].data.path == "/data/in"

@@ -112,6 +112,7 @@ def test_proof_fails_for_wrong_window_layer_scale_and_heads(tmp_path):
     ("conv_stem", "convolutional stem"),
     ("unknown_heads", "no standard head count"),
     ("truncated", "truncated|cannot|not a"),
+    ("distilled", "distillation token"),
 ])
 def test_refusals(tmp_path, case, match):
     out = tmp_path / "o.pkl"
@@ -123,6 +124,10 @@ def test_refusals(tmp_path, case, match):
                              swiglu=True)
     elif case == "conv_stem":
         src = W.write_moco_v3(tmp_path / "c.pth", W.tiny_vit(DIM, DEPTH, HEADS), arch="vit_conv_small")
+    elif case == "distilled":  # timm deit.py VisionTransformerDistilled: dist_token, head_dist
+        m = W.tiny_vit(DIM, DEPTH, HEADS, num_classes=10)
+        src = W.write_flat(tmp_path / "d.pth", m, {"dist_token": torch.randn(1, 1, DIM),
+                                                    "head_dist.weight": torch.randn(10, DIM)})
     elif case == "unknown_heads":
         src = W.write_flat(tmp_path / "u.pth", W.tiny_vit(DIM, DEPTH, HEADS))  # width 64: no standard value
     else:
@@ -173,3 +178,49 @@ def test_mmpretrain_vit_converts_and_proves(tmp_path, layer_scale):
     assert conv.format == "mmpretrain-vit" and conv.spec.layer_scale is layer_scale and report.ok
     assert "head.layers.head.weight" in conv.dropped
     _check_tensors(tmp_path / "o.pkl", m, 4)
+
+
+# Layouts re-read against each project's own source (docs/vit.md, "Checked against the projects' own source").
+
+def test_mae_finetuned_file_has_fc_norm_and_no_final_norm(tmp_path):
+    """main_finetune.py's file (models_vit, global_pool): no `norm`, `fc_norm` + `head` instead, args.model
+    vit_base_patch16 (12 heads, from the metadata)."""
+    m = W.tiny_vit(DIM, DEPTH, HEADS)
+    src = W.write_mae(tmp_path / "ft.pth", m, arch="vit_base_patch16", finetuned=True)
+    with pytest.raises(VitConversionError, match="12 heads"):  # the metadata's count is read (and 64 % 12 != 0)
+        convert_vit_file(src, tmp_path / "o.pkl", list_tensors=False)
+    conv, report = convert_vit_file(src, tmp_path / "o.pkl", heads=HEADS, list_tensors=False)
+    assert conv.format == "mae" and report.ok
+    assert {"fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"} <= set(conv.dropped)
+    _check_tensors(tmp_path / "o.pkl", m, 4)
+
+
+def test_dinov2_teacher_checkpoint_with_chunked_blocks(tmp_path):
+    """train/train.py's {'teacher': {backbone.blocks.<chunk>.<i>.*, dino_head.*, ibot_head.*}}."""
+    m = W.tiny_vit(DIM, 4, HEADS, patch=14, img=56, layer_scale=True)
+    src = W.write_dinov2(tmp_path / "teacher_checkpoint.pth", m, chunks=2, teacher=True)
+    assert "backbone.blocks.1.3.attn.qkv.weight" in torch.load(src)["teacher"]
+    conv, report = convert_vit_file(src, tmp_path / "o.pkl", heads=HEADS, list_tensors=False)
+    assert conv.format == "dinov2" and conv.spec.layer_scale and conv.spec.depth == 4 and report.ok
+    assert "mask_token" in conv.dropped and any(d.startswith("teacher.dino_head.") for d in conv.dropped)
+    _check_tensors(tmp_path / "o.pkl", m, 4)
+
+
+def test_deit3_timm_file_layer_scale_and_patch_only_positions(tmp_path):
+    """timm's deit3_* (no_embed_class: positions for the patches only; init_values: ls1/ls2.gamma; a head)."""
+    m = W.tiny_vit(DIM, DEPTH, HEADS, layer_scale=True, num_classes=10, no_embed_class=True)
+    assert m.pos_embed.shape[1] == 16
+    conv, report = convert_vit_file(W.write_timm_safetensors(tmp_path / "d3.safetensors", m), tmp_path / "o.pkl",
+                                    heads=HEADS, list_tensors=False)
+    assert conv.format == "timm" and conv.kind == "supervised" and conv.spec.layer_scale and report.ok
+    assert conv.spec.grid == 4
+    _check_tensors(tmp_path / "o.pkl", m, 4)
+
+
+def test_ibot_vit_large_heads_from_its_arch(tmp_path):
+    """iBOT adds vit_large (16 heads) to DINO's archs; its full checkpoint saves ibot_loss."""
+    m = W.tiny_vit(DIM, DEPTH, 16)
+    conv, report = convert_vit_file(W.write_dino_full(tmp_path / "i.pth", m, arch="vit_large", ibot=True),
+                                    tmp_path / "o.pkl", list_tensors=False)
+    assert conv.format == "ibot" and conv.spec.num_heads == 16 and "args.arch" in conv.spec.heads_source
+    assert report.ok

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mocobench.benchmarks.perf.gpu_check.context import write_imagefolder
-from mocobench.pretrain.config import load_config
+from mocobench.pretrain.config import PretrainConfig, load_config
 
 
 def make_imagefolder(root: Path, classes: int = 2, per_class: int = 8, size: int = 20, seed: int = 0) -> Path:
@@ -25,5 +25,5 @@ def tiny_overrides(data: Path, out: Path, *overrides: str) -> list[str]:
         *overrides]
 
 
-def tiny_config(data: Path, out: Path, *overrides: str) -> dict:
+def tiny_config(data: Path, out: Path, *overrides: str) -> PretrainConfig:
     return load_config("demo", tiny_overrides(data, out, *overrides))

@@ -10,13 +10,15 @@ import torch
 
 
 def tiny_vit(dim: int = 64, depth: int = 2, heads: int = 4, patch: int = 16, img: int = 64,
-             layer_scale: bool = False, num_classes: int = 0, seed: int = 0):
-    """A timm VisionTransformer (class token, final norm) with every tensor random."""
+             layer_scale: bool = False, num_classes: int = 0, seed: int = 0, no_embed_class: bool = False):
+    """A timm VisionTransformer (class token, final norm) with every tensor random. no_embed_class: the
+    position embeddings cover the patches only (timm's DeiT-III models)."""
     from timm.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(seed)
     m = VisionTransformer(img_size=img, patch_size=patch, embed_dim=dim, depth=depth, num_heads=heads,
-                          num_classes=num_classes, init_values=0.5 if layer_scale else None)
+                          num_classes=num_classes, init_values=0.5 if layer_scale else None,
+                          no_embed_class=no_embed_class)
     with torch.no_grad():
         for name, p in m.named_parameters():
             if name.endswith("gamma"):
@@ -38,8 +40,9 @@ def _namespace(**kw) -> argparse.Namespace:
 
 
 def write_dino_full(path: Path, m, arch: str = "vit_small", ibot: bool = False) -> Path:
-    """main_dino.py / main_ibot.py: {student, teacher, optimizer, epoch, args, dino_loss}; the student is
-    DDP-wrapped (module.backbone.*), the teacher not; heads head.mlp.*, head.last_layer.weight_g/v."""
+    """main_dino.py / main_ibot.py: {student, teacher, optimizer, epoch, args, dino_loss (iBOT: ibot_loss)}; the
+    student is DDP-wrapped (module.backbone.*), the teacher not (a ViT has no BatchNorm, so it is not wrapped);
+    heads head.mlp.*, head.last_layer.weight_g/v."""
     body = body_state(m)
     dim = body["pos_embed"].shape[-1]
     head = {"head.mlp.0.weight": torch.randn(32, dim), "head.mlp.0.bias": torch.randn(32),
@@ -49,8 +52,9 @@ def write_dino_full(path: Path, m, arch: str = "vit_small", ibot: bool = False) 
     if ibot:
         student["module.backbone.masked_embed"] = torch.zeros(1, dim)
     args = _namespace(arch=arch, patch_size=16, out_dim=16, **({"pred_ratio": 0.3} if ibot else {}))
+    loss = "ibot_loss" if ibot else "dino_loss"
     torch.save({"student": student, "teacher": teacher, "optimizer": {}, "epoch": 100, "args": args,
-                "dino_loss": {"center": torch.zeros(1, 16)}}, path)
+                loss: {"center": torch.zeros(1, 16)}}, path)
     return path
 
 
@@ -60,10 +64,19 @@ def write_flat(path: Path, m, extra: dict | None = None) -> Path:
     return path
 
 
-def write_mae(path: Path, m, arch: str = "mae_vit_base_patch16", training: bool = False) -> Path:
-    """util/misc.py save_model: {'model', 'optimizer', 'epoch', 'scaler', 'args'} (released files: model only)."""
+def write_mae(path: Path, m, arch: str = "mae_vit_base_patch16", training: bool = False,
+              finetuned: bool = False) -> Path:
+    """util/misc.py save_model: {'model', 'optimizer', 'epoch', 'scaler', 'args'} (released files: model only).
+    finetuned: main_finetune.py's file, models_vit.VisionTransformer with global_pool (its default): the final
+    `norm` deleted, `fc_norm` and the classifier `head` in its place; args.model names models_vit's arch."""
     model = body_state(m)
-    if training:
+    if finetuned:
+        dim = model["pos_embed"].shape[-1]
+        model = {k: v for k, v in model.items() if not k.startswith("norm.")}
+        model.update({"fc_norm.weight": 1 + torch.rand(dim), "fc_norm.bias": torch.randn(dim),
+                      "head.weight": torch.randn(10, dim), "head.bias": torch.randn(10)})
+        torch.save({"model": model, "optimizer": {}, "epoch": 99, "scaler": {}, "args": _namespace(model=arch)}, path)
+    elif training:
         dim = model["pos_embed"].shape[-1]
         model.update({"mask_token": torch.zeros(1, 1, 32), "decoder_embed.weight": torch.randn(32, dim),
                       "decoder_pos_embed": torch.zeros(1, 17, 32), "decoder_pred.weight": torch.randn(48, 32)})
@@ -86,9 +99,13 @@ def write_moco_v3(path: Path, m, arch: str = "vit_small") -> Path:
     return path
 
 
-def write_dinov2(path: Path, m, registers: int = 0, chunks: int = 0, swiglu: bool = False) -> Path:
-    """DINOv2 hub files: flat, mask_token (1, C), ls1/ls2 gamma; register_tokens in _reg files; training files
-    with block chunks: blocks.<chunk>.<index>.*."""
+def write_dinov2(path: Path, m, registers: int = 0, chunks: int = 0, swiglu: bool = False,
+                 teacher: bool = False) -> Path:
+    """DINOv2 hub files: flat, mask_token (1, C), ls1/ls2 gamma; register_tokens in _reg files. With chunks, the
+    blocks as BlockChunk holds them (block_chunks in the training configs): chunk size depth // chunks, each
+    chunk keeps the blocks' global indexes (blocks.<chunk>.<index>.*). teacher: the training run's
+    eval/<iter>/teacher_checkpoint.pth (train/train.py do_test): {'teacher': {backbone.*, dino_head.*,
+    ibot_head.*}}."""
     body = body_state(m)
     dim = body["pos_embed"].shape[-1]
     body["mask_token"] = torch.zeros(1, dim)
@@ -100,9 +117,13 @@ def write_dinov2(path: Path, m, registers: int = 0, chunks: int = 0, swiglu: boo
             body[k.replace("fc1", "w12")] = body.pop(k)
     if chunks:
         depth = 1 + max(int(k.split(".")[1]) for k in body if k.startswith("blocks."))
-        per = -(-depth // chunks)
+        per = depth // chunks
         body = {(f"blocks.{int(k.split('.')[1]) // per}.{k[len('blocks.'):]}" if k.startswith("blocks.") else k): v
                 for k, v in body.items()}
+    if teacher:
+        heads = {"dino_head.mlp.0.weight": torch.randn(32, dim), "dino_head.last_layer.weight_g": torch.randn(16, 1),
+                 "dino_head.last_layer.weight_v": torch.randn(16, 32), "ibot_head.mlp.0.weight": torch.randn(32, dim)}
+        body = {"teacher": {**{f"backbone.{k}": v for k, v in body.items()}, **heads}}
     torch.save(body, path)
     return path
 

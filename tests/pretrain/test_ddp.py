@@ -53,6 +53,7 @@ def test_ddp_two_gloo_processes_match_single_process(tmp_path):
 def a_init_queue(ckpt):
     """The queue the run started from (same seed, same construction) -- the enqueued part must differ from it."""
     torch.manual_seed(ckpt["config"]["train"]["seed"])
+    from mocobench.pretrain.config import PretrainConfig
     from mocobench.pretrain.trainer import build_model
 
-    return build_model(ckpt["config"], num_classes=2).queue[:, :16]
+    return build_model(PretrainConfig.from_dict(ckpt["config"]), num_classes=2).queue[:, :16]

@@ -137,7 +137,9 @@ def test_a_file_the_batched_decode_fails_on_is_found_and_named(mixed_files, monk
 
 
 def test_the_hook_reports_cpu_decoded_files_once_and_apart_from_unreadable_ones(tmp_path, caplog):
-    cfg = {"data": {"max_bad_images": 0}, "train": {"log_every": 1}}
+    from mocobench.pretrain.config import DataConfig, PretrainConfig, TrainConfig
+
+    cfg = PretrainConfig(data=DataConfig(max_bad_images=0), train=TrainConfig(log_every=1))
     trainer = SimpleNamespace(cfg=cfg, out=tmp_path, env=SimpleNamespace(is_main=True), resume_from=None)
     hook = SkippedImages()
     hook.before_train(trainer)
@@ -218,8 +220,9 @@ def test_a_run_saved_before_data_decode_existed_resumes_under_the_default(tmp_pa
     from mocobench.pretrain.config import config_diff
 
     cfg = tiny_config(tmp_path, tmp_path / "out")
-    old = {**cfg, "data": {k: v for k, v in cfg["data"].items() if k != "decode"}}
-    assert cfg["data"]["decode"] == "torchvision" and config_diff(old, cfg) == []
+    stored = cfg.to_dict()  # as config.yaml and checkpoints hold it
+    old = {**stored, "data": {k: v for k, v in stored["data"].items() if k != "decode"}}
+    assert cfg.data.decode == "torchvision" and config_diff(old, cfg) == []
     gpu = tiny_config(tmp_path, tmp_path / "out", "data.aug_device=gpu", "data.decode=gpu")
     assert "data.decode: 'torchvision' != 'gpu'" in config_diff({**old, "data": {**old["data"], "aug_device": "gpu"}},
                                                                   gpu)

@@ -45,14 +45,14 @@ def test_hooks_see_every_step_with_the_schedules_values(tmp_path, mode):
     trainer.train()
     assert recorder.calls == ["before_train", "before_epoch 0", "after_epoch 0", "before_epoch 1", "after_epoch 1",
                               "after_train"]
-    spe, o = trainer.steps_per_epoch, cfg["optim"]
+    spe, o = trainer.steps_per_epoch, cfg.optim
     assert [s[1] for s in recorder.steps] == list(range(2 * spe))
-    base = scaled_lr(o["lr"], o["batch_size"], o["base_batch"])
+    base = scaled_lr(o.lr, o.batch_size, o.base_batch)
     for epoch, step, lr, momentum, _ in recorder.steps:  # independent computation of each step's values
         assert epoch == step // spe
         assert lr == pytest.approx(learning_rate(step, steps_per_epoch=spe, epochs=2, base_lr=base, schedule="cosine",
-                                                 milestones=o["steps"], warmup_epochs=o["warmup_epochs"]))
-        assert momentum == pytest.approx(key_momentum(step, total_steps=2 * spe, base=cfg["moco"]["momentum"],
+                                                 milestones=o.steps, warmup_epochs=o.warmup_epochs))
+        assert momentum == pytest.approx(key_momentum(step, total_steps=2 * spe, base=cfg.moco.momentum,
                                                       schedule="cosine"))
     # the log's per-step lines (log_every=1) carry the same lr and loss the hooks saw
     lines = [json.loads(x) for x in (tmp_path / "o" / "log.jsonl").read_text().splitlines()]

@@ -145,13 +145,13 @@ def test_bundled_configs_load():
 
     for name in ("demo", "supervised_demo", "moco_v1", "cifar10_moco_v2_r18", "cifar10_cpu_short"):
         overrides = [] if name in ("demo", "supervised_demo") else ["data.path=/x"]
-        cfg = flatten(load_config(name, overrides))
+        cfg = flatten(load_config(name, overrides).to_dict())
         own = yaml.safe_load((CONFIG_DIR / f"{name}.yaml").read_text())
         own.pop("_BASE_")
         for key, value in flatten(own).items():
             assert cfg[key] == value, (name, key)
     v1 = load_config("moco_v1", ["data.path=/x"])
-    assert (v1["moco"]["temperature"], v1["moco"]["mlp"], v1["optim"]["schedule"], v1["data"]["aug"]) == \
+    assert (v1.moco.temperature, v1.moco.mlp, v1.optim.schedule, v1.data.aug) == \
         (0.07, False, "step", "v1")
 
 

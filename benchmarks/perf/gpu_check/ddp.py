@@ -54,6 +54,18 @@ def parent_pythonpath() -> str:
     return os.pathsep.join(p or os.getcwd() for p in sys.path)
 
 
+def worst_excess(state: dict, reference: dict) -> tuple[float, str | None]:
+    """The largest |state - reference| beyond RTOL x |reference| over the weights, and its tensor's name."""
+    worst, worst_key = 0.0, None
+    for k, v in reference.items():
+        if "running_" in k or "num_batches" in k:
+            continue  # BN statistics: rank 0 keeps its own half's, the one process the mean of both halves
+        err = float(((state[k].float() - v.float()).abs() - RTOL * v.float().abs()).max()) if v.numel() else 0.0
+        if err > worst:
+            worst, worst_key = err, k
+    return worst, worst_key
+
+
 def check(ctx) -> Outcome:
     from mocobench.pretrain.config import load_config
     from mocobench.pretrain.trainer import Trainer
@@ -66,13 +78,34 @@ def check(ctx) -> Outcome:
     single = Trainer(load_config("demo", overrides))
     single_losses = train_steps(single, global_batches(s))
     single_state = {k: v.detach().cpu() for k, v in single.model.state_dict().items()}
-    failure = _run_ranks(ctx, data, work)
-    if failure is not None:
-        return failure
+    port = free_port()
+    procs = []
+    for rank in range(WORLD):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(WORLD), "LOCAL_RANK": "0",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "PYTHONPATH": parent_pythonpath(),
+               "OMP_NUM_THREADS": "1"}
+        # one output folder for both ranks, as a real job has (the trainer checks that every rank sees it)
+        args = json.dumps({"overrides": small_overrides(ctx, data, work / "ddp", "train.threads=1"),
+                           "shapes": next(k for k, v in SHAPES.items() if v == s),
+                           "result": str(work / f"rank{rank}.pt")})
+        procs.append(subprocess.Popen([sys.executable, "-m", "mocobench.benchmarks.perf.gpu_check.ddp_worker", args],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = []
+    for p in procs:
+        try:
+            outputs.append(p.communicate(timeout=300)[0])
+        except subprocess.TimeoutExpired:
+            for q in procs:
+                q.kill()
+            return failed("the 2 DDP ranks did not finish in 300 s (a collective hangs?)")
+    if any(p.returncode for p in procs):
+        rc = [p.returncode for p in procs]
+        return failed(f"DDP ranks exited {rc}: {outputs[0].strip().splitlines()[-1:] if outputs[0] else ''}",
+                      output=[o[-3000:] for o in outputs])
     ranks = [torch.load(work / f"rank{r}.pt", map_location="cpu", weights_only=True) for r in range(WORLD)]
     ddp_losses = [sum(r["losses"][i] for r in ranks) / WORLD for i in range(STEPS)]
     state = ranks[0]["state"]
-    worst, worst_key = _weight_excess(single_state, state)
+    worst, worst_key = worst_excess(state, single_state)
     loss_diff = max(abs(a - b) for a, b in zip(single_losses, ddp_losses))
     ranks_agree = all(torch.equal(ranks[0]["state"][k], ranks[1]["state"][k]) for k in state
                       if "running_" not in k and "num_batches" not in k)
@@ -90,46 +123,3 @@ def check(ctx) -> Outcome:
     if not ranks_agree:
         problems.append("the two ranks' weights differ")
     return failed(f"{line}; " + "; ".join(problems), **details) if problems else passed(line, **details)
-
-
-def _run_ranks(ctx, data, work) -> Outcome | None:
-    """The WORLD gloo ranks as separate processes (ddp_worker), each writing its losses and weights to
-    work/rank{r}.pt; a failed Outcome when one hangs or exits non-zero, else None."""
-    s = ctx.shapes
-    port = free_port()
-    procs = []
-    for rank in range(WORLD):
-        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(WORLD), "LOCAL_RANK": "0",
-               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "PYTHONPATH": parent_pythonpath(),
-               "OMP_NUM_THREADS": "1"}
-        args = json.dumps({"overrides": small_overrides(ctx, data, work / f"rank{rank}", "train.threads=1"),
-                           "shapes": next(k for k, v in SHAPES.items() if v == s),
-                           "result": str(work / f"rank{rank}.pt")})
-        procs.append(subprocess.Popen([sys.executable, "-m", "mocobench.benchmarks.perf.gpu_check.ddp_worker", args],
-                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-    outputs = []
-    for p in procs:
-        try:
-            outputs.append(p.communicate(timeout=300)[0])
-        except subprocess.TimeoutExpired:
-            for q in procs:
-                q.kill()
-            return failed("the 2 DDP ranks did not finish in 300 s (a collective hangs?)")
-    if any(p.returncode for p in procs):
-        rc = [p.returncode for p in procs]
-        return failed(f"DDP ranks exited {rc}: {outputs[0].strip().splitlines()[-1:] if outputs[0] else ''}",
-                      output=[o[-3000:] for o in outputs])
-    return None
-
-
-def _weight_excess(single_state: dict, state: dict) -> tuple[float, str | None]:
-    """The largest excess of |DDP weight - single-process weight| over RTOL x |single|, and its tensor (BN
-    statistics left out)."""
-    worst, worst_key = 0.0, None
-    for k, v in single_state.items():
-        if "running_" in k or "num_batches" in k:
-            continue  # BN statistics: rank 0 keeps its own half's, the one process the mean of both halves
-        err = float(((state[k].float() - v.float()).abs() - RTOL * v.float().abs()).max()) if v.numel() else 0.0
-        if err > worst:
-            worst, worst_key = err, k
-    return worst, worst_key
