@@ -42,10 +42,11 @@ DEMO_TRIALS = 2
 BANNER = """
 ################################################################################################
 #  BUILT-IN SYNTHETIC DATA ({what})
-#  No real dataset was found under DETECTRON2_DATASETS, so this run fine-tunes a ResNet-18 on
-#  small synthetic scenes with a short schedule. The numbers test the pipeline end to end and
-#  compare initialisations on toy data; they are NOT the paper's benchmark and are recorded
-#  under "<benchmark>-synthetic". For the real protocol, set DETECTRON2_DATASETS (docs/benchmarks.md).
+#  No real dataset was found under DETECTRON2_DATASETS, so this run fine-tunes a small network (a
+#  ResNet-18, or the ViT of the weights) on small synthetic scenes with a short schedule. The numbers
+#  test the pipeline end to end and compare initialisations on toy data; they are NOT the paper's
+#  benchmark and are recorded under "<benchmark>-synthetic". For the real protocol, set
+#  DETECTRON2_DATASETS (docs/benchmarks.md).
 ################################################################################################"""
 
 
