@@ -154,7 +154,8 @@ def plan_suite(request: RunRequest, names: list[str] | None = None, records: Ite
 
 
 def _hours(h: float | None) -> str:
-    return "?" if h is None else f"{h:.3g}"
+    """3 significant digits, but whole hours from 1,000 on (1,029, not 1.03e+03)."""
+    return "?" if h is None else f"{h:.3g}" if h < 1000 else f"{h:,.0f}"
 
 
 def render_plan(plan: SuitePlan) -> str:
@@ -196,7 +197,7 @@ def render_plan(plan: SuitePlan) -> str:
     trials = sum(len(e.done) for e in plan.runnable)
     todo = sum(len(e.done) - sum(e.done) for e in plan.runnable)
     lines += ["", f"{len(plan.runnable)} benchmark(s), {trials} trial(s), {todo} to run. Estimate of what is left: "
-                  f"{total:.3g} {unit}" + (f" + unknown for {len(unknown)} (benchmark, initialisation) pair(s) "
+                  f"{_hours(total)} {unit}" + (f" + unknown for {len(unknown)} (benchmark, initialisation) pair(s) "
                                            f"without records on this device or a model-zoo figure"
                                            if unknown else "") + "."]
     unchecked = sorted({u.split(" (")[0] for e in plan.runnable for u in e.prepared.unchecked})
