@@ -1,4 +1,5 @@
-"""Datasets and augmentations: labelled ImageFolder, a flat folder of images, the built-in synthetic set.
+"""Datasets and the loader's pieces: labelled ImageFolder, a flat folder of images, the built-in synthetic set
+(the augmentations themselves are cpu_aug.py and batch_aug.py, decoding decode.py).
 
 Unreadable images are replaced by the next readable one, up to `max_bad` per dataset object (per
 loader process), then a clear error stops the run. Reporting them: by default the dataset logs each
