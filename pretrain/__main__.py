@@ -1,4 +1,5 @@
-"""`python -m mocobench.pretrain {train,knn,lincls}`: MoCo v1/v2 (or supervised) pretraining and its evaluations.
+"""`python -m mocobench.pretrain {train,submit,knn,lincls,upgrade}`: MoCo v1/v2 (or supervised) pretraining, its
+cluster submission and evaluations, and the checkpoint upgrade.
 
   python -m mocobench.pretrain train --config demo             # built-in synthetic set, CPU, minutes
   python -m mocobench.pretrain train --config moco_v2 data.path=/data/imagenet/train optim.batch_size=256
