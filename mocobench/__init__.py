@@ -4,9 +4,10 @@ the record schema. Nothing of ours is imported here, and importing it changes no
 environment): each command sets its warnings policy where it starts (common/warnings_policy.py).
 
 From a source tree without any install (a GPU node with its own torch and no package index,
-docs/gpu-check.md): with the repository root on sys.path, `mocobench` is this folder, and the rooms are
-found by adding the repository root to this package's search path, as [tool.setuptools.package-dir]
-maps them when installed. An installed copy (its rooms inside this folder) is left as it is."""
+docs/gpu-check.md): with the repository root on sys.path, `mocobench` is this folder, and the rooms are found
+through its links (mocobench/<room> -> ../<room>); a copy that lost the links (no symlinks on its file
+system) finds them by adding the repository root to this package's search path. An installed copy (its rooms
+inside this folder) is left as it is."""
 import os as _os
 
 _root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
