@@ -1,4 +1,5 @@
-"""Convert a pretrained ResNet checkpoint into a Detectron2 backbone pickle, and prove it right.
+"""Convert a pretrained ResNet checkpoint into a Detectron2 backbone pickle, and prove it right. A Vision
+Transformer checkpoint is sent to detection/vit (its layouts, names and proof) before layout detection.
 
     python -m mocobench.detection.convert INPUT OUTPUT          # detect the layout, convert, verify
     python -m mocobench.detection.convert INPUT OUTPUT --format swav
@@ -18,7 +19,9 @@ The parts, one job each:
     archs.py         the architecture families; the detected layout's family extracts, renames and proves
     resnet.py        the ResNet extractor: backbone keys, depth inference, strict checks
     resnet_names.py  torchvision ResNet names -> Detectron2 names
+    result.py        what the parts share: ConversionError and the result of one conversion
     save.py          the Detectron2 pickle, written atomically
+    d2_pickles.py    what a Detectron2 .pkl is from its content (MSRA Caffe2 blobs, torchvision-converted, ours)
     pipeline.py      convert / convert_file: load -> detect -> extract -> rename -> save -> prove
     cli.py           the command line (also `python -m mocobench convert`)
 """
