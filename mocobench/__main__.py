@@ -24,8 +24,9 @@ COMMANDS = {
 FORWARDED = {
     "data": ("mocobench.data.synthetic.__main__", "write the built-in synthetic data set (python -m "
                                                   "mocobench.data.synthetic)"),
-    "pretrain": ("mocobench.pretrain.__main__", "MoCo / supervised pretraining, kNN and linear evaluation (train | "
-                                                "knn | lincls; python -m mocobench.pretrain)"),
+    "pretrain": ("mocobench.pretrain.__main__", "MoCo / supervised pretraining, kNN and linear evaluation, cluster "
+                                                "jobs (train | knn | lincls | submit | upgrade; python -m "
+                                                "mocobench.pretrain)"),
     "convert": ("mocobench.detection.convert", "checkpoint -> Detectron2 pickle, with the forward-pass proof "
                                                "(python -m mocobench.detection.convert)"),
 }
