@@ -13,7 +13,7 @@ from mocobench.detection.convert.archs import architecture
 from mocobench.detection.convert.detect import detect_layout, known_drop
 from mocobench.detection.convert.load import load_checkpoint_report, meta_of
 from mocobench.detection.convert.result import Conversion, ConversionError, Extracted
-from mocobench.detection.convert.save import save_detectron2
+from mocobench.detection.convert.save import prove_or_remove, save_detectron2
 from mocobench.detection.formats import Layout
 from mocobench.detection.proof import ProofError, VerifyReport
 
@@ -81,14 +81,8 @@ def _log_conversion(conv: Conversion, input: str | os.PathLike, list_tensors: bo
 
 def _prove(conv: Conversion, path: Path, output: str | os.PathLike) -> VerifyReport:
     """The architecture's forward-pass proof of the written file; the file is removed when it fails."""
-    try:
-        report = architecture(conv.arch).verify(path, conv.torchvision_state, conv.depth)
-    except ProofError as e:
-        path.unlink()
-        raise ConversionError(str(e)) from None
-    except BaseException:
-        path.unlink()
-        raise
+    report = prove_or_remove(path, lambda: architecture(conv.arch).verify(path, conv.torchvision_state, conv.depth),
+                             ConversionError, (ProofError,))
     for stage in report.max_abs_diff:
         log.info(f"proof: {stage} {str(report.shapes[stage]):22s} max|d2 - torchvision| = "
                  f"{report.max_abs_diff[stage]:.3e} (relative {report.max_rel_diff[stage]:.3e})")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -21,8 +20,8 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from mocobench.common.atomic import atomic_write
 from mocobench.detection.convert.result import ConversionError
+from mocobench.detection.convert.save import prove_or_remove, write_pickle
 from mocobench.detection.vit.layouts import VitLayoutError, VitSpec, extract_vit, looks_like_vit
 from mocobench.detection.vit.proof import VitProofError, VitProofReport, verify_vit
 
@@ -72,19 +71,11 @@ def convert_vit(ckpt: Mapping[str, Any], *, heads: int | None = None) -> VitConv
 
 def save_vit(conv: VitConversion, output: str | os.PathLike, *, source: str | None = None,
              overwrite: bool = False) -> Path:
-    output = Path(output)
-    if output.suffix != ".pkl":
-        raise VitConversionError(f"{output}: the output must end in .pkl")
-    if output.exists() and not overwrite:
-        raise VitConversionError(f"{output} already exists; pass --overwrite to replace it, or choose another name")
-    output.parent.mkdir(parents=True, exist_ok=True)
     payload = {"model": conv.detectron2_state, "__author__": AUTHOR, "matching_heuristics": False,
                "source": {"path": source, "format": conv.format, "kind": conv.kind, "depth": None,
                           "vit": conv.spec.cfg_keys(), "epoch": conv.meta.get("epoch"),
                           "arch": conv.spec.arch}}
-    with atomic_write(output, overwrite=True) as f:
-        pickle.dump(payload, f)
-    return output
+    return write_pickle(payload, output, overwrite=overwrite, error=VitConversionError)
 
 
 def convert_vit_file(input: str | os.PathLike, output: str | os.PathLike, *, heads: int | None = None,
@@ -113,14 +104,8 @@ def convert_vit_file(input: str | os.PathLike, output: str | os.PathLike, *, hea
     path = save_vit(conv, output, source=str(input), overwrite=overwrite)
     report = None
     if check:
-        try:
-            report = verify_vit(path, conv.source_state, s)
-        except VitProofError as e:
-            path.unlink()
-            raise VitConversionError(str(e)) from None
-        except BaseException:
-            path.unlink()
-            raise
+        report = prove_or_remove(path, lambda: verify_vit(path, conv.source_state, s), VitConversionError,
+                                 (VitProofError,))
         if not report.ok:
             path.unlink()
             raise VitConversionError(f"proof failed: the converted ViT differs from timm's by {report.max_rel_diff:.3e}"
