@@ -20,12 +20,11 @@ import time
 
 import torch
 
+from mocobench.benchmarks.perf.demo_steps import time_demo_steps
 from mocobench.common.provenance import collect as collect_provenance
 from mocobench.common.warnings_policy import apply_command_policy
 from mocobench.data.datasets import register_synthetic
 from mocobench.data.synthetic import ensure_synthetic
-from mocobench.detection.benchmarks import BENCHMARKS
-from mocobench.detection.config import build_config, num_classes_of
 from mocobench.detection.engine import Trainer, build_evaluator
 
 NAMES = ("coco-kp-fpn-2x", "lvis-mask-fpn-2x")
@@ -33,27 +32,9 @@ NAMES = ("coco-kp-fpn-2x", "lvis-mask-fpn-2x")
 
 def measure(name: str, iters: int, out: str) -> dict[str, float]:
     from detectron2.evaluation import inference_on_dataset
-    from detectron2.utils.events import EventStorage
 
-    cfg = build_config(BENCHMARKS[name], weights=None, random_init=True, synthetic=True)
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes_of((*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST))
-    cfg.MODEL.DEVICE, cfg.OUTPUT_DIR = "cpu", out
-    model = Trainer.build_model(cfg)
-    optimizer = Trainer.build_optimizer(cfg, model)
-    data = iter(Trainer.build_train_loader(cfg))
-    model.train()
-    times, cpu = [], []
-    with EventStorage():  # what Detectron2's trainer opens around its steps (the losses log into it)
-        for i in range(3 + iters):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            losses = model(next(data))
-            loss = sum(losses.values())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if i >= 3:
-                times.append(time.perf_counter() - start)
-                cpu.append(time.process_time() - start_cpu)
+    t = time_demo_steps(name, iters, out)
+    cfg, model, loss = t.cfg, t.model, t.loss
     test = cfg.DATASETS.TEST[0]
     loader = Trainer.build_test_loader(cfg, test)
     evaluator = build_evaluator(cfg, test, out)
@@ -71,7 +52,7 @@ def measure(name: str, iters: int, out: str) -> dict[str, float]:
         inference_on_dataset(model, loader, evaluator)
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
     images = len(loader.dataset)
-    return {"iter_s_median": statistics.median(times), "iter_cpu_s_mean": statistics.mean(cpu),
+    return {"iter_s_median": statistics.median(t.wall), "iter_cpu_s_mean": statistics.mean(t.cpu),
             "iters": iters, "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH, "eval_s_per_image": seconds / images,
             "eval_cpu_s_per_image": cpu_seconds / images, "eval_images": images,
             "detections_per_image": Count.n / images, "loss_finite": bool(torch.isfinite(loss))}

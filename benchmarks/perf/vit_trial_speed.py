@@ -15,16 +15,14 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 
 import torch
 
+from mocobench.benchmarks.perf.demo_steps import time_demo_steps
 from mocobench.common.provenance import collect as collect_provenance
 from mocobench.data.datasets import register_synthetic
 from mocobench.data.synthetic import ensure_synthetic
 from mocobench.detection.benchmarks import BENCHMARKS
-from mocobench.detection.config import build_config, num_classes_of
-from mocobench.detection.engine import Trainer
 
 NAME = "coco-mask-vitdet-100ep"
 VIT_B = {"EMBED_DIM": 768, "DEPTH": 12, "NUM_HEADS": 12, "PATCH_SIZE": 16, "PRETRAIN_IMG_SIZE": 224,
@@ -32,28 +30,9 @@ VIT_B = {"EMBED_DIM": 768, "DEPTH": 12, "NUM_HEADS": 12, "PATCH_SIZE": 16, "PRET
 
 
 def measure(iters: int, out: str) -> dict[str, float]:
-    from detectron2.utils.events import EventStorage
-
-    cfg = build_config(BENCHMARKS[NAME], weights=None, random_init=True, synthetic=True)
-    cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes_of((*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST))
-    cfg.MODEL.DEVICE, cfg.OUTPUT_DIR = "cpu", out
-    model = Trainer.build_model(cfg)
-    optimizer = Trainer.build_optimizer(cfg, model)
-    data = iter(Trainer.build_train_loader(cfg))
-    model.train()
-    times, cpu = [], []
-    with EventStorage():
-        for i in range(3 + iters):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            loss = sum(model(next(data)).values())
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if i >= 3:
-                times.append(time.perf_counter() - start)
-                cpu.append(time.process_time() - start_cpu)
-    return {"wall_s_per_iter_median": statistics.median(times), "cpu_s_per_iter_mean": statistics.mean(cpu),
-            "ims_per_batch": cfg.SOLVER.IMS_PER_BATCH, "demo_max_iter": cfg.SOLVER.MAX_ITER}
+    t = time_demo_steps(NAME, iters, out)
+    return {"wall_s_per_iter_median": statistics.median(t.wall), "cpu_s_per_iter_mean": statistics.mean(t.cpu),
+            "ims_per_batch": t.cfg.SOLVER.IMS_PER_BATCH, "demo_max_iter": t.cfg.SOLVER.MAX_ITER}
 
 
 def real_recipe_estimate(out: str) -> dict[str, float | str]:
