@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -250,11 +249,6 @@ def summary(result: SuiteResult, plan: SuitePlan) -> str:
         lines.append("  (the others ran; fix the cause and run the same command again: finished trials are "
                      "skipped, interrupted ones resume)")
     return "\n".join(lines)
-
-
-def total_seconds(plan: SuitePlan) -> float:
-    """Estimated wall-clock seconds of what is left (unknown parts count as 0; see render_plan)."""
-    return math.fsum(e.todo_seconds or 0.0 for e in plan.runnable)
 
 
 @dataclass

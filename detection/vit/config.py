@@ -7,8 +7,6 @@ SOLVER.OPTIMIZER "SGD" (Detectron2's yacs default) or "AdamW" with ViTDet's laye
 """
 from __future__ import annotations
 
-BACKBONE_NAME = "build_vitdet_backbone"
-
 
 def add_vit_config(cfg) -> None:
     """Add the ViT keys with ViTDet's ViT-B values (no-op when already there)."""
@@ -65,7 +63,3 @@ def window_blocks(cfg) -> list[int]:
     if bad:
         raise ValueError(f"MODEL.VIT.GLOBAL_BLOCKS {list(v.GLOBAL_BLOCKS)}: {bad} outside 0..{v.DEPTH - 1}")
     return [i for i in range(v.DEPTH) if i not in glob]
-
-
-def is_vit(cfg) -> bool:
-    return cfg.MODEL.BACKBONE.NAME == BACKBONE_NAME
